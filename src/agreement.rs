@@ -1,0 +1,387 @@
+//! Bilateral agreements (SOPs / MOUs) as data. Each file in
+//! `config/agreements/` names two parties, the instrument, and which message
+//! types may flow in which direction with the answer each expects. No
+//! agreement, no exchange.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Countries Homeward knows: the COMMIT countries and Malaysia.
+const KNOWN_COUNTRIES: &[&str] = &["KH", "CN", "LA", "MM", "TH", "VN", "MY"];
+
+pub fn is_known_country(code: &str) -> bool {
+    KNOWN_COUNTRIES.contains(&code)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgreementLoadError {
+    #[error("cannot read agreements directory {dir}: {source}")]
+    Dir {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("agreement {file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("agreement {file}: key `{key}`: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// Why a message may not flow.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum AgreementError {
+    #[error("no agreement between {from} and {to}: messages between them are not allowed")]
+    NoAgreement { from: String, to: String },
+    #[error(
+        "agreement `{agreement}` ({title}) does not allow `{message_type}` from {from} to {to}; allowed from {from}: {allowed:?}"
+    )]
+    TypeNotAllowed {
+        agreement: String,
+        title: String,
+        message_type: String,
+        from: String,
+        to: String,
+        allowed: Vec<String>,
+    },
+}
+
+/// A deadline as written in an agreement: `"3 days"`, `"24 hours"`,
+/// `"10 business_days"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    Hours(u32),
+    Days(u32),
+    BusinessDays(u32),
+}
+
+impl Deadline {
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.split_whitespace();
+        let n: u32 = parts.next()?.parse().ok()?;
+        let unit = parts.next()?;
+        if parts.next().is_some() || n == 0 {
+            return None;
+        }
+        match unit {
+            "hour" | "hours" => Some(Self::Hours(n)),
+            "day" | "days" => Some(Self::Days(n)),
+            "business_day" | "business_days" => Some(Self::BusinessDays(n)),
+            _ => None,
+        }
+    }
+
+    /// Calendar length, ignoring business-day calendars.
+    pub fn approx(&self) -> Duration {
+        match *self {
+            Self::Hours(h) => Duration::from_secs(u64::from(h) * 3600),
+            Self::Days(d) | Self::BusinessDays(d) => Duration::from_secs(u64::from(d) * 86_400),
+        }
+    }
+}
+
+impl std::fmt::Display for Deadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Hours(n) => write!(f, "{n} hours"),
+            Self::Days(n) => write!(f, "{n} days"),
+            Self::BusinessDays(n) => write!(f, "{n} business_days"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MessageRule {
+    pub message_type: String,
+    /// Parties that may send this type.
+    pub senders: Vec<String>,
+    /// The answer this type expects, and within how long.
+    pub expects: Option<(String, Deadline)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Agreement {
+    /// File stem, e.g. `kh-th`.
+    pub id: String,
+    pub title: String,
+    pub instrument: String,
+    pub year: u16,
+    pub parties: [String; 2],
+    pub messages: Vec<MessageRule>,
+}
+
+impl Agreement {
+    pub fn involves(&self, a: &str, b: &str) -> bool {
+        (self.parties[0] == a && self.parties[1] == b) || (self.parties[0] == b && self.parties[1] == a)
+    }
+
+    pub fn rule(&self, message_type: &str) -> Option<&MessageRule> {
+        self.messages.iter().find(|m| m.message_type == message_type)
+    }
+
+    fn allowed_from(&self, from: &str) -> Vec<String> {
+        self.messages
+            .iter()
+            .filter(|m| m.senders.iter().any(|s| s == from))
+            .map(|m| m.message_type.clone())
+            .collect()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgreementFile {
+    title: String,
+    instrument: String,
+    year: u16,
+    parties: Vec<String>,
+    #[serde(default)]
+    notes: Option<String>,
+    #[serde(default)]
+    messages: Vec<MessageFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageFile {
+    #[serde(rename = "type")]
+    message_type: String,
+    senders: Vec<String>,
+    #[serde(default)]
+    expects: Option<String>,
+    #[serde(default)]
+    deadline: Option<String>,
+}
+
+/// All agreements a node knows.
+#[derive(Debug, Clone, Default)]
+pub struct AgreementBook {
+    agreements: Vec<Agreement>,
+}
+
+impl AgreementBook {
+    /// Loads every `*.toml` in `dir`; `known_type` says which message types exist.
+    pub fn load(dir: &Path, known_type: impl Fn(&str) -> bool) -> Result<Self, AgreementLoadError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| AgreementLoadError::Dir {
+            dir: dir.display().to_string(),
+            source,
+        })?;
+        let mut paths: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        let mut agreements = Vec::new();
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(|e| AgreementLoadError::Parse {
+                file: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            let id = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            agreements.push(parse_agreement(&id, &path.display().to_string(), &text, &known_type)?);
+        }
+        for (i, a) in agreements.iter().enumerate() {
+            if let Some(b) = agreements[..i].iter().find(|b| b.involves(&a.parties[0], &a.parties[1])) {
+                return Err(AgreementLoadError::Invalid {
+                    file: a.id.clone(),
+                    key: "parties".into(),
+                    message: format!("`{}` already covers these parties", b.id),
+                });
+            }
+        }
+        Ok(Self { agreements })
+    }
+
+    pub fn between(&self, a: &str, b: &str) -> Option<&Agreement> {
+        self.agreements.iter().find(|ag| ag.involves(a, b))
+    }
+
+    pub fn all(&self) -> &[Agreement] {
+        &self.agreements
+    }
+
+    /// Checks that `message_type` may flow from `from` to `to`.
+    pub fn permit(&self, from: &str, to: &str, message_type: &str) -> Result<&Agreement, AgreementError> {
+        let agreement = self.between(from, to).ok_or_else(|| AgreementError::NoAgreement {
+            from: from.to_string(),
+            to: to.to_string(),
+        })?;
+        match agreement.rule(message_type) {
+            Some(rule) if rule.senders.iter().any(|s| s == from) => Ok(agreement),
+            _ => Err(AgreementError::TypeNotAllowed {
+                agreement: agreement.id.clone(),
+                title: agreement.title.clone(),
+                message_type: message_type.to_string(),
+                from: from.to_string(),
+                to: to.to_string(),
+                allowed: agreement.allowed_from(from),
+            }),
+        }
+    }
+}
+
+fn parse_agreement(
+    id: &str,
+    file: &str,
+    text: &str,
+    known_type: &impl Fn(&str) -> bool,
+) -> Result<Agreement, AgreementLoadError> {
+    let raw: AgreementFile = toml_parse(text).map_err(|message| AgreementLoadError::Parse {
+        file: file.to_string(),
+        message,
+    })?;
+    let _ = raw.notes;
+    let invalid = |key: String, message: String| AgreementLoadError::Invalid {
+        file: file.to_string(),
+        key,
+        message,
+    };
+    if raw.parties.len() != 2 || raw.parties[0] == raw.parties[1] {
+        return Err(invalid("parties".into(), "must name exactly two different countries".into()));
+    }
+    for (i, p) in raw.parties.iter().enumerate() {
+        if !is_known_country(p) {
+            return Err(invalid(format!("parties[{i}]"), format!("unknown country `{p}`")));
+        }
+    }
+    let mut seen = BTreeMap::new();
+    let mut messages = Vec::new();
+    for (i, m) in raw.messages.into_iter().enumerate() {
+        if !known_type(&m.message_type) {
+            return Err(invalid(
+                format!("messages[{i}].type"),
+                format!("unknown message type `{}`", m.message_type),
+            ));
+        }
+        if seen.insert(m.message_type.clone(), i).is_some() {
+            return Err(invalid(
+                format!("messages[{i}].type"),
+                format!("`{}` is listed twice", m.message_type),
+            ));
+        }
+        if m.senders.is_empty() {
+            return Err(invalid(format!("messages[{i}].senders"), "must name at least one party".into()));
+        }
+        for (j, s) in m.senders.iter().enumerate() {
+            if !raw.parties.contains(s) {
+                return Err(invalid(
+                    format!("messages[{i}].senders[{j}]"),
+                    format!("`{s}` is not a party to this agreement"),
+                ));
+            }
+        }
+        let expects = match (m.expects, m.deadline) {
+            (None, None) => None,
+            (Some(t), Some(d)) => {
+                if !known_type(&t) {
+                    return Err(invalid(format!("messages[{i}].expects"), format!("unknown message type `{t}`")));
+                }
+                let deadline = Deadline::parse(&d).ok_or_else(|| {
+                    invalid(
+                        format!("messages[{i}].deadline"),
+                        format!("cannot parse `{d}`; write e.g. `3 days`, `24 hours`, `10 business_days`"),
+                    )
+                })?;
+                Some((t, deadline))
+            }
+            (Some(_), None) => {
+                return Err(invalid(format!("messages[{i}].deadline"), "required when `expects` is set".into()));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(format!("messages[{i}].expects"), "required when `deadline` is set".into()));
+            }
+        };
+        messages.push(MessageRule {
+            message_type: m.message_type,
+            senders: m.senders,
+            expects,
+        });
+    }
+    Ok(Agreement {
+        id: id.to_string(),
+        title: raw.title,
+        instrument: raw.instrument,
+        year: raw.year,
+        parties: [raw.parties[0].clone(), raw.parties[1].clone()],
+        messages,
+    })
+}
+
+fn toml_parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    use figment::providers::{Format, Toml};
+    figment::Figment::from(Toml::string(text))
+        .extract()
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known(t: &str) -> bool {
+        matches!(t, "referral.notify" | "referral.acknowledge")
+    }
+
+    const GOOD: &str = r#"
+title = "Test MOU"
+instrument = "MOU"
+year = 2014
+parties = ["KH", "TH"]
+[[messages]]
+type = "referral.notify"
+senders = ["KH", "TH"]
+expects = "referral.acknowledge"
+deadline = "3 days"
+[[messages]]
+type = "referral.acknowledge"
+senders = ["KH"]
+"#;
+
+    #[test]
+    fn permits_and_refuses_with_the_agreement_named() {
+        let a = parse_agreement("kh-th", "kh-th.toml", GOOD, &known).unwrap();
+        let book = AgreementBook { agreements: vec![a] };
+        assert!(book.permit("TH", "KH", "referral.notify").is_ok());
+        let err = book.permit("TH", "KH", "referral.acknowledge").unwrap_err();
+        assert!(err.to_string().contains("kh-th"), "{err}");
+        let err = book.permit("VN", "KH", "referral.notify").unwrap_err();
+        assert_eq!(
+            err,
+            AgreementError::NoAgreement {
+                from: "VN".into(),
+                to: "KH".into()
+            }
+        );
+    }
+
+    #[test]
+    fn loader_names_file_and_key() {
+        let bad = GOOD.replace("3 days", "three days");
+        let err = parse_agreement("kh-th", "kh-th.toml", &bad, &known).unwrap_err().to_string();
+        assert!(err.contains("kh-th.toml") && err.contains("messages[0].deadline"), "{err}");
+        let bad = GOOD.replace("\"KH\", \"TH\"]\n[[", "\"KH\", \"XX\"]\n[[");
+        let err = parse_agreement("kh-th", "kh-th.toml", &bad, &known).unwrap_err().to_string();
+        assert!(err.contains("parties[1]"), "{err}");
+        let bad = GOOD.replace("type = \"referral.acknowledge\"", "type = \"referral.bogus\"");
+        let err = parse_agreement("kh-th", "kh-th.toml", &bad, &known).unwrap_err().to_string();
+        assert!(err.contains("messages[1].type"), "{err}");
+    }
+
+    #[test]
+    fn deadlines_parse() {
+        assert_eq!(Deadline::parse("3 days"), Some(Deadline::Days(3)));
+        assert_eq!(Deadline::parse("24 hours"), Some(Deadline::Hours(24)));
+        assert_eq!(Deadline::parse("10 business_days"), Some(Deadline::BusinessDays(10)));
+        assert_eq!(Deadline::parse("0 days"), None);
+        assert_eq!(Deadline::parse("3 weeks"), None);
+    }
+}

@@ -1,0 +1,226 @@
+//! The `homeward` command line.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::gateway::Gateway;
+use crate::message::SchemaRegistry;
+
+#[derive(Parser, Debug)]
+#[command(name = "homeward", version, about = "Cross-border repatriation message broker")]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one gateway.
+    Serve {
+        /// Node configuration file, e.g. config/nodes/kh.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Start four gateways on 127.0.0.1 and run one case between them.
+    Demo {
+        /// Development PKI made by `homeward dev-certs`.
+        #[arg(long, default_value = "certs-dev")]
+        certs: PathBuf,
+        /// Agreements directory.
+        #[arg(long, default_value = "config/agreements")]
+        agreements: PathBuf,
+    },
+    /// Generate the development PKI (one CA per country). Never for production.
+    DevCerts {
+        #[arg(long, default_value = "certs-dev")]
+        out: PathBuf,
+        /// Countries to generate.
+        #[arg(long, value_delimiter = ',', default_value = "KH,TH,VN,MY")]
+        countries: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 825)]
+        days: i64,
+    },
+    /// Print the SHA-256 to put in a `[[tokens]]` entry for a bearer token
+    /// read from standard input.
+    TokenHash,
+    /// Validate message files (envelope and payload) against the schemas.
+    /// `-` reads standard input. Exit 0 valid, 1 invalid, 2 unreadable.
+    Validate {
+        files: Vec<PathBuf>,
+        /// Machine-readable report.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    init_tracing(cli.log_format, default_level);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOMEWARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+    };
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config } => {
+            let settings = Settings::load(&config)?;
+            runtime()?.block_on(serve(settings))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { certs, agreements } => {
+            runtime()?.block_on(crate::demo::run(&certs, &agreements))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DevCerts { out, countries, days } => {
+            let list: Vec<&str> = countries.iter().map(String::as_str).collect();
+            for cc in &list {
+                anyhow::ensure!(crate::agreement::is_known_country(cc), "unknown country `{cc}`");
+            }
+            let paths = crate::tls::pki::write_dev_pki(&out, &list, days)?;
+            for p in paths {
+                println!("{}", p.peer_cert.parent().map(|d| d.display().to_string()).unwrap_or_default());
+            }
+            println!("development PKI written to {} (for development only)", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::TokenHash => {
+            let mut token = String::new();
+            std::io::stdin().read_to_string(&mut token).context("reading the token from stdin")?;
+            let token = token.trim();
+            anyhow::ensure!(!token.is_empty(), "no token on standard input");
+            println!("{}", crate::local_api::hash_token(token));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { files, json } => validate(&files, json),
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let gateway = Gateway::build(settings, crate::clock::system()).await?;
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested; draining");
+        trigger.cancel();
+    });
+    gateway.run_until_stopped(shutdown).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn validate(files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
+    let registry = SchemaRegistry::embedded()?;
+    anyhow::ensure!(!files.is_empty(), "name at least one file, or - for standard input");
+    let mut worst = 0u8;
+    let mut reports = Vec::new();
+    for file in files {
+        let name = file.display().to_string();
+        let text = if name == "-" {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).map(|_| s)
+        } else {
+            std::fs::read_to_string(file)
+        };
+        let (status, problems) = match text {
+            Err(e) => (2, vec![serde_json::json!({"message": format!("cannot read: {e}")})]),
+            Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+                Err(e) => (1, vec![serde_json::json!({"keyword": "json", "message": format!("not valid JSON: {e}")})]),
+                Ok(doc) => match registry.validate(&doc) {
+                    Ok(_) => (0, vec![]),
+                    Err(e) => (
+                        1,
+                        e.details()
+                            .into_iter()
+                            .map(|d| serde_json::to_value(d).unwrap_or_default())
+                            .collect(),
+                    ),
+                },
+            },
+        };
+        worst = worst.max(status);
+        reports.push(serde_json::json!({"file": name, "valid": status == 0, "readable": status != 2, "violations": problems}));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        for r in &reports {
+            let file = r["file"].as_str().unwrap_or_default();
+            if r["valid"].as_bool() == Some(true) {
+                println!("{file}: valid");
+                continue;
+            }
+            println!("{file}: {}", if r["readable"].as_bool() == Some(true) { "INVALID" } else { "UNREADABLE" });
+            for v in r["violations"].as_array().into_iter().flatten() {
+                let pointer = v["pointer"].as_str().unwrap_or("");
+                let keyword = v["keyword"].as_str().unwrap_or("");
+                let message = v["message"].as_str().unwrap_or("");
+                println!("  {} [{}] {}", if pointer.is_empty() { "/" } else { pointer }, keyword, message);
+            }
+        }
+    }
+    Ok(ExitCode::from(worst))
+}

@@ -1,0 +1,293 @@
+//! Node configuration: typed, read from a TOML file, then overridden by
+//! environment variables named `HOMEWARD_<SECTION>__<KEY>` (for example
+//! `HOMEWARD_DATABASE__URL`). Relative paths are resolved against the current
+//! working directory. Bad configuration is an error naming the key and file,
+//! never a panic.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::agreement::is_known_country;
+
+/// Top-level sections; only environment variables naming one of these are
+/// read, so unrelated `HOMEWARD_*` variables (test URLs, log settings) are
+/// not mistaken for configuration.
+const SECTIONS: &[&str] = &[
+    "node",
+    "peer_api",
+    "local_api",
+    "database",
+    "tls",
+    "agreements",
+    "delivery",
+    "peers",
+    "tokens",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration error in {file}: {source}")]
+    Parse {
+        file: String,
+        #[source]
+        source: Box<figment::Error>,
+    },
+    #[error("configuration error in {file}: key `{key}`: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// Everything one gateway needs to run.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub node: NodeSettings,
+    pub peer_api: ListenSettings,
+    pub local_api: ListenSettings,
+    pub database: DatabaseSettings,
+    pub tls: TlsSettings,
+    pub agreements: AgreementSettings,
+    #[serde(default)]
+    pub delivery: DeliverySettings,
+    #[serde(default)]
+    pub peers: Vec<PeerSettings>,
+    #[serde(default)]
+    pub tokens: Vec<TokenSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSettings {
+    /// ISO 3166-1 alpha-2 code of this focal point, e.g. `KH`.
+    pub country: String,
+    /// The focal-point organisation running this gateway.
+    pub organisation: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSettings {
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite:///path/to/file.db` (created if missing).
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// This node's certificate (PEM, SAN URI `urn:homeward:node:<CC>`), used
+    /// as server certificate on the peer port and client certificate towards peers.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Certificate and key the local API serves.
+    pub api_cert: PathBuf,
+    pub api_key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgreementSettings {
+    /// Directory of `*.toml` agreements; those naming this node apply.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySettings {
+    /// First retry delay.
+    pub initial_backoff_ms: u64,
+    /// Cap on the retry delay.
+    pub max_backoff_ms: u64,
+    /// Messages sent to peers at once.
+    pub concurrency: usize,
+    /// Timeout of one delivery attempt.
+    pub request_timeout_ms: u64,
+    /// After this long without a receipt a message is `dead`.
+    pub deadline_hours: u64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            initial_backoff_ms: 500,
+            max_backoff_ms: 60_000,
+            concurrency: 32,
+            request_timeout_ms: 15_000,
+            deadline_hours: 72,
+        }
+    }
+}
+
+impl DeliverySettings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSettings {
+    /// The peer's country code; its certificate must carry `urn:homeward:node:<country>`.
+    pub country: String,
+    /// Where the peer's peer API listens, e.g. `https://127.0.0.1:7102`.
+    pub base_url: String,
+    /// The CA that issues the peer's certificates (its only trust anchor).
+    pub ca: PathBuf,
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    /// Who holds the token (shown in logs and audit, never the token).
+    pub name: String,
+    pub role: crate::local_api::Role,
+    /// Hex SHA-256 of the bearer token; the token itself is never stored.
+    pub sha256: String,
+}
+
+impl std::fmt::Debug for TokenSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSettings")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    /// Reads `path`, applies environment overrides and checks the result.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        if !path.is_file() {
+            return Err(ConfigError::Invalid {
+                file,
+                key: "-".into(),
+                message: "configuration file not found".into(),
+            });
+        }
+        let env = Env::prefixed("HOMEWARD_").split("__").filter(|key| {
+            let first = key.as_str().split('.').next().unwrap_or_default();
+            SECTIONS.contains(&first.to_ascii_lowercase().as_str())
+        });
+        let settings: Settings = Figment::new()
+            .merge(Toml::file(path))
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Parse {
+                file: file.clone(),
+                source: Box::new(e),
+            })?;
+        settings.check(&file)?;
+        Ok(settings)
+    }
+
+    /// Semantic checks serde cannot express.
+    pub fn check(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            file: file.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        if !is_known_country(&self.node.country) {
+            return Err(invalid(
+                "node.country",
+                format!("`{}` is not a known country code", self.node.country),
+            ));
+        }
+        if !self.database.url.starts_with("sqlite:") {
+            return Err(invalid(
+                "database.url",
+                "only `sqlite:` URLs are supported by this build".into(),
+            ));
+        }
+        for (key, path) in [
+            ("tls.cert", &self.tls.cert),
+            ("tls.key", &self.tls.key),
+            ("tls.api_cert", &self.tls.api_cert),
+            ("tls.api_key", &self.tls.api_key),
+        ] {
+            if !path.is_file() {
+                return Err(invalid(key, format!("file `{}` not found", path.display())));
+            }
+        }
+        if !self.agreements.dir.is_dir() {
+            return Err(invalid(
+                "agreements.dir",
+                format!("directory `{}` not found", self.agreements.dir.display()),
+            ));
+        }
+        let d = &self.delivery;
+        if d.initial_backoff_ms == 0 || d.max_backoff_ms < d.initial_backoff_ms {
+            return Err(invalid(
+                "delivery.max_backoff_ms",
+                "must be at least delivery.initial_backoff_ms, which must be > 0".into(),
+            ));
+        }
+        if d.concurrency == 0 {
+            return Err(invalid("delivery.concurrency", "must be > 0".into()));
+        }
+        for (i, peer) in self.peers.iter().enumerate() {
+            if !is_known_country(&peer.country) || peer.country == self.node.country {
+                return Err(invalid(
+                    &format!("peers[{i}].country"),
+                    format!("`{}` is not a known peer country", peer.country),
+                ));
+            }
+            if self.peers[..i].iter().any(|p| p.country == peer.country) {
+                return Err(invalid(
+                    &format!("peers[{i}].country"),
+                    format!("peer `{}` is listed twice", peer.country),
+                ));
+            }
+            if reqwest::Url::parse(&peer.base_url)
+                .map(|u| u.scheme() != "https")
+                .unwrap_or(true)
+            {
+                return Err(invalid(
+                    &format!("peers[{i}].base_url"),
+                    format!("`{}` is not an https URL", peer.base_url),
+                ));
+            }
+            if !peer.ca.is_file() {
+                return Err(invalid(
+                    &format!("peers[{i}].ca"),
+                    format!("file `{}` not found", peer.ca.display()),
+                ));
+            }
+        }
+        for (i, token) in self.tokens.iter().enumerate() {
+            let ok = token.sha256.len() == 64 && token.sha256.chars().all(|c| c.is_ascii_hexdigit());
+            if !ok {
+                return Err(invalid(
+                    &format!("tokens[{i}].sha256"),
+                    "must be 64 hex digits (see `homeward token-hash`)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn peer(&self, country: &str) -> Option<&PeerSettings> {
+        self.peers.iter().find(|p| p.country == country)
+    }
+}

@@ -1,0 +1,275 @@
+//! The delivery worker: takes due messages from the outbox, sends each to
+//! its peer over mutual TLS and records the outcome. A receipt marks the
+//! message `delivered`; a 4xx refusal marks it `rejected` with the peer's
+//! reason (no retry: resending the same bytes cannot fix it); transport
+//! errors, 408, 429 and 5xx are retried with capped exponential backoff and
+//! jitter until the delivery deadline, after which the message is `dead`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use rustls::pki_types::CertificateDer;
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, warn};
+
+use crate::config::DeliverySettings;
+use crate::gateway::{GatewayError, Node};
+use crate::peer_api::{MESSAGES_PATH, Receipt};
+use crate::store::{Claimed, Outcome, StoreError};
+use crate::tls::{self, Identity};
+
+/// Longest the idle worker sleeps before looking again (deadlines pass even
+/// when nothing is submitted).
+const MAX_IDLE: Duration = Duration::from_secs(30);
+
+struct PeerClient {
+    client: reqwest::Client,
+    url: reqwest::Url,
+}
+
+pub struct Worker {
+    node: Arc<Node>,
+    peers: BTreeMap<String, PeerClient>,
+}
+
+/// Delay before attempt `attempts + 1`: exponential from the initial delay,
+/// capped, with the upper half jittered so retries of many messages spread.
+pub fn backoff(settings: &DeliverySettings, attempts: i64) -> Duration {
+    let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    let base = settings
+        .initial_backoff_ms
+        .saturating_mul(1u64 << exp)
+        .min(settings.max_backoff_ms);
+    let half = base / 2;
+    let jitter = if half > 0 { rand::rng().random_range(0..=half) } else { 0 };
+    Duration::from_millis(half + jitter)
+}
+
+impl Worker {
+    pub fn new(
+        node: Arc<Node>,
+        identity: &Identity,
+        peer_cas: &BTreeMap<String, Vec<CertificateDer<'static>>>,
+    ) -> Result<Self, GatewayError> {
+        let mut peers = BTreeMap::new();
+        for peer in &node.settings.peers {
+            let err = |message: String| GatewayError::Client {
+                peer: peer.country.clone(),
+                message,
+            };
+            let ca = peer_cas
+                .get(&peer.country)
+                .ok_or_else(|| err("no CA loaded".into()))?;
+            let tls = tls::peer_client_config(Some(identity), ca, &peer.country)?;
+            let client = reqwest::Client::builder()
+                .use_preconfigured_tls(tls)
+                .timeout(node.settings.delivery.request_timeout())
+                .connect_timeout(Duration::from_secs(10))
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build()
+                .map_err(|e| err(e.to_string()))?;
+            let url = reqwest::Url::parse(&peer.base_url)
+                .and_then(|u| u.join(MESSAGES_PATH))
+                .map_err(|e| err(format!("base_url: {e}")))?;
+            peers.insert(peer.country.clone(), PeerClient { client, url });
+        }
+        Ok(Self { node, peers })
+    }
+
+    /// Runs until `shutdown`; finishes the batch in flight before returning.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            match this.step().await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    error!(error = %e, "delivery step failed; retrying shortly");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            }
+            let wait = match this.node.store.next_due().await {
+                Ok(Some(due)) => {
+                    let ms = due.saturating_sub(this.node.clock.now_ms()).max(0);
+                    Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(MAX_IDLE)
+                }
+                Ok(None) => MAX_IDLE,
+                Err(e) => {
+                    error!(error = %e, "cannot read the next due time");
+                    Duration::from_secs(1)
+                }
+            };
+            if wait.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = this.node.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One batch: claim due messages, send them concurrently, record every
+    /// outcome. Returns how many were attempted.
+    pub async fn step(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let now = self.node.clock.now_ms();
+        let limit = i64::try_from(self.node.settings.delivery.concurrency).unwrap_or(32);
+        let claimed = self.node.store.claim_due(now, limit).await?;
+        if claimed.is_empty() {
+            return Ok(0);
+        }
+        let mut set = JoinSet::new();
+        for c in claimed {
+            let this = self.clone();
+            let span = tracing::info_span!("deliver", message_id = %c.message_id, case_ref = %c.case_ref, peer = %c.peer, attempt = c.attempts);
+            set.spawn(async move { (c.seq, this.attempt(&c).await) }.instrument(span));
+        }
+        let mut results = Vec::with_capacity(set.len());
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(r) => results.push(r),
+                // A panicking attempt leaves its row `delivering`; it will be
+                // tried again when due.
+                Err(e) => error!(error = %e, "delivery attempt panicked"),
+            }
+        }
+        let n = results.len();
+        self.node.store.record(&results).await?;
+        Ok(n)
+    }
+
+    async fn attempt(&self, c: &Claimed) -> Outcome {
+        let Some(peer) = self.peers.get(&c.peer) else {
+            return self.retry_or_dead(c, json!({"kind": "config", "message": format!("no peer {} configured", c.peer)}));
+        };
+        let sent = peer
+            .client
+            .post(peer.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(c.body.clone())
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                let message = error_chain(&e);
+                warn!(error = %message, "peer unreachable");
+                return self.retry_or_dead(c, json!({"kind": "transport", "message": message}));
+            }
+        };
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let text = resp.text().await.unwrap_or_default();
+        if status.is_success() {
+            return match serde_json::from_str::<Receipt>(&text) {
+                Ok(r) if r.message_id == c.message_id && r.envelope_sha256 == c.body_sha256 => {
+                    info!("delivered");
+                    Outcome::Delivered {
+                        receipt: text,
+                        at: self.node.clock.now_ms(),
+                    }
+                }
+                Ok(_) => {
+                    error!("peer receipt does not match the message sent");
+                    Outcome::Rejected {
+                        reason: json!({"kind": "receipt_mismatch", "status": status.as_u16(),
+                            "message": "the peer's receipt names another message or other content"})
+                        .to_string(),
+                    }
+                }
+                Err(e) => self.retry_or_dead(
+                    c,
+                    json!({"kind": "bad_receipt", "status": status.as_u16(), "message": format!("unreadable receipt: {e}")}),
+                ),
+            };
+        }
+        let peer_error: Value = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("error").cloned())
+            .unwrap_or_else(|| json!({"message": text.chars().take(500).collect::<String>()}));
+        let detail = json!({"kind": "peer_refused", "status": status.as_u16(), "error": peer_error});
+        let retryable = status.is_server_error()
+            || status == reqwest::StatusCode::REQUEST_TIMEOUT
+            || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+        if retryable {
+            warn!(status = status.as_u16(), "peer failed; will retry");
+            let mut outcome = self.retry_or_dead(c, detail);
+            if let (Outcome::Retry { next_attempt_at, .. }, Some(secs)) = (&mut outcome, retry_after) {
+                let asked = self.node.clock.now_ms().saturating_add(i64::try_from(secs.min(3600) * 1000).unwrap_or(0));
+                *next_attempt_at = (*next_attempt_at).max(asked);
+            }
+            outcome
+        } else {
+            warn!(status = status.as_u16(), "peer rejected the message");
+            Outcome::Rejected {
+                reason: detail.to_string(),
+            }
+        }
+    }
+
+    fn retry_or_dead(&self, c: &Claimed, error: Value) -> Outcome {
+        let now = self.node.clock.now_ms();
+        if now >= c.deadline_at {
+            error!(attempts = c.attempts, "delivery deadline passed; message is dead");
+            return Outcome::Dead {
+                error: error.to_string(),
+            };
+        }
+        let delay = backoff(&self.node.settings.delivery, c.attempts);
+        let next = now
+            .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
+            .min(c.deadline_at);
+        Outcome::Retry {
+            error: error.to_string(),
+            next_attempt_at: next,
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let s = DeliverySettings {
+            initial_backoff_ms: 100,
+            max_backoff_ms: 1000,
+            ..DeliverySettings::default()
+        };
+        for _ in 0..50 {
+            let d1 = backoff(&s, 1).as_millis();
+            assert!((50..=100).contains(&d1), "{d1}");
+            let d3 = backoff(&s, 3).as_millis();
+            assert!((200..=400).contains(&d3), "{d3}");
+            let d40 = backoff(&s, 40).as_millis();
+            assert!((500..=1000).contains(&d40), "{d40}");
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! The local API, used by this country's own systems over TLS with a bearer
+//! token: submit messages, follow their delivery, read the inbox feed, see a
+//! case's timeline. Which role may call which route is declared once, in
+//! [`ROUTES`].
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tracing::{Instrument, info, warn};
+
+use crate::api_error::{ApiError, Detail, read_json_body};
+use crate::clock::rfc3339_ms;
+use crate::gateway::Node;
+use crate::store::{Enqueued, InboxRow, NewOutbound, OutboxRow};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The focal point's case-management system: full case data.
+    Caseworker,
+    /// Consular staff: case state and timeline, no personal data.
+    Embassy,
+    /// Queues, peers and timers; no personal data.
+    Operator,
+    /// Validation and schemas only.
+    Integrator,
+    /// Outbox operations.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Caseworker => "caseworker",
+            Self::Embassy => "embassy",
+            Self::Operator => "operator",
+            Self::Integrator => "integrator",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+}
+
+/// One route and the roles allowed on it; an empty list means public.
+#[derive(Debug)]
+pub struct RouteRule {
+    pub method: Method,
+    pub path: &'static str,
+    pub roles: &'static [Role],
+}
+
+use Role::*;
+
+/// Every local API route and who may call it.
+pub static ROUTES: &[RouteRule] = &[
+    RouteRule {
+        method: Method::GET,
+        path: "/v1/health",
+        roles: &[],
+    },
+    RouteRule {
+        method: Method::POST,
+        path: "/v1/messages",
+        roles: &[Caseworker],
+    },
+    RouteRule {
+        method: Method::GET,
+        path: "/v1/messages/{id}",
+        roles: &[Caseworker, Operator, Admin],
+    },
+    RouteRule {
+        method: Method::GET,
+        path: "/v1/inbox",
+        roles: &[Caseworker],
+    },
+    RouteRule {
+        method: Method::GET,
+        path: "/v1/cases/{case_ref}",
+        roles: &[Caseworker, Embassy, Operator],
+    },
+];
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+pub fn router(node: Arc<Node>) -> Router {
+    let limit = node.settings.local_api.max_body_bytes;
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/messages", post(submit))
+        .route("/v1/messages/{id}", get(message_status))
+        .route("/v1/inbox", get(inbox))
+        .route("/v1/cases/{case_ref}", get(case_timeline))
+        .route_layer(middleware::from_fn_with_state(node.clone(), authorize))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Bodies are read with our own limit (clear JSON error); this only
+        // stops axum's default from cutting in first.
+        .layer(axum::extract::DefaultBodyLimit::max(limit.saturating_add(1)))
+        .with_state(node)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such route on the local API")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}
+
+/// Authenticates the bearer token and checks the route's roles.
+async fn authorize(State(node): State<Arc<Node>>, mut req: Request, next: Next) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let Some(rule) = ROUTES.iter().find(|r| r.path == path && r.method == req.method()) else {
+        return ApiError::new(StatusCode::FORBIDDEN, "forbidden", "route has no access rule").into_response();
+    };
+    if rule.roles.is_empty() {
+        return next.run(req).await;
+    }
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(principal) = token.and_then(|t| node.tokens.get(&hash_token(t))).cloned() else {
+        let mut resp = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "a valid bearer token is required (Authorization: Bearer <token>)",
+        )
+        .into_response();
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        return resp;
+    };
+    if !rule.roles.contains(&principal.role) {
+        let allowed: Vec<&str> = rule.roles.iter().map(|r| r.as_str()).collect();
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "role `{}` may not call {} {}; allowed roles: {}",
+                principal.role.as_str(),
+                rule.method,
+                rule.path,
+                allowed.join(", ")
+            ),
+        )
+        .into_response();
+    }
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+async fn health(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    axum::Json(json!({
+        "status": "ok",
+        "node": node.country,
+        "organisation": node.settings.node.organisation,
+    }))
+}
+
+#[derive(Serialize)]
+struct Accepted {
+    message_id: String,
+    case_ref: String,
+    state: &'static str,
+    status_url: String,
+}
+
+/// Fills what the submitter may leave to the gateway: `message_id` (a new
+/// UUIDv7), `created_at` (now) and `from` (this node). Callers that retry
+/// should set `message_id` themselves so a retry is recognised as one.
+fn fill_defaults(node: &Node, doc: &mut Value) {
+    let Some(obj) = doc.as_object_mut() else { return };
+    obj.entry("message_id")
+        .or_insert_with(|| Value::String(uuid::Uuid::now_v7().to_string()));
+    obj.entry("created_at").or_insert_with(|| {
+        Value::String(
+            node.clock
+                .now()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        )
+    });
+    obj.entry("from").or_insert_with(|| Value::String(node.country.clone()));
+    obj.entry("in_reply_to").or_insert(Value::Null);
+}
+
+/// `POST /v1/messages`: validate, check the agreement, commit to the outbox.
+/// A 202 means the message is on disk and will be delivered.
+async fn submit(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let (_, mut doc) = read_json_body(&headers, body, node.settings.local_api.max_body_bytes).await?;
+    if !doc.is_object() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "schema_violation",
+            "a message must be a JSON object",
+        ));
+    }
+    let submit_sha256 = hex::encode(Sha256::digest(serde_json::to_vec(&doc).unwrap_or_default()));
+    fill_defaults(&node, &mut doc);
+    let envelope = node
+        .registry
+        .validate(&doc)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()).with_details(e.details()))?;
+    let span = tracing::info_span!("submit", message_id = %envelope.message_id, case_ref = %envelope.case_ref);
+    async move {
+        if envelope.from != node.country {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "wrong_sender",
+                format!("this gateway is {}; it cannot send as {}", node.country, envelope.from),
+            )
+            .with_details(vec![Detail {
+                pointer: Some("/from".into()),
+                keyword: Some("this_node".into()),
+                message: format!("must be {}", node.country),
+            }]));
+        }
+        check_case_parties(&envelope)?;
+        node.agreements
+            .permit(&envelope.from, &envelope.to, &envelope.message_type)
+            .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "agreement_refused", e.to_string()))?;
+        if node.settings.peer(&envelope.to).is_none() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_peer",
+                format!("this gateway has no peer {} configured", envelope.to),
+            )
+            .with_details(vec![Detail {
+                pointer: Some("/to".into()),
+                keyword: Some("configured_peer".into()),
+                message: format!("no peer {} in the configuration", envelope.to),
+            }]));
+        }
+        let body = serde_json::to_string(&doc).map_err(|_| ApiError::internal())?;
+        let now = node.clock.now_ms();
+        let deadline_ms = i64::try_from(node.settings.delivery.deadline_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
+        let new = NewOutbound {
+            message_id: envelope.message_id.to_string(),
+            case_ref: envelope.case_ref.clone(),
+            peer: envelope.to.clone(),
+            message_type: envelope.message_type.clone(),
+            in_reply_to: envelope.in_reply_to.map(|u| u.to_string()),
+            body_sha256: hex::encode(Sha256::digest(body.as_bytes())),
+            body,
+            submit_sha256,
+            submitted_at: now,
+            deadline_at: now.saturating_add(deadline_ms),
+        };
+        let enqueued = node.store.enqueue(&new).await.map_err(|e| {
+            warn!(error = %e, "could not commit to the outbox");
+            ApiError::internal()
+        })?;
+        let row = match enqueued {
+            Enqueued::New(row) => {
+                info!(peer = %row.peer, message_type = %row.message_type, "queued");
+                node.wake.notify_one();
+                row
+            }
+            Enqueued::Replay(row) => row,
+            Enqueued::Conflict(_) => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "duplicate_message_id",
+                    format!(
+                        "message_id {} was already used for a different message; use a new id",
+                        envelope.message_id
+                    ),
+                ));
+            }
+        };
+        let accepted = Accepted {
+            status_url: format!("/v1/messages/{}", row.message_id),
+            message_id: row.message_id,
+            case_ref: row.case_ref,
+            state: row.state.as_str(),
+        };
+        Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
+    }
+    .instrument(span)
+    .await
+}
+
+/// The case reference names the two countries of the case; a message of the
+/// case must travel between those two.
+pub fn check_case_parties(envelope: &crate::message::Envelope) -> Result<(), ApiError> {
+    let ok = envelope.case_parties().is_some_and(|(a, b)| {
+        (a == envelope.from && b == envelope.to) || (a == envelope.to && b == envelope.from)
+    });
+    if ok {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "case_ref_mismatch",
+        format!(
+            "case {} does not belong to {} and {}",
+            envelope.case_ref, envelope.from, envelope.to
+        ),
+    )
+    .with_details(vec![Detail {
+        pointer: Some("/case_ref".into()),
+        keyword: Some("case_parties".into()),
+        message: "the case reference must start with the two countries exchanging the message".into(),
+    }]))
+}
+
+fn parse_json_text(text: Option<&str>) -> Value {
+    text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or(Value::Null)
+}
+
+fn outbound_view(row: &OutboxRow) -> Value {
+    json!({
+        "direction": "outbound",
+        "message_id": row.message_id,
+        "case_ref": row.case_ref,
+        "type": row.message_type,
+        "to": row.peer,
+        "in_reply_to": row.in_reply_to,
+        "state": row.state,
+        "attempts": row.attempts,
+        "submitted_at": rfc3339_ms(row.submitted_at),
+        "next_attempt_at": matches!(row.state, crate::store::OutState::Queued | crate::store::OutState::Delivering)
+            .then(|| rfc3339_ms(row.next_attempt_at)),
+        "delivered_at": row.delivered_at.map(rfc3339_ms),
+        "delivery_deadline": rfc3339_ms(row.deadline_at),
+        "last_error": parse_json_text(row.last_error.as_deref()),
+        "receipt": parse_json_text(row.receipt.as_deref()),
+    })
+}
+
+fn inbound_view(row: &InboxRow) -> Value {
+    json!({
+        "direction": "inbound",
+        "message_id": row.message_id,
+        "case_ref": row.case_ref,
+        "type": row.message_type,
+        "from": row.sender,
+        "in_reply_to": row.in_reply_to,
+        "state": "received",
+        "received_at": rfc3339_ms(row.received_at),
+        "receipt": parse_json_text(Some(&row.receipt)),
+    })
+}
+
+/// `GET /v1/messages/{id}`: where a message stands.
+async fn message_status(State(node): State<Arc<Node>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = uuid::Uuid::parse_str(&id)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_message_id", "message id must be a UUID"))?
+        .to_string();
+    if let Some(row) = node.store.outbound(&id).await.map_err(|_| ApiError::internal())? {
+        return Ok(axum::Json(outbound_view(&row)).into_response());
+    }
+    if let Some(row) = node.store.inbound(&id).await.map_err(|_| ApiError::internal())? {
+        return Ok(axum::Json(inbound_view(&row)).into_response());
+    }
+    Err(ApiError::not_found("message"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboxQuery {
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/inbox?after=<cursor>&limit=<n>`: received messages in arrival
+/// order. Pass the last `next_cursor` back as `after` to read on.
+async fn inbox(State(node): State<Arc<Node>>, query: Result<Query<InboxQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+    let after = match q.after.as_deref() {
+        None | Some("") => 0,
+        Some(c) => c.parse::<i64>().ok().filter(|c| *c >= 0).ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_cursor", "`after` must be a cursor returned by this feed")
+        })?,
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_limit", "`limit` must be between 1 and 1000"));
+    }
+    let rows = node.store.inbox_after(after, limit).await.map_err(|_| ApiError::internal())?;
+    let next = rows.last().map(|r| r.seq).unwrap_or(after);
+    let messages: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "cursor": r.seq.to_string(),
+                "message_id": r.message_id,
+                "case_ref": r.case_ref,
+                "type": r.message_type,
+                "from": r.sender,
+                "in_reply_to": r.in_reply_to,
+                "received_at": rfc3339_ms(r.received_at),
+                "receipt": parse_json_text(Some(&r.receipt)),
+                "envelope": parse_json_text(Some(&r.body)),
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "messages": messages, "next_cursor": next.to_string() })).into_response())
+}
+
+/// `GET /v1/cases/{case_ref}`: every message of the case this node sent or
+/// received, in time order, with delivery state and receipts. No payloads.
+async fn case_timeline(State(node): State<Arc<Node>>, Path(case_ref): Path<String>) -> Result<Response, ApiError> {
+    let (out, inb) = node.store.case_messages(&case_ref).await.map_err(|_| ApiError::internal())?;
+    if out.is_empty() && inb.is_empty() {
+        return Err(ApiError::not_found("case"));
+    }
+    let mut timeline: Vec<(i64, Value)> = out
+        .iter()
+        .map(|r| (r.submitted_at, outbound_view(r)))
+        .chain(inb.iter().map(|r| (r.received_at, inbound_view(r))))
+        .collect();
+    timeline.sort_by_key(|(at, _)| *at);
+    Ok(axum::Json(json!({
+        "case_ref": case_ref,
+        "node": node.country,
+        "timeline": timeline.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}

@@ -1,0 +1,247 @@
+//! Messages: the envelope every message carries and the registry of JSON
+//! Schemas (draft 2020-12) that validate envelopes and payloads. Schemas are
+//! embedded in the binary from `schemas/` and compiled once at start.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::api_error::Detail;
+
+const ENVELOPE_SCHEMA: &str = include_str!("/tmp/hws/envelope.v1.json");
+
+/// Every payload schema: (type, version, source).
+const PAYLOAD_SCHEMAS: &[(&str, u32, &str)] = &[
+    (
+        "referral.notify",
+        1,
+        include_str!("/tmp/hws/referral.notify.v1.json"),
+    ),
+    (
+        "referral.acknowledge",
+        1,
+        include_str!("/tmp/hws/referral.acknowledge.v1.json"),
+    ),
+];
+
+/// The routing part of every message. Field names follow DESIGN.md.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    pub message_id: Uuid,
+    pub case_ref: String,
+    #[serde(rename = "type")]
+    pub message_type: String,
+    pub schema_version: u32,
+    pub from: String,
+    pub to: String,
+    pub in_reply_to: Option<Uuid>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub payload: Value,
+}
+
+impl Envelope {
+    /// The two countries named by the case reference (`TH-KH-2026-000042`).
+    pub fn case_parties(&self) -> Option<(&str, &str)> {
+        let mut parts = self.case_ref.split('-');
+        Some((parts.next()?, parts.next()?))
+    }
+}
+
+/// One schema violation, located by JSON pointer into the whole envelope.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Violation {
+    pub pointer: String,
+    pub keyword: String,
+    pub message: String,
+}
+
+impl From<Violation> for Detail {
+    fn from(v: Violation) -> Self {
+        Detail {
+            pointer: Some(v.pointer),
+            keyword: Some(v.keyword),
+            message: v.message,
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MessageError {
+    #[error("the message does not match its schema ({} violation(s))", .0.len())]
+    Invalid(Vec<Violation>),
+    #[error("unknown message type `{message_type}`; known types: {known:?}")]
+    UnknownType {
+        message_type: String,
+        known: Vec<String>,
+    },
+    #[error("`{message_type}` has no schema version {version}; supported versions: {supported:?}")]
+    UnsupportedVersion {
+        message_type: String,
+        version: u64,
+        supported: Vec<u32>,
+    },
+}
+
+impl MessageError {
+    pub fn details(&self) -> Vec<Detail> {
+        match self {
+            Self::Invalid(v) => v.iter().cloned().map(Detail::from).collect(),
+            Self::UnknownType { .. } => vec![Detail {
+                pointer: Some("/type".into()),
+                keyword: Some("known_type".into()),
+                message: self.to_string(),
+            }],
+            Self::UnsupportedVersion { .. } => vec![Detail {
+                pointer: Some("/schema_version".into()),
+                keyword: Some("supported_version".into()),
+                message: self.to_string(),
+            }],
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "schema_violation",
+            Self::UnknownType { .. } => "unknown_type",
+            Self::UnsupportedVersion { .. } => "unsupported_schema_version",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("schema {name} does not compile: {message}")]
+pub struct SchemaCompileError {
+    name: String,
+    message: String,
+}
+
+struct PayloadSchema {
+    source: Value,
+    validator: jsonschema::Validator,
+}
+
+/// Compiled validators for the envelope and every (type, version).
+pub struct SchemaRegistry {
+    envelope: jsonschema::Validator,
+    envelope_source: Value,
+    payloads: BTreeMap<(String, u32), PayloadSchema>,
+}
+
+impl std::fmt::Debug for SchemaRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaRegistry")
+            .field("types", &self.payloads.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn compile(name: &str, text: &str) -> Result<(Value, jsonschema::Validator), SchemaCompileError> {
+    let err = |message: String| SchemaCompileError {
+        name: name.to_string(),
+        message,
+    };
+    let source: Value = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
+    let validator = jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&source)
+        .map_err(|e| err(e.to_string()))?;
+    Ok((source, validator))
+}
+
+fn violations(validator: &jsonschema::Validator, instance: &Value, prefix: &str) -> Vec<Violation> {
+    validator
+        .iter_errors(instance)
+        .map(|e| Violation {
+            pointer: format!("{prefix}{}", e.instance_path().as_str()),
+            keyword: e.kind().keyword().to_string(),
+            message: e.to_string(),
+        })
+        .collect()
+}
+
+impl SchemaRegistry {
+    /// Compiles the embedded schemas.
+    pub fn embedded() -> Result<Self, SchemaCompileError> {
+        let (envelope_source, envelope) = compile("envelope.v1", ENVELOPE_SCHEMA)?;
+        let mut payloads = BTreeMap::new();
+        for (message_type, version, text) in PAYLOAD_SCHEMAS {
+            let (source, validator) = compile(&format!("{message_type}.v{version}"), text)?;
+            payloads.insert(
+                (message_type.to_string(), *version),
+                PayloadSchema { source, validator },
+            );
+        }
+        Ok(Self {
+            envelope,
+            envelope_source,
+            payloads,
+        })
+    }
+
+    pub fn knows_type(&self, message_type: &str) -> bool {
+        self.payloads.keys().any(|(t, _)| t == message_type)
+    }
+
+    /// Every (type, version) with its schema.
+    pub fn schemas(&self) -> impl Iterator<Item = (&str, u32, &Value)> {
+        self.payloads
+            .iter()
+            .map(|((t, v), s)| (t.as_str(), *v, &s.source))
+    }
+
+    pub fn envelope_schema(&self) -> &Value {
+        &self.envelope_source
+    }
+
+    fn versions_of(&self, message_type: &str) -> Vec<u32> {
+        self.payloads
+            .keys()
+            .filter(|(t, _)| t == message_type)
+            .map(|(_, v)| *v)
+            .collect()
+    }
+
+    /// Validates a whole message (envelope, then its payload) and returns the
+    /// typed envelope. Every violation is reported, not just the first.
+    pub fn validate(&self, message: &Value) -> Result<Envelope, MessageError> {
+        let mut found = violations(&self.envelope, message, "");
+        let message_type = message.get("type").and_then(Value::as_str);
+        let version = message.get("schema_version").and_then(Value::as_u64);
+        if let (Some(t), Some(v)) = (message_type, version) {
+            let known = self.versions_of(t);
+            if known.is_empty() {
+                if found.iter().all(|f| f.pointer != "/type") {
+                    return Err(MessageError::UnknownType {
+                        message_type: t.to_string(),
+                        known: self.payloads.keys().map(|(t, _)| t.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
+                    });
+                }
+            } else if let Some(schema) = u32::try_from(v).ok().and_then(|v| self.payloads.get(&(t.to_string(), v))) {
+                if let Some(payload) = message.get("payload") {
+                    found.extend(violations(&schema.validator, payload, "/payload"));
+                }
+            } else if found.iter().all(|f| f.pointer != "/schema_version") {
+                return Err(MessageError::UnsupportedVersion {
+                    message_type: t.to_string(),
+                    version: v,
+                    supported: known,
+                });
+            }
+        }
+        if !found.is_empty() {
+            return Err(MessageError::Invalid(found));
+        }
+        serde_json::from_value(message.clone()).map_err(|e| {
+            MessageError::Invalid(vec![Violation {
+                pointer: String::new(),
+                keyword: "type".into(),
+                message: e.to_string(),
+            }])
+        })
+    }
+}

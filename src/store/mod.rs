@@ -1,0 +1,457 @@
+//! The durable store: outbox and inbox over SQLite (WAL, `synchronous=FULL`,
+//! so a committed row is on disk). Migrations live in
+//! `src/store/migrations/` and run at start.
+//!
+//! Writes go through a single connection: SQLite allows one writer at a time
+//! anyway, and a dedicated writer avoids lock-upgrade failures between
+//! connections. Reads use a small separate pool.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("bad database URL `{url}`: {message}")]
+    Url { url: String, message: String },
+}
+
+/// Delivery state of an outbound message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutState {
+    Queued,
+    Delivering,
+    Delivered,
+    Rejected,
+    Dead,
+}
+
+impl OutState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Delivering => "delivering",
+            Self::Delivered => "delivered",
+            Self::Rejected => "rejected",
+            Self::Dead => "dead",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "queued" => Self::Queued,
+            "delivering" => Self::Delivering,
+            "delivered" => Self::Delivered,
+            "rejected" => Self::Rejected,
+            _ => Self::Dead,
+        }
+    }
+}
+
+/// What the submit path hands to the store.
+#[derive(Debug, Clone)]
+pub struct NewOutbound {
+    pub message_id: String,
+    pub case_ref: String,
+    pub peer: String,
+    pub message_type: String,
+    pub in_reply_to: Option<String>,
+    pub body: String,
+    pub body_sha256: String,
+    pub submit_sha256: String,
+    pub submitted_at: i64,
+    pub deadline_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxRow {
+    pub seq: i64,
+    pub message_id: String,
+    pub case_ref: String,
+    pub peer: String,
+    pub message_type: String,
+    pub in_reply_to: Option<String>,
+    pub state: OutState,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub receipt: Option<String>,
+    pub submitted_at: i64,
+    pub delivered_at: Option<i64>,
+    pub deadline_at: i64,
+    #[serde(skip)]
+    pub submit_sha256: String,
+    #[serde(skip)]
+    pub body_sha256: String,
+}
+
+const OUTBOX_COLUMNS: &str = "seq, message_id, case_ref, peer, type, in_reply_to, state, attempts, next_attempt_at, \
+     last_error, receipt, submitted_at, delivered_at, deadline_at, submit_sha256, body_sha256";
+
+fn outbox_row(r: &sqlx::sqlite::SqliteRow) -> OutboxRow {
+    OutboxRow {
+        seq: r.get("seq"),
+        message_id: r.get("message_id"),
+        case_ref: r.get("case_ref"),
+        peer: r.get("peer"),
+        message_type: r.get("type"),
+        in_reply_to: r.get("in_reply_to"),
+        state: OutState::parse(r.get::<&str, _>("state")),
+        attempts: r.get("attempts"),
+        next_attempt_at: r.get("next_attempt_at"),
+        last_error: r.get("last_error"),
+        receipt: r.get("receipt"),
+        submitted_at: r.get("submitted_at"),
+        delivered_at: r.get("delivered_at"),
+        deadline_at: r.get("deadline_at"),
+        submit_sha256: r.get("submit_sha256"),
+        body_sha256: r.get("body_sha256"),
+    }
+}
+
+#[derive(Debug)]
+pub enum Enqueued {
+    /// Newly committed.
+    New(OutboxRow),
+    /// The same message was submitted before; nothing changed.
+    Replay(OutboxRow),
+    /// A different message already uses this id.
+    Conflict(OutboxRow),
+}
+
+/// A message claimed for one delivery attempt.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub seq: i64,
+    pub message_id: String,
+    pub case_ref: String,
+    pub peer: String,
+    pub body: String,
+    pub body_sha256: String,
+    pub attempts: i64,
+    pub deadline_at: i64,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Delivered { receipt: String, at: i64 },
+    Rejected { reason: String },
+    Retry { error: String, next_attempt_at: i64 },
+    Dead { error: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct NewInbound {
+    pub message_id: String,
+    pub case_ref: String,
+    pub sender: String,
+    pub message_type: String,
+    pub in_reply_to: Option<String>,
+    pub body: String,
+    pub body_sha256: String,
+    pub received_at: i64,
+    /// The receipt to keep if this is the first time the message arrives.
+    pub receipt: String,
+}
+
+#[derive(Debug)]
+pub enum Received {
+    /// Committed now, or earlier with identical content: the stored receipt.
+    Stored { receipt: String, fresh: bool },
+    /// A different message already arrived under this id.
+    Conflict,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InboxRow {
+    pub seq: i64,
+    pub message_id: String,
+    pub case_ref: String,
+    pub sender: String,
+    pub message_type: String,
+    pub in_reply_to: Option<String>,
+    pub body: String,
+    pub received_at: i64,
+    pub receipt: String,
+}
+
+fn inbox_row(r: &sqlx::sqlite::SqliteRow) -> InboxRow {
+    InboxRow {
+        seq: r.get("seq"),
+        message_id: r.get("message_id"),
+        case_ref: r.get("case_ref"),
+        sender: r.get("sender"),
+        message_type: r.get("type"),
+        in_reply_to: r.get("in_reply_to"),
+        body: r.get("body"),
+        received_at: r.get("received_at"),
+        receipt: r.get("receipt"),
+    }
+}
+
+/// Creates the directory of a SQLite file so a fresh checkout can start.
+fn create_parent_dir(url: &str) {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or("");
+    if path.is_empty() || path == ":memory:" {
+        return;
+    }
+    if let Some(parent) = std::path::Path::new(path).parent() {
+        if !parent.as_os_str().is_empty() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and runs migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        create_parent_dir(url);
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Url {
+                url: url.to_string(),
+                message: e.to_string(),
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("src/store/migrations/sqlite").run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        Ok(Self { write, read })
+    }
+
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
+    /// Commits a message to the outbox. Idempotent by `message_id`.
+    pub async fn enqueue(&self, m: &NewOutbound) -> Result<Enqueued, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO outbox (message_id, case_ref, peer, type, in_reply_to, body, body_sha256, submit_sha256, \
+             state, attempts, next_attempt_at, submitted_at, deadline_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
+        )
+        .bind(&m.message_id)
+        .bind(&m.case_ref)
+        .bind(&m.peer)
+        .bind(&m.message_type)
+        .bind(&m.in_reply_to)
+        .bind(&m.body)
+        .bind(&m.body_sha256)
+        .bind(&m.submit_sha256)
+        .bind(m.submitted_at)
+        .bind(m.submitted_at)
+        .bind(m.deadline_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let row = sqlx::query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = ?"))
+            .bind(&m.message_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let row = outbox_row(&row);
+        Ok(if inserted {
+            Enqueued::New(row)
+        } else if row.submit_sha256 == m.submit_sha256 {
+            Enqueued::Replay(row)
+        } else {
+            Enqueued::Conflict(row)
+        })
+    }
+
+    pub async fn outbound(&self, message_id: &str) -> Result<Option<OutboxRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = ?"))
+            .bind(message_id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(outbox_row))
+    }
+
+    /// Claims up to `limit` messages due at `now` that head their (peer,
+    /// case) queue, marks them `delivering` and counts the attempt. A later
+    /// message of a case waits until every earlier one is final, which keeps
+    /// per-case order.
+    pub async fn claim_due(&self, now: i64, limit: i64) -> Result<Vec<Claimed>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let rows = sqlx::query(
+            "SELECT o.seq, o.message_id, o.case_ref, o.peer, o.body, o.body_sha256, o.attempts, o.deadline_at \
+             FROM outbox o \
+             WHERE o.state IN ('queued', 'delivering') AND o.next_attempt_at <= ? \
+               AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.peer = o.peer AND p.case_ref = o.case_ref \
+                               AND p.seq < o.seq AND p.state IN ('queued', 'delivering')) \
+             ORDER BY o.seq LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let claimed: Vec<Claimed> = rows
+            .iter()
+            .map(|r| Claimed {
+                seq: r.get("seq"),
+                message_id: r.get("message_id"),
+                case_ref: r.get("case_ref"),
+                peer: r.get("peer"),
+                body: r.get("body"),
+                body_sha256: r.get("body_sha256"),
+                attempts: r.get::<i64, _>("attempts") + 1,
+                deadline_at: r.get("deadline_at"),
+            })
+            .collect();
+        for c in &claimed {
+            sqlx::query("UPDATE outbox SET state = 'delivering', attempts = ? WHERE seq = ?")
+                .bind(c.attempts)
+                .bind(c.seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// The earliest time a head-of-queue message becomes due, if any.
+    pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(o.next_attempt_at) AS due FROM outbox o \
+             WHERE o.state IN ('queued', 'delivering') \
+               AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.peer = o.peer AND p.case_ref = o.case_ref \
+                               AND p.seq < o.seq AND p.state IN ('queued', 'delivering'))",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        Ok(row.get("due"))
+    }
+
+    /// Records the outcome of attempts, in one transaction.
+    pub async fn record(&self, results: &[(i64, Outcome)]) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        for (seq, outcome) in results {
+            let q = match outcome {
+                Outcome::Delivered { receipt, at } => sqlx::query(
+                    "UPDATE outbox SET state = 'delivered', receipt = ?, delivered_at = ?, last_error = NULL WHERE seq = ?",
+                )
+                .bind(receipt)
+                .bind(at),
+                Outcome::Rejected { reason } => {
+                    sqlx::query("UPDATE outbox SET state = 'rejected', last_error = ? WHERE seq = ?").bind(reason)
+                }
+                Outcome::Retry { error, next_attempt_at } => {
+                    sqlx::query("UPDATE outbox SET last_error = ?, next_attempt_at = ? WHERE seq = ?")
+                        .bind(error)
+                        .bind(next_attempt_at)
+                }
+                Outcome::Dead { error } => {
+                    sqlx::query("UPDATE outbox SET state = 'dead', last_error = ? WHERE seq = ?").bind(error)
+                }
+            };
+            q.bind(seq).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores a message from a peer, idempotently by `message_id`.
+    pub async fn receive(&self, m: &NewInbound) -> Result<Received, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let fresh = sqlx::query(
+            "INSERT INTO inbox (message_id, case_ref, sender, type, in_reply_to, body, body_sha256, received_at, receipt) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
+        )
+        .bind(&m.message_id)
+        .bind(&m.case_ref)
+        .bind(&m.sender)
+        .bind(&m.message_type)
+        .bind(&m.in_reply_to)
+        .bind(&m.body)
+        .bind(&m.body_sha256)
+        .bind(m.received_at)
+        .bind(&m.receipt)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let row = sqlx::query("SELECT body_sha256, receipt FROM inbox WHERE message_id = ?")
+            .bind(&m.message_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if row.get::<&str, _>("body_sha256") != m.body_sha256 {
+            return Ok(Received::Conflict);
+        }
+        Ok(Received::Stored {
+            receipt: row.get("receipt"),
+            fresh,
+        })
+    }
+
+    /// Received messages after `cursor`, oldest first.
+    pub async fn inbox_after(&self, cursor: i64, limit: i64) -> Result<Vec<InboxRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM inbox WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(cursor)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(inbox_row).collect())
+    }
+
+    pub async fn inbound(&self, message_id: &str) -> Result<Option<InboxRow>, StoreError> {
+        let row = sqlx::query("SELECT * FROM inbox WHERE message_id = ?")
+            .bind(message_id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(inbox_row))
+    }
+
+    /// Everything this node sent and received for a case.
+    pub async fn case_messages(&self, case_ref: &str) -> Result<(Vec<OutboxRow>, Vec<InboxRow>), StoreError> {
+        let out = sqlx::query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE case_ref = ? ORDER BY seq"))
+            .bind(case_ref)
+            .fetch_all(&self.read)
+            .await?;
+        let inb = sqlx::query("SELECT * FROM inbox WHERE case_ref = ? ORDER BY seq")
+            .bind(case_ref)
+            .fetch_all(&self.read)
+            .await?;
+        Ok((out.iter().map(outbox_row).collect(), inb.iter().map(inbox_row).collect()))
+    }
+
+    /// Counts of outbound messages by state (for health and the demo).
+    pub async fn outbox_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT peer, state, COUNT(*) AS n FROM outbox GROUP BY peer, state ORDER BY peer, state")
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get("peer"), r.get("state"), r.get("n"))).collect())
+    }
+}
