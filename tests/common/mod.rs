@@ -1,0 +1,261 @@
+//! Shared test helpers: a throwaway PKI, gateways on random 127.0.0.1 ports
+//! with SQLite files in a temporary directory, clients for both APIs, and
+//! synthetic messages.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use homeward::config::{DeliverySettings, Settings};
+use homeward::devnet::{ApiClient, node_settings};
+use homeward::gateway::{Gateway, Listeners, RunningGateway};
+use homeward::local_api::Role;
+use homeward::tls::pki::{self, CountryPaths};
+use homeward::tls::{self, Identity};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub const TOKEN: &str = "test-caseworker-token";
+pub const COUNTRIES: &[&str] = &["KH", "TH", "VN", "MY"];
+
+/// A fresh PKI for the four countries, plus a rogue CA that also claims
+/// to be Thailand's (in `rogue/th`), in a temporary directory.
+pub struct Pki {
+    pub dir: TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        pki::write_dev_pki(dir.path(), COUNTRIES, 30).expect("test PKI");
+        let rogue = pki::generate_country("TH", "rogue", 30).expect("rogue PKI");
+        pki::write_country(&dir.path().join("rogue"), &rogue).expect("rogue PKI written");
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn paths(&self, cc: &str) -> CountryPaths {
+        CountryPaths::new(self.path(), cc)
+    }
+
+    pub fn rogue_th(&self) -> CountryPaths {
+        CountryPaths::new(&self.path().join("rogue"), "TH")
+    }
+
+    pub fn identity(&self, paths: &CountryPaths) -> Identity {
+        Identity::load(&paths.peer_cert, &paths.peer_key).expect("identity")
+    }
+}
+
+pub fn agreements_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/agreements")
+}
+
+pub fn fast_delivery() -> DeliverySettings {
+    DeliverySettings {
+        initial_backoff_ms: 25,
+        max_backoff_ms: 250,
+        concurrency: 16,
+        request_timeout_ms: 5_000,
+        deadline_hours: 72,
+    }
+}
+
+pub fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// Settings for `cc` with the given peers (country → peer API address).
+pub fn settings(
+    pki: &Pki,
+    cc: &str,
+    data: &Path,
+    addrs: (SocketAddr, SocketAddr),
+    peers: &[(&str, SocketAddr)],
+) -> Settings {
+    let db = data.join(format!("{}.db", cc.to_ascii_lowercase()));
+    let peers: Vec<(String, String)> = peers
+        .iter()
+        .map(|(p, a)| (p.to_string(), format!("https://127.0.0.1:{}", a.port())))
+        .collect();
+    node_settings(
+        cc,
+        pki.path(),
+        &agreements_dir(),
+        &format!("sqlite://{}", db.display()),
+        (&addrs.0, &addrs.1),
+        &peers,
+        &[(format!("{cc}-case-system"), Role::Caseworker, TOKEN.to_string())],
+        fast_delivery(),
+    )
+}
+
+pub async fn start(settings: Settings) -> RunningGateway {
+    let listeners = Listeners::bind(settings.peer_api.listen, settings.local_api.listen).expect("bind");
+    Gateway::build_with(settings, listeners, homeward::clock::system())
+        .await
+        .expect("gateway builds")
+        .spawn()
+}
+
+pub fn api(pki: &Pki, cc: &str, addr: SocketAddr) -> ApiClient {
+    ApiClient::new(addr, &pki.paths(cc).ca_cert, TOKEN).expect("api client")
+}
+
+/// KH and TH with each other as peers.
+pub struct Pair {
+    pub pki: Pki,
+    pub data: TempDir,
+    pub kh: RunningGateway,
+    pub th: RunningGateway,
+}
+
+impl Pair {
+    pub async fn start() -> Self {
+        let pki = Pki::new();
+        let data = tempfile::tempdir().expect("tempdir");
+        let kh_addrs = (free_addr(), free_addr());
+        let th_addrs = (free_addr(), free_addr());
+        let kh = start(settings(&pki, "KH", data.path(), kh_addrs, &[("TH", th_addrs.0), ("VN", free_addr())])).await;
+        let th = start(settings(&pki, "TH", data.path(), th_addrs, &[("KH", kh_addrs.0)])).await;
+        Self { pki, data, kh, th }
+    }
+
+    pub fn kh_api(&self) -> ApiClient {
+        api(&self.pki, "KH", self.kh.api_addr)
+    }
+
+    pub fn th_api(&self) -> ApiClient {
+        api(&self.pki, "TH", self.th.api_addr)
+    }
+
+    /// A client of KH's peer port presenting `identity` (or none).
+    pub fn kh_peer_client(&self, identity: Option<&Identity>) -> reqwest::Client {
+        let ca = tls::load_certs(&self.pki.paths("KH").ca_cert).expect("ca");
+        let config = tls::peer_client_config(identity, &ca, "KH").expect("client config");
+        reqwest::Client::builder()
+            .use_preconfigured_tls(config)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client")
+    }
+
+    pub fn kh_peer_url(&self) -> String {
+        format!("https://127.0.0.1:{}/peer/v1/messages", self.kh.peer_addr.port())
+    }
+
+    pub async fn stop(self) {
+        self.th.stop().await;
+        self.kh.stop().await;
+    }
+}
+
+/// A synthetic referral payload; nothing here names a real person.
+pub fn referral_payload(n: usize) -> Value {
+    json!({
+        "person": {
+            "name_native": format!("តេស្ត {n}"),
+            "name_latin": format!("Test Person {n}"),
+            "sex": if n % 2 == 0 { "female" } else { "male" },
+            "estimated_age": 20 + (n % 30),
+            "presumed_minor": false,
+            "nationality_claimed": "KH",
+            "nationality_verified": false
+        },
+        "identification": {
+            "date": "2026-11-01",
+            "place": "Synthetic Port",
+            "identifying_agency": "Synthetic Provincial Office",
+            "status": "presumed",
+            "reflection_period_start": "2026-11-01"
+        },
+        "exploitation_type": "fishing",
+        "placement": {
+            "shelter_name": "Synthetic Shelter",
+            "shelter_type": "government",
+            "city": "Synthetic City",
+            "country": "TH"
+        },
+        "needs": {"medical": true, "psychosocial": true, "legal": false, "interpreter_language": "km"},
+        "risk_level": "low",
+        "consent": {
+            "to_share_information": true,
+            "to_return": true,
+            "recorded_by": "Synthetic social worker",
+            "recorded_at": "2026-11-02T08:00:00Z"
+        }
+    })
+}
+
+pub fn case_ref(from: &str, to: &str, serial: usize) -> String {
+    format!("{from}-{to}-2026-{serial:06}")
+}
+
+/// A full referral envelope from `from` to `to`.
+pub fn referral(from: &str, to: &str, case: &str, n: usize) -> Value {
+    json!({
+        "message_id": uuid::Uuid::now_v7().to_string(),
+        "case_ref": case,
+        "type": "referral.notify",
+        "schema_version": 1,
+        "from": from,
+        "to": to,
+        "in_reply_to": null,
+        "created_at": "2026-11-22T09:30:00Z",
+        "payload": referral_payload(n),
+    })
+}
+
+pub fn acknowledge(from: &str, to: &str, case: &str, in_reply_to: &str) -> Value {
+    json!({
+        "message_id": uuid::Uuid::now_v7().to_string(),
+        "case_ref": case,
+        "type": "referral.acknowledge",
+        "schema_version": 1,
+        "from": from,
+        "to": to,
+        "in_reply_to": in_reply_to,
+        "created_at": "2026-11-22T10:30:00Z",
+        "payload": {
+            "accepted": true,
+            "receiver_case_number": "SYN-2026-0001",
+            "responsible_officer": {"name": "Synthetic Officer", "organisation": "Synthetic Department"}
+        }
+    })
+}
+
+/// Every message in a node's inbox feed, paging through it.
+pub async fn read_inbox(api: &ApiClient) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut cursor = "0".to_string();
+    loop {
+        let r = api.get(&format!("/v1/inbox?after={cursor}&limit=1000")).await.expect("inbox");
+        assert_eq!(r.status, 200, "{}", r.body);
+        let batch = r.body["messages"].as_array().cloned().unwrap_or_default();
+        if batch.is_empty() {
+            return all;
+        }
+        cursor = r.body["next_cursor"].as_str().expect("cursor").to_string();
+        all.extend(batch);
+    }
+}
+
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < timeout {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
