@@ -40,16 +40,21 @@ pub enum AgreementError {
     #[error("no agreement between {from} and {to}: messages between them are not allowed")]
     NoAgreement { from: String, to: String },
     #[error(
-        "agreement `{agreement}` ({title}) does not allow `{message_type}` from {from} to {to}; allowed from {from}: {allowed:?}"
+        "agreement `{}` ({}) does not allow `{}` from {} to {}; allowed from {}: {:?}",
+        .0.agreement, .0.title, .0.message_type, .0.from, .0.to, .0.from, .0.allowed
     )]
-    TypeNotAllowed {
-        agreement: String,
-        title: String,
-        message_type: String,
-        from: String,
-        to: String,
-        allowed: Vec<String>,
-    },
+    TypeNotAllowed(Box<TypeNotAllowed>),
+}
+
+/// Details of [`AgreementError::TypeNotAllowed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeNotAllowed {
+    pub agreement: String,
+    pub title: String,
+    pub message_type: String,
+    pub from: String,
+    pub to: String,
+    pub allowed: Vec<String>,
 }
 
 /// A deadline as written in an agreement: `"3 days"`, `"24 hours"`,
@@ -118,11 +123,14 @@ pub struct Agreement {
 
 impl Agreement {
     pub fn involves(&self, a: &str, b: &str) -> bool {
-        (self.parties[0] == a && self.parties[1] == b) || (self.parties[0] == b && self.parties[1] == a)
+        (self.parties[0] == a && self.parties[1] == b)
+            || (self.parties[0] == b && self.parties[1] == a)
     }
 
     pub fn rule(&self, message_type: &str) -> Option<&MessageRule> {
-        self.messages.iter().find(|m| m.message_type == message_type)
+        self.messages
+            .iter()
+            .find(|m| m.message_type == message_type)
     }
 
     fn allowed_from(&self, from: &str) -> Vec<String> {
@@ -187,10 +195,18 @@ impl AgreementBook {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            agreements.push(parse_agreement(&id, &path.display().to_string(), &text, &known_type)?);
+            agreements.push(parse_agreement(
+                &id,
+                &path.display().to_string(),
+                &text,
+                &known_type,
+            )?);
         }
         for (i, a) in agreements.iter().enumerate() {
-            if let Some(b) = agreements[..i].iter().find(|b| b.involves(&a.parties[0], &a.parties[1])) {
+            if let Some(b) = agreements[..i]
+                .iter()
+                .find(|b| b.involves(&a.parties[0], &a.parties[1]))
+            {
                 return Err(AgreementLoadError::Invalid {
                     file: a.id.clone(),
                     key: "parties".into(),
@@ -210,21 +226,28 @@ impl AgreementBook {
     }
 
     /// Checks that `message_type` may flow from `from` to `to`.
-    pub fn permit(&self, from: &str, to: &str, message_type: &str) -> Result<&Agreement, AgreementError> {
-        let agreement = self.between(from, to).ok_or_else(|| AgreementError::NoAgreement {
-            from: from.to_string(),
-            to: to.to_string(),
-        })?;
+    pub fn permit(
+        &self,
+        from: &str,
+        to: &str,
+        message_type: &str,
+    ) -> Result<&Agreement, AgreementError> {
+        let agreement = self
+            .between(from, to)
+            .ok_or_else(|| AgreementError::NoAgreement {
+                from: from.to_string(),
+                to: to.to_string(),
+            })?;
         match agreement.rule(message_type) {
             Some(rule) if rule.senders.iter().any(|s| s == from) => Ok(agreement),
-            _ => Err(AgreementError::TypeNotAllowed {
+            _ => Err(AgreementError::TypeNotAllowed(Box::new(TypeNotAllowed {
                 agreement: agreement.id.clone(),
                 title: agreement.title.clone(),
                 message_type: message_type.to_string(),
                 from: from.to_string(),
                 to: to.to_string(),
                 allowed: agreement.allowed_from(from),
-            }),
+            }))),
         }
     }
 }
@@ -246,11 +269,17 @@ fn parse_agreement(
         message,
     };
     if raw.parties.len() != 2 || raw.parties[0] == raw.parties[1] {
-        return Err(invalid("parties".into(), "must name exactly two different countries".into()));
+        return Err(invalid(
+            "parties".into(),
+            "must name exactly two different countries".into(),
+        ));
     }
     for (i, p) in raw.parties.iter().enumerate() {
         if !is_known_country(p) {
-            return Err(invalid(format!("parties[{i}]"), format!("unknown country `{p}`")));
+            return Err(invalid(
+                format!("parties[{i}]"),
+                format!("unknown country `{p}`"),
+            ));
         }
     }
     let mut seen = BTreeMap::new();
@@ -269,7 +298,10 @@ fn parse_agreement(
             ));
         }
         if m.senders.is_empty() {
-            return Err(invalid(format!("messages[{i}].senders"), "must name at least one party".into()));
+            return Err(invalid(
+                format!("messages[{i}].senders"),
+                "must name at least one party".into(),
+            ));
         }
         for (j, s) in m.senders.iter().enumerate() {
             if !raw.parties.contains(s) {
@@ -283,7 +315,10 @@ fn parse_agreement(
             (None, None) => None,
             (Some(t), Some(d)) => {
                 if !known_type(&t) {
-                    return Err(invalid(format!("messages[{i}].expects"), format!("unknown message type `{t}`")));
+                    return Err(invalid(
+                        format!("messages[{i}].expects"),
+                        format!("unknown message type `{t}`"),
+                    ));
                 }
                 let deadline = Deadline::parse(&d).ok_or_else(|| {
                     invalid(
@@ -294,10 +329,16 @@ fn parse_agreement(
                 Some((t, deadline))
             }
             (Some(_), None) => {
-                return Err(invalid(format!("messages[{i}].deadline"), "required when `expects` is set".into()));
+                return Err(invalid(
+                    format!("messages[{i}].deadline"),
+                    "required when `expects` is set".into(),
+                ));
             }
             (None, Some(_)) => {
-                return Err(invalid(format!("messages[{i}].expects"), "required when `deadline` is set".into()));
+                return Err(invalid(
+                    format!("messages[{i}].expects"),
+                    "required when `deadline` is set".into(),
+                ));
             }
         };
         messages.push(MessageRule {
@@ -349,7 +390,9 @@ senders = ["KH"]
     #[test]
     fn permits_and_refuses_with_the_agreement_named() {
         let a = parse_agreement("kh-th", "kh-th.toml", GOOD, &known).unwrap();
-        let book = AgreementBook { agreements: vec![a] };
+        let book = AgreementBook {
+            agreements: vec![a],
+        };
         assert!(book.permit("TH", "KH", "referral.notify").is_ok());
         let err = book.permit("TH", "KH", "referral.acknowledge").unwrap_err();
         assert!(err.to_string().contains("kh-th"), "{err}");
@@ -366,13 +409,25 @@ senders = ["KH"]
     #[test]
     fn loader_names_file_and_key() {
         let bad = GOOD.replace("3 days", "three days");
-        let err = parse_agreement("kh-th", "kh-th.toml", &bad, &known).unwrap_err().to_string();
-        assert!(err.contains("kh-th.toml") && err.contains("messages[0].deadline"), "{err}");
+        let err = parse_agreement("kh-th", "kh-th.toml", &bad, &known)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("kh-th.toml") && err.contains("messages[0].deadline"),
+            "{err}"
+        );
         let bad = GOOD.replace("\"KH\", \"TH\"]\n[[", "\"KH\", \"XX\"]\n[[");
-        let err = parse_agreement("kh-th", "kh-th.toml", &bad, &known).unwrap_err().to_string();
+        let err = parse_agreement("kh-th", "kh-th.toml", &bad, &known)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("parties[1]"), "{err}");
-        let bad = GOOD.replace("type = \"referral.acknowledge\"", "type = \"referral.bogus\"");
-        let err = parse_agreement("kh-th", "kh-th.toml", &bad, &known).unwrap_err().to_string();
+        let bad = GOOD.replace(
+            "type = \"referral.acknowledge\"",
+            "type = \"referral.bogus\"",
+        );
+        let err = parse_agreement("kh-th", "kh-th.toml", &bad, &known)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("messages[1].type"), "{err}");
     }
 
@@ -380,7 +435,10 @@ senders = ["KH"]
     fn deadlines_parse() {
         assert_eq!(Deadline::parse("3 days"), Some(Deadline::Days(3)));
         assert_eq!(Deadline::parse("24 hours"), Some(Deadline::Hours(24)));
-        assert_eq!(Deadline::parse("10 business_days"), Some(Deadline::BusinessDays(10)));
+        assert_eq!(
+            Deadline::parse("10 business_days"),
+            Some(Deadline::BusinessDays(10))
+        );
         assert_eq!(Deadline::parse("0 days"), None);
         assert_eq!(Deadline::parse("3 weeks"), None);
     }

@@ -13,7 +13,11 @@ use crate::gateway::Gateway;
 use crate::message::SchemaRegistry;
 
 #[derive(Parser, Debug)]
-#[command(name = "homeward", version, about = "Cross-border repatriation message broker")]
+#[command(
+    name = "homeward",
+    version,
+    about = "Cross-border repatriation message broker"
+)]
 pub struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
@@ -88,10 +92,16 @@ pub fn main() -> ExitCode {
 fn init_tracing(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOMEWARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
     };
 }
 
@@ -113,21 +123,39 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(crate::demo::run(&certs, &agreements))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::DevCerts { out, countries, days } => {
+        Command::DevCerts {
+            out,
+            countries,
+            days,
+        } => {
             let list: Vec<&str> = countries.iter().map(String::as_str).collect();
             for cc in &list {
-                anyhow::ensure!(crate::agreement::is_known_country(cc), "unknown country `{cc}`");
+                anyhow::ensure!(
+                    crate::agreement::is_known_country(cc),
+                    "unknown country `{cc}`"
+                );
             }
             let paths = crate::tls::pki::write_dev_pki(&out, &list, days)?;
             for p in paths {
-                println!("{}", p.peer_cert.parent().map(|d| d.display().to_string()).unwrap_or_default());
+                println!(
+                    "{}",
+                    p.peer_cert
+                        .parent()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default()
+                );
             }
-            println!("development PKI written to {} (for development only)", out.display());
+            println!(
+                "development PKI written to {} (for development only)",
+                out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::TokenHash => {
             let mut token = String::new();
-            std::io::stdin().read_to_string(&mut token).context("reading the token from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut token)
+                .context("reading the token from stdin")?;
             let token = token.trim();
             anyhow::ensure!(!token.is_empty(), "no token on standard input");
             println!("{}", crate::local_api::hash_token(token));
@@ -174,7 +202,10 @@ async fn wait_for_signal() {
 
 fn validate(files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
     let registry = SchemaRegistry::embedded()?;
-    anyhow::ensure!(!files.is_empty(), "name at least one file, or - for standard input");
+    anyhow::ensure!(
+        !files.is_empty(),
+        "name at least one file, or - for standard input"
+    );
     let mut worst = 0u8;
     let mut reports = Vec::new();
     for file in files {
@@ -186,9 +217,17 @@ fn validate(files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
             std::fs::read_to_string(file)
         };
         let (status, problems) = match text {
-            Err(e) => (2, vec![serde_json::json!({"message": format!("cannot read: {e}")})]),
+            Err(e) => (
+                2,
+                vec![serde_json::json!({"message": format!("cannot read: {e}")})],
+            ),
             Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {
-                Err(e) => (1, vec![serde_json::json!({"keyword": "json", "message": format!("not valid JSON: {e}")})]),
+                Err(e) => (
+                    1,
+                    vec![
+                        serde_json::json!({"keyword": "json", "message": format!("not valid JSON: {e}")}),
+                    ],
+                ),
                 Ok(doc) => match registry.validate(&doc) {
                     Ok(_) => (0, vec![]),
                     Err(e) => (
@@ -213,12 +252,24 @@ fn validate(files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
                 println!("{file}: valid");
                 continue;
             }
-            println!("{file}: {}", if r["readable"].as_bool() == Some(true) { "INVALID" } else { "UNREADABLE" });
+            println!(
+                "{file}: {}",
+                if r["readable"].as_bool() == Some(true) {
+                    "INVALID"
+                } else {
+                    "UNREADABLE"
+                }
+            );
             for v in r["violations"].as_array().into_iter().flatten() {
                 let pointer = v["pointer"].as_str().unwrap_or("");
                 let keyword = v["keyword"].as_str().unwrap_or("");
                 let message = v["message"].as_str().unwrap_or("");
-                println!("  {} [{}] {}", if pointer.is_empty() { "/" } else { pointer }, keyword, message);
+                println!(
+                    "  {} [{}] {}",
+                    if pointer.is_empty() { "/" } else { pointer },
+                    keyword,
+                    message
+                );
             }
         }
     }

@@ -276,7 +276,8 @@ impl Settings {
             }
         }
         for (i, token) in self.tokens.iter().enumerate() {
-            let ok = token.sha256.len() == 64 && token.sha256.chars().all(|c| c.is_ascii_hexdigit());
+            let ok =
+                token.sha256.len() == 64 && token.sha256.chars().all(|c| c.is_ascii_hexdigit());
             if !ok {
                 return Err(invalid(
                     &format!("tokens[{i}].sha256"),

@@ -45,7 +45,11 @@ pub fn backoff(settings: &DeliverySettings, attempts: i64) -> Duration {
         .saturating_mul(1u64 << exp)
         .min(settings.max_backoff_ms);
     let half = base / 2;
-    let jitter = if half > 0 { rand::rng().random_range(0..=half) } else { 0 };
+    let jitter = if half > 0 {
+        rand::rng().random_range(0..=half)
+    } else {
+        0
+    };
     Duration::from_millis(half + jitter)
 }
 
@@ -151,7 +155,10 @@ impl Worker {
 
     async fn attempt(&self, c: &Claimed) -> Outcome {
         let Some(peer) = self.peers.get(&c.peer) else {
-            return self.retry_or_dead(c, json!({"kind": "config", "message": format!("no peer {} configured", c.peer)}));
+            return self.retry_or_dead(
+                c,
+                json!({"kind": "config", "message": format!("no peer {} configured", c.peer)}),
+            );
         };
         let sent = peer
             .client
@@ -202,15 +209,26 @@ impl Worker {
             .ok()
             .and_then(|v| v.get("error").cloned())
             .unwrap_or_else(|| json!({"message": text.chars().take(500).collect::<String>()}));
-        let detail = json!({"kind": "peer_refused", "status": status.as_u16(), "error": peer_error});
+        let detail =
+            json!({"kind": "peer_refused", "status": status.as_u16(), "error": peer_error});
         let retryable = status.is_server_error()
             || status == reqwest::StatusCode::REQUEST_TIMEOUT
             || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
         if retryable {
             warn!(status = status.as_u16(), "peer failed; will retry");
             let mut outcome = self.retry_or_dead(c, detail);
-            if let (Outcome::Retry { next_attempt_at, .. }, Some(secs)) = (&mut outcome, retry_after) {
-                let asked = self.node.clock.now_ms().saturating_add(i64::try_from(secs.min(3600) * 1000).unwrap_or(0));
+            if let (
+                Outcome::Retry {
+                    next_attempt_at, ..
+                },
+                Some(secs),
+            ) = (&mut outcome, retry_after)
+            {
+                let asked = self
+                    .node
+                    .clock
+                    .now_ms()
+                    .saturating_add(i64::try_from(secs.min(3600) * 1000).unwrap_or(0));
                 *next_attempt_at = (*next_attempt_at).max(asked);
             }
             outcome
@@ -225,7 +243,10 @@ impl Worker {
     fn retry_or_dead(&self, c: &Claimed, error: Value) -> Outcome {
         let now = self.node.clock.now_ms();
         if now >= c.deadline_at {
-            error!(attempts = c.attempts, "delivery deadline passed; message is dead");
+            error!(
+                attempts = c.attempts,
+                "delivery deadline passed; message is dead"
+            );
             return Outcome::Dead {
                 error: error.to_string(),
             };

@@ -96,8 +96,18 @@ pub async fn run(certs: &Path, agreements: &Path) -> anyhow::Result<()> {
         max_backoff_ms: 2_000,
         ..DeliverySettings::default()
     };
-    let net = DevNet::start(&["KH", "TH", "VN", "MY"], certs, agreements, data.path(), delivery).await?;
-    println!("Four gateways on 127.0.0.1 (data in {}):", data.path().display());
+    let net = DevNet::start(
+        &["KH", "TH", "VN", "MY"],
+        certs,
+        agreements,
+        data.path(),
+        delivery,
+    )
+    .await?;
+    println!(
+        "Four gateways on 127.0.0.1 (data in {}):",
+        data.path().display()
+    );
     for (cc, n) in &net.nodes {
         println!(
             "  {cc}  peer port {:<5}  local API {:<5}  {}",
@@ -109,7 +119,10 @@ pub async fn run(certs: &Path, agreements: &Path) -> anyhow::Result<()> {
     let result = exchange(&net).await;
     net.stop().await;
     result?;
-    println!("\nDemo finished in {:.1}s.", started.elapsed().as_secs_f64());
+    println!(
+        "\nDemo finished in {:.1}s.",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -123,12 +136,25 @@ async fn exchange(net: &DevNet) -> anyhow::Result<()> {
     if r.status != 202 {
         bail!("TH refused the referral: HTTP {} {}", r.status, r.body);
     }
-    let referral_id = r.body["message_id"].as_str().unwrap_or_default().to_string();
+    let referral_id = r.body["message_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     println!("   202 Accepted, message_id {referral_id}");
-    let status = th.wait_final(&referral_id, wait).await.context("referral not delivered in time")?;
-    println!("   state {} after {} attempt(s)", status["state"], status["attempts"]);
+    let status = th
+        .wait_final(&referral_id, wait)
+        .await
+        .context("referral not delivered in time")?;
+    println!(
+        "   state {} after {} attempt(s)",
+        status["state"], status["attempts"]
+    );
     if status["state"] != "delivered" {
-        bail!("referral ended {}: {}", status["state"], status["last_error"]);
+        bail!(
+            "referral ended {}: {}",
+            status["state"],
+            status["last_error"]
+        );
     }
 
     println!("\n2. KH's case system reads its inbox");
@@ -149,12 +175,26 @@ async fn exchange(net: &DevNet) -> anyhow::Result<()> {
     println!("\n3. KH answers with referral.acknowledge");
     let r = kh.submit(&demo_acknowledge(&referral_id)).await?;
     if r.status != 202 {
-        bail!("KH refused the acknowledgement: HTTP {} {}", r.status, r.body);
+        bail!(
+            "KH refused the acknowledgement: HTTP {} {}",
+            r.status,
+            r.body
+        );
     }
-    let ack_id = r.body["message_id"].as_str().unwrap_or_default().to_string();
-    let status = kh.wait_final(&ack_id, wait).await.context("acknowledgement not delivered in time")?;
+    let ack_id = r.body["message_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let status = kh
+        .wait_final(&ack_id, wait)
+        .await
+        .context("acknowledgement not delivered in time")?;
     if status["state"] != "delivered" {
-        bail!("acknowledgement ended {}: {}", status["state"], status["last_error"]);
+        bail!(
+            "acknowledgement ended {}: {}",
+            status["state"],
+            status["last_error"]
+        );
     }
     println!("   delivered to TH");
 
@@ -175,14 +215,23 @@ fn print_entry(e: &Value) {
     } else {
         (format!("<- {}", s("from")), s("received_at"))
     };
-    println!("  {at}  {arrow}  {:<22} {}  {}", s("type"), s("message_id"), s("state"));
+    println!(
+        "  {at}  {arrow}  {:<22} {}  {}",
+        s("type"),
+        s("message_id"),
+        s("state")
+    );
     if e["receipt"].is_object() {
         let r = &e["receipt"];
         println!(
             "      receipt: received by {} at {}, sha256 {}…",
             r["receiver"].as_str().unwrap_or(""),
             r["received_at"].as_str().unwrap_or(""),
-            r["envelope_sha256"].as_str().unwrap_or("").get(..16).unwrap_or("")
+            r["envelope_sha256"]
+                .as_str()
+                .unwrap_or("")
+                .get(..16)
+                .unwrap_or("")
         );
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::{
-    AgreementSettings, DatabaseSettings, DeliverySettings, ListenSettings, NodeSettings, PeerSettings, Settings,
-    TlsSettings, TokenSettings,
+    AgreementSettings, DatabaseSettings, DeliverySettings, ListenSettings, NodeSettings,
+    PeerSettings, Settings, TlsSettings, TokenSettings,
 };
 use crate::gateway::{Gateway, GatewayError, Listeners, RunningGateway};
 use crate::local_api::{Role, hash_token};
@@ -111,7 +111,11 @@ pub struct Reply {
 }
 
 impl ApiClient {
-    pub fn new(api_addr: std::net::SocketAddr, api_ca: &Path, token: &str) -> Result<Self, TlsError> {
+    pub fn new(
+        api_addr: std::net::SocketAddr,
+        api_ca: &Path,
+        token: &str,
+    ) -> Result<Self, TlsError> {
         let ca = tls::load_certs(api_ca)?;
         let config = tls::api_client_config(&ca)?;
         let client = reqwest::Client::builder()
@@ -206,7 +210,10 @@ impl DevNet {
     ) -> Result<Self, GatewayError> {
         let mut listeners = BTreeMap::new();
         for cc in countries {
-            listeners.insert(cc.to_string(), Listeners::bind(([127, 0, 0, 1], 0).into(), ([127, 0, 0, 1], 0).into())?);
+            listeners.insert(
+                cc.to_string(),
+                Listeners::bind(([127, 0, 0, 1], 0).into(), ([127, 0, 0, 1], 0).into())?,
+            );
         }
         let mut nodes = BTreeMap::new();
         for cc in countries {
@@ -230,11 +237,21 @@ impl DevNet {
                 &database_url,
                 (&l.peer_addr(), &l.api_addr()),
                 &peers,
-                &[(format!("{cc}-case-system"), Role::Caseworker, DEVNET_TOKEN.to_string())],
+                &[(
+                    format!("{cc}-case-system"),
+                    Role::Caseworker,
+                    DEVNET_TOKEN.to_string(),
+                )],
                 delivery.clone(),
             );
-            let gateway = Gateway::build_with(settings, l, crate::clock::system()).await?.spawn();
-            let api = ApiClient::new(gateway.api_addr, &CountryPaths::new(certs_dir, cc).ca_cert, DEVNET_TOKEN)?;
+            let gateway = Gateway::build_with(settings, l, crate::clock::system())
+                .await?
+                .spawn();
+            let api = ApiClient::new(
+                gateway.api_addr,
+                &CountryPaths::new(certs_dir, cc).ca_cert,
+                DEVNET_TOKEN,
+            )?;
             nodes.insert(
                 cc.to_string(),
                 DevNode {

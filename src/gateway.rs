@@ -92,10 +92,11 @@ impl Listeners {
                 addr: addr.to_string(),
                 source,
             })?;
-            l.set_nonblocking(true).map_err(|source| GatewayError::Bind {
-                addr: addr.to_string(),
-                source,
-            })?;
+            l.set_nonblocking(true)
+                .map_err(|source| GatewayError::Bind {
+                    addr: addr.to_string(),
+                    source,
+                })?;
             Ok::<_, GatewayError>(l)
         };
         Ok(Self {
@@ -105,11 +106,15 @@ impl Listeners {
     }
 
     pub fn peer_addr(&self) -> SocketAddr {
-        self.peer.local_addr().expect("bound listener has an address")
+        self.peer
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn api_addr(&self) -> SocketAddr {
-        self.api.local_addr().expect("bound listener has an address")
+        self.api
+            .local_addr()
+            .expect("bound listener has an address")
     }
 }
 
@@ -129,7 +134,11 @@ impl Gateway {
         Self::build_with(settings, listeners, clock).await
     }
 
-    pub async fn build_with(settings: Settings, listeners: Listeners, clock: SharedClock) -> Result<Self, GatewayError> {
+    pub async fn build_with(
+        settings: Settings,
+        listeners: Listeners,
+        clock: SharedClock,
+    ) -> Result<Self, GatewayError> {
         let registry = SchemaRegistry::embedded()?;
         let agreements = AgreementBook::load(&settings.agreements.dir, |t| registry.knows_type(t))?;
         let identity = Identity::load(&settings.tls.cert, &settings.tls.key)?;
@@ -198,11 +207,15 @@ impl Gateway {
     }
 
     pub fn peer_addr(&self) -> SocketAddr {
-        self.peer_listener.local_addr().expect("bound listener has an address")
+        self.peer_listener
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn api_addr(&self) -> SocketAddr {
-        self.api_listener.local_addr().expect("bound listener has an address")
+        self.api_listener
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     /// Serves until `shutdown` is cancelled, then drains in-flight requests,
@@ -310,7 +323,8 @@ async fn serve_tls(
         tokio::spawn(
             async move {
                 let _permit = permit;
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         info!(port = port_name, %remote, error = %e, "TLS handshake refused");
@@ -328,10 +342,11 @@ async fn serve_tls(
                     .and_then(|certs| certs.first())
                     .and_then(tls::node_of);
                 let info = ConnInfo { remote, node };
-                let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                    req.extensions_mut().insert(info.clone());
-                    app.clone().call(req)
-                });
+                let service =
+                    hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                        req.extensions_mut().insert(info.clone());
+                        app.clone().call(req)
+                    });
                 let builder = auto::Builder::new(TokioExecutor::new());
                 let conn = builder.serve_connection(TokioIo::new(tls), service);
                 if let Err(e) = watcher.watch(conn.into_owned()).await {
@@ -342,7 +357,13 @@ async fn serve_tls(
         );
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
-        warn!(port = port_name, "some connections did not finish before shutdown");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(
+            port = port_name,
+            "some connections did not finish before shutdown"
+        );
     }
 }

@@ -112,12 +112,18 @@ pub fn router(node: Arc<Node>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies are read with our own limit (clear JSON error); this only
         // stops axum's default from cutting in first.
-        .layer(axum::extract::DefaultBodyLimit::max(limit.saturating_add(1)))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            limit.saturating_add(1),
+        ))
         .with_state(node)
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such route on the local API")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_route",
+        "no such route on the local API",
+    )
 }
 
 async fn method_not_allowed() -> ApiError {
@@ -135,8 +141,16 @@ async fn authorize(State(node): State<Arc<Node>>, mut req: Request, next: Next) 
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
-    let Some(rule) = ROUTES.iter().find(|r| r.path == path && r.method == req.method()) else {
-        return ApiError::new(StatusCode::FORBIDDEN, "forbidden", "route has no access rule").into_response();
+    let Some(rule) = ROUTES
+        .iter()
+        .find(|r| r.path == path && r.method == req.method())
+    else {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "route has no access rule",
+        )
+        .into_response();
     };
     if rule.roles.is_empty() {
         return next.run(req).await;
@@ -154,8 +168,10 @@ async fn authorize(State(node): State<Arc<Node>>, mut req: Request, next: Next) 
             "a valid bearer token is required (Authorization: Bearer <token>)",
         )
         .into_response();
-        resp.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
         return resp;
     };
     if !rule.roles.contains(&principal.role) {
@@ -197,7 +213,9 @@ struct Accepted {
 /// UUIDv7), `created_at` (now) and `from` (this node). Callers that retry
 /// should set `message_id` themselves so a retry is recognised as one.
 fn fill_defaults(node: &Node, doc: &mut Value) {
-    let Some(obj) = doc.as_object_mut() else { return };
+    let Some(obj) = doc.as_object_mut() else {
+        return;
+    };
     obj.entry("message_id")
         .or_insert_with(|| Value::String(uuid::Uuid::now_v7().to_string()));
     obj.entry("created_at").or_insert_with(|| {
@@ -208,14 +226,20 @@ fn fill_defaults(node: &Node, doc: &mut Value) {
                 .unwrap_or_default(),
         )
     });
-    obj.entry("from").or_insert_with(|| Value::String(node.country.clone()));
+    obj.entry("from")
+        .or_insert_with(|| Value::String(node.country.clone()));
     obj.entry("in_reply_to").or_insert(Value::Null);
 }
 
 /// `POST /v1/messages`: validate, check the agreement, commit to the outbox.
 /// A 202 means the message is on disk and will be delivered.
-async fn submit(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let (_, mut doc) = read_json_body(&headers, body, node.settings.local_api.max_body_bytes).await?;
+async fn submit(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (_, mut doc) =
+        read_json_body(&headers, body, node.settings.local_api.max_body_bytes).await?;
     if !doc.is_object() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -225,17 +249,19 @@ async fn submit(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body) -
     }
     let submit_sha256 = hex::encode(Sha256::digest(serde_json::to_vec(&doc).unwrap_or_default()));
     fill_defaults(&node, &mut doc);
-    let envelope = node
-        .registry
-        .validate(&doc)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()).with_details(e.details()))?;
+    let envelope = node.registry.validate(&doc).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()).with_details(e.details())
+    })?;
     let span = tracing::info_span!("submit", message_id = %envelope.message_id, case_ref = %envelope.case_ref);
     async move {
         if envelope.from != node.country {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "wrong_sender",
-                format!("this gateway is {}; it cannot send as {}", node.country, envelope.from),
+                format!(
+                    "this gateway is {}; it cannot send as {}",
+                    node.country, envelope.from
+                ),
             )
             .with_details(vec![Detail {
                 pointer: Some("/from".into()),
@@ -246,7 +272,9 @@ async fn submit(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body) -
         check_case_parties(&envelope)?;
         node.agreements
             .permit(&envelope.from, &envelope.to, &envelope.message_type)
-            .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "agreement_refused", e.to_string()))?;
+            .map_err(|e| {
+                ApiError::new(StatusCode::FORBIDDEN, "agreement_refused", e.to_string())
+            })?;
         if node.settings.peer(&envelope.to).is_none() {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -261,7 +289,13 @@ async fn submit(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body) -
         }
         let body = serde_json::to_string(&doc).map_err(|_| ApiError::internal())?;
         let now = node.clock.now_ms();
-        let deadline_ms = i64::try_from(node.settings.delivery.deadline_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
+        let deadline_ms = i64::try_from(
+            node.settings
+                .delivery
+                .deadline_hours
+                .saturating_mul(3_600_000),
+        )
+        .unwrap_or(i64::MAX);
         let new = NewOutbound {
             message_id: envelope.message_id.to_string(),
             case_ref: envelope.case_ref.clone(),
@@ -328,12 +362,14 @@ pub fn check_case_parties(envelope: &crate::message::Envelope) -> Result<(), Api
     .with_details(vec![Detail {
         pointer: Some("/case_ref".into()),
         keyword: Some("case_parties".into()),
-        message: "the case reference must start with the two countries exchanging the message".into(),
+        message: "the case reference must start with the two countries exchanging the message"
+            .into(),
     }]))
 }
 
 fn parse_json_text(text: Option<&str>) -> Value {
-    text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or(Value::Null)
+    text.and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or(Value::Null)
 }
 
 fn outbound_view(row: &OutboxRow) -> Value {
@@ -371,14 +407,33 @@ fn inbound_view(row: &InboxRow) -> Value {
 }
 
 /// `GET /v1/messages/{id}`: where a message stands.
-async fn message_status(State(node): State<Arc<Node>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn message_status(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id = uuid::Uuid::parse_str(&id)
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_message_id", "message id must be a UUID"))?
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_message_id",
+                "message id must be a UUID",
+            )
+        })?
         .to_string();
-    if let Some(row) = node.store.outbound(&id).await.map_err(|_| ApiError::internal())? {
+    if let Some(row) = node
+        .store
+        .outbound(&id)
+        .await
+        .map_err(|_| ApiError::internal())?
+    {
         return Ok(axum::Json(outbound_view(&row)).into_response());
     }
-    if let Some(row) = node.store.inbound(&id).await.map_err(|_| ApiError::internal())? {
+    if let Some(row) = node
+        .store
+        .inbound(&id)
+        .await
+        .map_err(|_| ApiError::internal())?
+    {
         return Ok(axum::Json(inbound_view(&row)).into_response());
     }
     Err(ApiError::not_found("message"))
@@ -393,19 +448,35 @@ struct InboxQuery {
 
 /// `GET /v1/inbox?after=<cursor>&limit=<n>`: received messages in arrival
 /// order. Pass the last `next_cursor` back as `after` to read on.
-async fn inbox(State(node): State<Arc<Node>>, query: Result<Query<InboxQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+async fn inbox(
+    State(node): State<Arc<Node>>,
+    query: Result<Query<InboxQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
     let after = match q.after.as_deref() {
         None | Some("") => 0,
         Some(c) => c.parse::<i64>().ok().filter(|c| *c >= 0).ok_or_else(|| {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_cursor", "`after` must be a cursor returned by this feed")
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_cursor",
+                "`after` must be a cursor returned by this feed",
+            )
         })?,
     };
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_limit", "`limit` must be between 1 and 1000"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_limit",
+            "`limit` must be between 1 and 1000",
+        ));
     }
-    let rows = node.store.inbox_after(after, limit).await.map_err(|_| ApiError::internal())?;
+    let rows = node
+        .store
+        .inbox_after(after, limit)
+        .await
+        .map_err(|_| ApiError::internal())?;
     let next = rows.last().map(|r| r.seq).unwrap_or(after);
     let messages: Vec<Value> = rows
         .iter()
@@ -423,13 +494,23 @@ async fn inbox(State(node): State<Arc<Node>>, query: Result<Query<InboxQuery>, a
             })
         })
         .collect();
-    Ok(axum::Json(json!({ "messages": messages, "next_cursor": next.to_string() })).into_response())
+    Ok(
+        axum::Json(json!({ "messages": messages, "next_cursor": next.to_string() }))
+            .into_response(),
+    )
 }
 
 /// `GET /v1/cases/{case_ref}`: every message of the case this node sent or
 /// received, in time order, with delivery state and receipts. No payloads.
-async fn case_timeline(State(node): State<Arc<Node>>, Path(case_ref): Path<String>) -> Result<Response, ApiError> {
-    let (out, inb) = node.store.case_messages(&case_ref).await.map_err(|_| ApiError::internal())?;
+async fn case_timeline(
+    State(node): State<Arc<Node>>,
+    Path(case_ref): Path<String>,
+) -> Result<Response, ApiError> {
+    let (out, inb) = node
+        .store
+        .case_messages(&case_ref)
+        .await
+        .map_err(|_| ApiError::internal())?;
     if out.is_empty() && inb.is_empty() {
         return Err(ApiError::not_found("case"));
     }

@@ -218,10 +218,19 @@ impl SchemaRegistry {
                 if found.iter().all(|f| f.pointer != "/type") {
                     return Err(MessageError::UnknownType {
                         message_type: t.to_string(),
-                        known: self.payloads.keys().map(|(t, _)| t.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
+                        known: self
+                            .payloads
+                            .keys()
+                            .map(|(t, _)| t.clone())
+                            .collect::<std::collections::BTreeSet<_>>()
+                            .into_iter()
+                            .collect(),
                     });
                 }
-            } else if let Some(schema) = u32::try_from(v).ok().and_then(|v| self.payloads.get(&(t.to_string(), v))) {
+            } else if let Some(schema) = u32::try_from(v)
+                .ok()
+                .and_then(|v| self.payloads.get(&(t.to_string(), v)))
+            {
                 if let Some(payload) = message.get("payload") {
                     found.extend(violations(&schema.validator, payload, "/payload"));
                 }

@@ -38,8 +38,16 @@ pub fn router(node: Arc<Node>) -> Router {
     let limit = node.settings.peer_api.max_body_bytes;
     Router::new()
         .route(MESSAGES_PATH, post(receive))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such route on the peer API") })
-        .layer(axum::extract::DefaultBodyLimit::max(limit.saturating_add(1)))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_route",
+                "no such route on the peer API",
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(
+            limit.saturating_add(1),
+        ))
         .with_state(node)
 }
 

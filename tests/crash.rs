@@ -33,7 +33,11 @@ impl Process {
     fn new(dir: &Path, settings: &Settings, api: ApiClient) -> Self {
         let name = settings.node.country.to_ascii_lowercase();
         let config = dir.join(format!("{name}.toml"));
-        std::fs::write(&config, toml::to_string(settings).expect("settings as TOML")).expect("config written");
+        std::fs::write(
+            &config,
+            toml::to_string(settings).expect("settings as TOML"),
+        )
+        .expect("config written");
         Self {
             config,
             log: dir.join(format!("{name}.log")),
@@ -62,7 +66,12 @@ impl Process {
         let api = self.api.clone();
         eventually("the gateway to answer", Duration::from_secs(30), || {
             let api = api.clone();
-            async move { api.get("/v1/health").await.map(|r| r.status == 200).unwrap_or(false) }
+            async move {
+                api.get("/v1/health")
+                    .await
+                    .map(|r| r.status == 200)
+                    .unwrap_or(false)
+            }
         })
         .await;
     }
@@ -126,19 +135,32 @@ async fn crash_run(victim: &str, seed: u64) {
     }
     done.store(true, Ordering::SeqCst);
     let (mut target, kills) = killer.await.unwrap();
-    assert!(kills >= 3, "the {victim} gateway was killed only {kills} time(s)");
+    assert!(
+        kills >= 3,
+        "the {victim} gateway was killed only {kills} time(s)"
+    );
 
-    eventually("every accepted message in KH's inbox", Duration::from_secs(90), || {
-        let kh_api = kh_api.clone();
-        async move { read_inbox(&kh_api).await.len() >= MESSAGES }
-    })
+    eventually(
+        "every accepted message in KH's inbox",
+        Duration::from_secs(90),
+        || {
+            let kh_api = kh_api.clone();
+            async move { read_inbox(&kh_api).await.len() >= MESSAGES }
+        },
+    )
     .await;
     let inbox = read_inbox(&kh_api).await;
-    let ids: Vec<&str> = inbox.iter().map(|m| m["message_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = inbox
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
     let unique: BTreeSet<&str> = ids.iter().copied().collect();
     assert_eq!(ids.len(), MESSAGES, "no message twice, none extra");
     assert_eq!(unique.len(), MESSAGES);
-    let sent: BTreeSet<&str> = messages.iter().map(|m| m["message_id"].as_str().unwrap()).collect();
+    let sent: BTreeSet<&str> = messages
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
     assert_eq!(unique, sent, "exactly the accepted messages arrived");
 
     let mut expected: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -154,20 +176,33 @@ async fn crash_run(victim: &str, seed: u64) {
             .or_default()
             .push(m["message_id"].as_str().unwrap());
     }
-    assert_eq!(got, expected, "per case, the receiver got messages in submission order");
+    assert_eq!(
+        got, expected,
+        "per case, the receiver got messages in submission order"
+    );
 
     // The sender's view agrees: every message delivered, with a receipt.
     for m in messages.iter().step_by(25) {
         let id = m["message_id"].as_str().unwrap();
-        eventually("sender to record the receipt", Duration::from_secs(30), || {
-            let th_api = th_api.clone();
-            async move {
-                th_api.get(&format!("/v1/messages/{id}")).await.map(|r| r.body["state"] == "delivered").unwrap_or(false)
-            }
-        })
+        eventually(
+            "sender to record the receipt",
+            Duration::from_secs(30),
+            || {
+                let th_api = th_api.clone();
+                async move {
+                    th_api
+                        .get(&format!("/v1/messages/{id}"))
+                        .await
+                        .map(|r| r.body["state"] == "delivered")
+                        .unwrap_or(false)
+                }
+            },
+        )
         .await;
     }
-    eprintln!("{victim} killed {kills} times; {MESSAGES} messages delivered exactly once, in order per case");
+    eprintln!(
+        "{victim} killed {kills} times; {MESSAGES} messages delivered exactly once, in order per case"
+    );
     target.kill().await;
     drop(other);
 }
@@ -207,6 +242,10 @@ async fn sigterm_drains_and_exits_cleanly() {
     let id = msg["message_id"].as_str().unwrap();
     let s = th_api.get(&format!("/v1/messages/{id}")).await.unwrap();
     assert_eq!(s.status, 200);
-    assert!(matches!(s.body["state"].as_str(), Some("queued" | "delivering")), "{}", s.body);
+    assert!(
+        matches!(s.body["state"].as_str(), Some("queued" | "delivering")),
+        "{}",
+        s.body
+    );
     th.kill().await;
 }

@@ -34,8 +34,14 @@ async fn referral_flows_th_to_kh_and_acknowledgement_flows_back() {
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0]["message_id"], id);
     assert_eq!(inbox[0]["from"], "TH");
-    assert_eq!(inbox[0]["envelope"], msg, "the receiver holds exactly what was sent");
-    assert_eq!(inbox[0]["receipt"], status["receipt"], "both sides keep the same receipt");
+    assert_eq!(
+        inbox[0]["envelope"], msg,
+        "the receiver holds exactly what was sent"
+    );
+    assert_eq!(
+        inbox[0]["receipt"], status["receipt"],
+        "both sides keep the same receipt"
+    );
 
     let ack = acknowledge("KH", "TH", &case, id);
     let r = kh.submit(&ack).await.unwrap();
@@ -61,7 +67,10 @@ async fn referral_flows_th_to_kh_and_acknowledgement_flows_back() {
     }
     // The inbox cursor moves on: nothing after the last message.
     let cursor = kh.get("/v1/inbox?after=0").await.unwrap().body["next_cursor"].clone();
-    let after = kh.get(&format!("/v1/inbox?after={}", cursor.as_str().unwrap())).await.unwrap();
+    let after = kh
+        .get(&format!("/v1/inbox?after={}", cursor.as_str().unwrap()))
+        .await
+        .unwrap();
     assert_eq!(after.body["messages"], json!([]));
     pair.stop().await;
 }
@@ -112,7 +121,14 @@ async fn message_submitted_while_peer_is_down_is_delivered_once_it_starts() {
     let data = tempfile::tempdir().unwrap();
     let kh_addrs = (free_addr(), free_addr());
     let th_addrs = (free_addr(), free_addr());
-    let th = start(settings(&pki, "TH", data.path(), th_addrs, &[("KH", kh_addrs.0)])).await;
+    let th = start(settings(
+        &pki,
+        "TH",
+        data.path(),
+        th_addrs,
+        &[("KH", kh_addrs.0)],
+    ))
+    .await;
     let th_api = api(&pki, "TH", th.api_addr);
 
     let msg = referral("TH", "KH", &case_ref("TH", "KH", 9), 9);
@@ -120,15 +136,33 @@ async fn message_submitted_while_peer_is_down_is_delivered_once_it_starts() {
     assert_eq!(th_api.submit(&msg).await.unwrap().status, 202);
     // Several attempts fail while KH is down; the error says why.
     eventually("retries against the absent peer", WAIT, || async {
-        let s = th_api.get(&format!("/v1/messages/{id}")).await.unwrap().body;
+        let s = th_api
+            .get(&format!("/v1/messages/{id}"))
+            .await
+            .unwrap()
+            .body;
         s["state"] == "delivering" && s["attempts"].as_i64().unwrap_or(0) >= 2
     })
     .await;
-    let s = th_api.get(&format!("/v1/messages/{id}")).await.unwrap().body;
+    let s = th_api
+        .get(&format!("/v1/messages/{id}"))
+        .await
+        .unwrap()
+        .body;
     assert_eq!(s["last_error"]["kind"], "transport", "{s}");
 
-    let kh = start(settings(&pki, "KH", data.path(), kh_addrs, &[("TH", th_addrs.0)])).await;
-    let status = th_api.wait_final(&id, WAIT).await.expect("delivered after the peer started");
+    let kh = start(settings(
+        &pki,
+        "KH",
+        data.path(),
+        kh_addrs,
+        &[("TH", th_addrs.0)],
+    ))
+    .await;
+    let status = th_api
+        .wait_final(&id, WAIT)
+        .await
+        .expect("delivered after the peer started");
     assert_eq!(status["state"], "delivered", "{status}");
     let inbox = read_inbox(&api(&pki, "KH", kh.api_addr)).await;
     assert_eq!(inbox.len(), 1);
@@ -144,29 +178,47 @@ async fn invalid_payload_is_refused_with_every_violation_and_nothing_is_queued()
     let mut msg = referral("TH", "KH", &case_ref("TH", "KH", 3), 3);
     msg["payload"]["person"]["sex"] = json!("unknown-value");
     msg["payload"]["risk_level"] = json!(7);
-    msg["payload"]["person"].as_object_mut().unwrap().remove("presumed_minor");
+    msg["payload"]["person"]
+        .as_object_mut()
+        .unwrap()
+        .remove("presumed_minor");
     let r = th.submit(&msg).await.unwrap();
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.body["error"]["code"], "schema_violation");
     let details = r.body["error"]["details"].as_array().unwrap();
     let found: Vec<(&str, &str)> = details
         .iter()
-        .map(|d| (d["pointer"].as_str().unwrap(), d["keyword"].as_str().unwrap()))
+        .map(|d| {
+            (
+                d["pointer"].as_str().unwrap(),
+                d["keyword"].as_str().unwrap(),
+            )
+        })
         .collect();
     for expected in [
         ("/payload/person/sex", "enum"),
         ("/payload/risk_level", "type"),
         ("/payload/person", "required"),
     ] {
-        assert!(found.contains(&expected), "{expected:?} missing from {found:?}");
+        assert!(
+            found.contains(&expected),
+            "{expected:?} missing from {found:?}"
+        );
     }
     let id = msg["message_id"].as_str().unwrap();
-    assert_eq!(th.get(&format!("/v1/messages/{id}")).await.unwrap().status, 404);
+    assert_eq!(
+        th.get(&format!("/v1/messages/{id}")).await.unwrap().status,
+        404
+    );
     pair.stop().await;
 }
 
 /// Sends a raw request to the local API.
-async fn raw_submit(api: &homeward::devnet::ApiClient, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+async fn raw_submit(
+    api: &homeward::devnet::ApiClient,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
     let (client, base, token) = api.raw();
     let resp = client
         .post(format!("{base}/v1/messages"))
@@ -187,10 +239,16 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
     let good = referral("TH", "KH", &case_ref("TH", "KH", 5), 5);
 
     let (s, b) = raw_submit(&th, "text/plain", serde_json::to_vec(&good).unwrap()).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (415, Some("unsupported_media_type")));
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (415, Some("unsupported_media_type"))
+    );
 
     let (s, b) = raw_submit(&th, "application/json", b"{\"case_ref\": ".to_vec()).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("malformed_json")));
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("malformed_json"))
+    );
 
     let (s, b) = raw_submit(&th, "application/json", b"[1, 2]".to_vec()).await;
     assert_eq!(s, 400, "{b}");
@@ -198,13 +256,19 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
     let mut huge = good.clone();
     huge["payload"]["needs"]["notes"] = json!("x".repeat(2 * 1024 * 1024));
     let (s, b) = raw_submit(&th, "application/json", serde_json::to_vec(&huge).unwrap()).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (413, Some("body_too_large")));
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (413, Some("body_too_large"))
+    );
 
     let mut extra = good.clone();
     extra["priority"] = json!("urgent");
     let (s, b) = raw_submit(&th, "application/json", serde_json::to_vec(&extra).unwrap()).await;
     assert_eq!(s, 400, "{b}");
-    assert_eq!(b["error"]["details"][0]["keyword"], "additionalProperties", "{b}");
+    assert_eq!(
+        b["error"]["details"][0]["keyword"], "additionalProperties",
+        "{b}"
+    );
 
     let mut deep = json!(1);
     for _ in 0..5000 {
@@ -212,34 +276,84 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
     }
     let mut nested = good.clone();
     nested["payload"]["needs"]["notes"] = deep;
-    let (s, _) = raw_submit(&th, "application/json", serde_json::to_vec(&nested).unwrap_or_default()).await;
-    assert!((400..500).contains(&s), "deep nesting must be a 4xx, got {s}");
+    let (s, _) = raw_submit(
+        &th,
+        "application/json",
+        serde_json::to_vec(&nested).unwrap_or_default(),
+    )
+    .await;
+    assert!(
+        (400..500).contains(&s),
+        "deep nesting must be a 4xx, got {s}"
+    );
 
     let mut version = good.clone();
     version["schema_version"] = json!(9);
-    let (s, b) = raw_submit(&th, "application/json", serde_json::to_vec(&version).unwrap()).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("unsupported_schema_version")), "{b}");
-    assert!(b["error"]["message"].as_str().unwrap().contains("[1]"), "{b}");
+    let (s, b) = raw_submit(
+        &th,
+        "application/json",
+        serde_json::to_vec(&version).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("unsupported_schema_version")),
+        "{b}"
+    );
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("[1]"),
+        "{b}"
+    );
 
     let mut unknown = good.clone();
     unknown["type"] = json!("referral.gossip");
-    let (s, b) = raw_submit(&th, "application/json", serde_json::to_vec(&unknown).unwrap()).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("unknown_type")), "{b}");
+    let (s, b) = raw_submit(
+        &th,
+        "application/json",
+        serde_json::to_vec(&unknown).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("unknown_type")),
+        "{b}"
+    );
 
     let mut wrong_from = good.clone();
     wrong_from["from"] = json!("VN");
     wrong_from["case_ref"] = json!("VN-KH-2026-000005");
-    let (s, b) = raw_submit(&th, "application/json", serde_json::to_vec(&wrong_from).unwrap()).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("wrong_sender")), "{b}");
+    let (s, b) = raw_submit(
+        &th,
+        "application/json",
+        serde_json::to_vec(&wrong_from).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (422, Some("wrong_sender")),
+        "{b}"
+    );
 
     let mut bad_case = good.clone();
     bad_case["case_ref"] = json!("VN-MY-2026-000005");
-    let (s, b) = raw_submit(&th, "application/json", serde_json::to_vec(&bad_case).unwrap()).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("case_ref_mismatch")), "{b}");
+    let (s, b) = raw_submit(
+        &th,
+        "application/json",
+        serde_json::to_vec(&bad_case).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("case_ref_mismatch")),
+        "{b}"
+    );
 
     // Nothing of the above reached the outbox or the peer.
     let id = good["message_id"].as_str().unwrap();
-    assert_eq!(th.get(&format!("/v1/messages/{id}")).await.unwrap().status, 404);
+    assert_eq!(
+        th.get(&format!("/v1/messages/{id}")).await.unwrap().status,
+        404
+    );
     assert!(read_inbox(&pair.kh_api()).await.is_empty());
     pair.stop().await;
 }
@@ -249,15 +363,35 @@ async fn messages_outside_any_agreement_are_refused_naming_the_agreement() {
     let pki = Pki::new();
     let data = tempfile::tempdir().unwrap();
     // TH has VN configured as a peer, but Thailand and Viet Nam have no agreement here.
-    let th = start(settings(&pki, "TH", data.path(), (free_addr(), free_addr()), &[("KH", free_addr()), ("VN", free_addr())])).await;
+    let th = start(settings(
+        &pki,
+        "TH",
+        data.path(),
+        (free_addr(), free_addr()),
+        &[("KH", free_addr()), ("VN", free_addr())],
+    ))
+    .await;
     let th_api = api(&pki, "TH", th.api_addr);
-    let r = th_api.submit(&referral("TH", "VN", &case_ref("TH", "VN", 1), 1)).await.unwrap();
+    let r = th_api
+        .submit(&referral("TH", "VN", &case_ref("TH", "VN", 1), 1))
+        .await
+        .unwrap();
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(r.body["error"]["code"], "agreement_refused");
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("no agreement between TH and VN"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no agreement between TH and VN")
+    );
 
     // A type the KH–TH agreement does not allow from TH.
-    let mut msg = acknowledge("TH", "KH", &case_ref("KH", "TH", 1), &uuid::Uuid::now_v7().to_string());
+    let mut msg = acknowledge(
+        "TH",
+        "KH",
+        &case_ref("KH", "TH", 1),
+        &uuid::Uuid::now_v7().to_string(),
+    );
     msg["type"] = json!("referral.acknowledge");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -267,14 +401,23 @@ async fn messages_outside_any_agreement_are_refused_naming_the_agreement() {
             .replace("senders = [\"KH\", \"TH\"]", "senders = [\"KH\"]"),
     )
     .unwrap();
-    let mut s = settings(&pki, "TH", data.path(), (free_addr(), free_addr()), &[("KH", free_addr())]);
+    let mut s = settings(
+        &pki,
+        "TH",
+        data.path(),
+        (free_addr(), free_addr()),
+        &[("KH", free_addr())],
+    );
     s.database.url = format!("sqlite://{}", data.path().join("th2.db").display());
     s.agreements.dir = dir.path().to_path_buf();
     let th2 = start(s).await;
     let r = api(&pki, "TH", th2.api_addr).submit(&msg).await.unwrap();
     assert_eq!(r.status, 403, "{}", r.body);
     let message = r.body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("kh-th") && message.contains("referral.acknowledge"), "{message}");
+    assert!(
+        message.contains("kh-th") && message.contains("referral.acknowledge"),
+        "{message}"
+    );
     th.stop().await;
     th2.stop().await;
 }
@@ -308,13 +451,25 @@ async fn local_api_requires_a_valid_token_and_the_right_role() {
     assert_eq!(r.status, 401);
     assert_eq!(r.body["error"]["code"], "unauthenticated");
     let health = th.with_token("").get("/v1/health").await.unwrap();
-    assert_eq!((health.status, health.body["node"].as_str()), (200, Some("TH")));
+    assert_eq!(
+        (health.status, health.body["node"].as_str()),
+        (200, Some("TH"))
+    );
     let r = th.get("/v1/nothing-here").await.unwrap();
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (404, Some("no_such_route")));
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (404, Some("no_such_route"))
+    );
     let r = th.get("/v1/messages/not-a-uuid").await.unwrap();
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (400, Some("bad_message_id")));
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("bad_message_id"))
+    );
     let r = th.get("/v1/inbox?after=abc").await.unwrap();
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (400, Some("bad_cursor")));
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("bad_cursor"))
+    );
     pair.stop().await;
 }
 
@@ -327,10 +482,16 @@ async fn per_case_order_is_kept_while_cases_do_not_block_each_other() {
         let case = case_ref("TH", "KH", 100 + i % 6);
         let msg = referral("TH", "KH", &case, i);
         assert_eq!(th.submit(&msg).await.unwrap().status, 202);
-        order.entry(case).or_default().push(msg["message_id"].as_str().unwrap().to_string());
+        order
+            .entry(case)
+            .or_default()
+            .push(msg["message_id"].as_str().unwrap().to_string());
     }
     let kh = pair.kh_api();
-    eventually("all 60 delivered", WAIT, || async { read_inbox(&kh).await.len() == 60 }).await;
+    eventually("all 60 delivered", WAIT, || async {
+        read_inbox(&kh).await.len() == 60
+    })
+    .await;
     let mut got: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for m in read_inbox(&kh).await {
         got.entry(m["case_ref"].as_str().unwrap().to_string())

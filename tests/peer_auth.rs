@@ -10,11 +10,19 @@ use serde_json::Value;
 async fn certificate_from_an_unknown_ca_is_refused_and_nothing_stored() {
     let pair = Pair::start().await;
     let rogue = pair.pki.identity(&pair.pki.rogue_th());
-    assert_eq!(rogue.node().as_deref(), Some("TH"), "the rogue certificate claims to be TH");
+    assert_eq!(
+        rogue.node().as_deref(),
+        Some("TH"),
+        "the rogue certificate claims to be TH"
+    );
     let client = pair.kh_peer_client(Some(&rogue));
     let msg = referral("TH", "KH", &case_ref("TH", "KH", 1), 1);
     let result = client.post(pair.kh_peer_url()).json(&msg).send().await;
-    assert!(result.is_err(), "handshake must fail, got {:?}", result.map(|r| r.status()));
+    assert!(
+        result.is_err(),
+        "handshake must fail, got {:?}",
+        result.map(|r| r.status())
+    );
     assert!(read_inbox(&pair.kh_api()).await.is_empty());
     pair.stop().await;
 }
@@ -25,7 +33,11 @@ async fn connection_without_a_client_certificate_is_refused() {
     let client = pair.kh_peer_client(None);
     let msg = referral("TH", "KH", &case_ref("TH", "KH", 1), 1);
     let result = client.post(pair.kh_peer_url()).json(&msg).send().await;
-    assert!(result.is_err(), "handshake must fail, got {:?}", result.map(|r| r.status()));
+    assert!(
+        result.is_err(),
+        "handshake must fail, got {:?}",
+        result.map(|r| r.status())
+    );
     assert!(read_inbox(&pair.kh_api()).await.is_empty());
     pair.stop().await;
 }
@@ -36,11 +48,21 @@ async fn valid_th_certificate_cannot_send_as_vn() {
     let th = pair.pki.identity(&pair.pki.paths("TH"));
     let client = pair.kh_peer_client(Some(&th));
     let msg = referral("VN", "KH", &case_ref("VN", "KH", 1), 1);
-    let resp = client.post(pair.kh_peer_url()).json(&msg).send().await.unwrap();
+    let resp = client
+        .post(pair.kh_peer_url())
+        .json(&msg)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "sender_mismatch");
-    assert!(body["error"]["message"].as_str().unwrap().contains("identifies node TH"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("identifies node TH")
+    );
     assert!(read_inbox(&pair.kh_api()).await.is_empty());
     pair.stop().await;
 }
@@ -51,17 +73,30 @@ async fn peer_refuses_messages_for_another_node_or_outside_the_agreement() {
     let th = pair.pki.identity(&pair.pki.paths("TH"));
     let client = pair.kh_peer_client(Some(&th));
     let msg = referral("TH", "MY", &case_ref("TH", "MY", 1), 1);
-    let resp = client.post(pair.kh_peer_url()).json(&msg).send().await.unwrap();
+    let resp = client
+        .post(pair.kh_peer_url())
+        .json(&msg)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "wrong_receiver");
 
     let mut bad = referral("TH", "KH", &case_ref("TH", "KH", 2), 2);
     bad["payload"]["person"]["sex"] = serde_json::json!("?");
-    let resp = client.post(pair.kh_peer_url()).json(&bad).send().await.unwrap();
+    let resp = client
+        .post(pair.kh_peer_url())
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["details"][0]["pointer"], "/payload/person/sex");
+    assert_eq!(
+        body["error"]["details"][0]["pointer"],
+        "/payload/person/sex"
+    );
     assert!(read_inbox(&pair.kh_api()).await.is_empty());
     pair.stop().await;
 }
@@ -74,7 +109,14 @@ async fn sender_refuses_a_server_that_is_not_the_expected_node() {
     let th_addrs = (free_addr(), free_addr());
     let vn_addrs = (free_addr(), free_addr());
     // KH's address points at VN's gateway, whose certificate names VN.
-    let vn = start(settings(&pki, "VN", data.path(), vn_addrs, &[("KH", free_addr()), ("TH", th_addrs.0)])).await;
+    let vn = start(settings(
+        &pki,
+        "VN",
+        data.path(),
+        vn_addrs,
+        &[("KH", free_addr()), ("TH", th_addrs.0)],
+    ))
+    .await;
     let mut s = settings(&pki, "TH", data.path(), th_addrs, &[("KH", vn_addrs.0)]);
     s.peers[0].ca = pki.paths("VN").ca_cert;
     let th = start(s).await;
@@ -82,11 +124,26 @@ async fn sender_refuses_a_server_that_is_not_the_expected_node() {
     let msg = referral("TH", "KH", &case_ref("TH", "KH", 1), 1);
     let id = msg["message_id"].as_str().unwrap().to_string();
     assert_eq!(th_api.submit(&msg).await.unwrap().status, 202);
-    eventually("a failed attempt", std::time::Duration::from_secs(10), || async {
-        th_api.get(&format!("/v1/messages/{id}")).await.unwrap().body["attempts"].as_i64().unwrap_or(0) >= 1
-    })
+    eventually(
+        "a failed attempt",
+        std::time::Duration::from_secs(10),
+        || async {
+            th_api
+                .get(&format!("/v1/messages/{id}"))
+                .await
+                .unwrap()
+                .body["attempts"]
+                .as_i64()
+                .unwrap_or(0)
+                >= 1
+        },
+    )
     .await;
-    let s = th_api.get(&format!("/v1/messages/{id}")).await.unwrap().body;
+    let s = th_api
+        .get(&format!("/v1/messages/{id}"))
+        .await
+        .unwrap()
+        .body;
     assert_eq!(s["state"], "delivering", "{s}");
     assert_eq!(s["last_error"]["kind"], "transport", "{s}");
     assert!(read_inbox(&api(&pki, "VN", vn.api_addr)).await.is_empty());

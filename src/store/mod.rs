@@ -209,10 +209,10 @@ fn create_parent_dir(url: &str) {
     if path.is_empty() || path == ":memory:" {
         return;
     }
-    if let Some(parent) = std::path::Path::new(path).parent() {
-        if !parent.as_os_str().is_empty() {
-            let _ = std::fs::create_dir_all(parent);
-        }
+    if let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        let _ = std::fs::create_dir_all(parent);
     }
 }
 
@@ -240,7 +240,9 @@ impl Store {
             .max_connections(1)
             .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("src/store/migrations/sqlite").run(&write).await?;
+        sqlx::migrate!("src/store/migrations/sqlite")
+            .run(&write)
+            .await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -276,10 +278,12 @@ impl Store {
         .await?
         .rows_affected()
             == 1;
-        let row = sqlx::query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = ?"))
-            .bind(&m.message_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = ?"
+        ))
+        .bind(&m.message_id)
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
         let row = outbox_row(&row);
         Ok(if inserted {
@@ -292,10 +296,12 @@ impl Store {
     }
 
     pub async fn outbound(&self, message_id: &str) -> Result<Option<OutboxRow>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = ?"))
-            .bind(message_id)
-            .fetch_optional(&self.read)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = ?"
+        ))
+        .bind(message_id)
+        .fetch_optional(&self.read)
+        .await?;
         Ok(row.as_ref().map(outbox_row))
     }
 
@@ -435,16 +441,24 @@ impl Store {
     }
 
     /// Everything this node sent and received for a case.
-    pub async fn case_messages(&self, case_ref: &str) -> Result<(Vec<OutboxRow>, Vec<InboxRow>), StoreError> {
-        let out = sqlx::query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE case_ref = ? ORDER BY seq"))
-            .bind(case_ref)
-            .fetch_all(&self.read)
-            .await?;
+    pub async fn case_messages(
+        &self,
+        case_ref: &str,
+    ) -> Result<(Vec<OutboxRow>, Vec<InboxRow>), StoreError> {
+        let out = sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE case_ref = ? ORDER BY seq"
+        ))
+        .bind(case_ref)
+        .fetch_all(&self.read)
+        .await?;
         let inb = sqlx::query("SELECT * FROM inbox WHERE case_ref = ? ORDER BY seq")
             .bind(case_ref)
             .fetch_all(&self.read)
             .await?;
-        Ok((out.iter().map(outbox_row).collect(), inb.iter().map(inbox_row).collect()))
+        Ok((
+            out.iter().map(outbox_row).collect(),
+            inb.iter().map(inbox_row).collect(),
+        ))
     }
 
     /// Counts of outbound messages by state (for health and the demo).
@@ -452,6 +466,9 @@ impl Store {
         let rows = sqlx::query("SELECT peer, state, COUNT(*) AS n FROM outbox GROUP BY peer, state ORDER BY peer, state")
             .fetch_all(&self.read)
             .await?;
-        Ok(rows.iter().map(|r| (r.get("peer"), r.get("state"), r.get("n"))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("peer"), r.get("state"), r.get("n")))
+            .collect())
     }
 }

@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::client::WebPkiServerVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
 pub const NODE_URI_PREFIX: &str = "urn:homeward:node:";
@@ -70,7 +70,8 @@ impl Identity {
         let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| TlsError::Config(e.to_string()))?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| TlsError::Config(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|e| TlsError::Config(e.to_string()))?;
         Ok(Self { chain, key })
     }
 
@@ -101,7 +102,9 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 pub fn roots_from(certs: &[CertificateDer<'static>]) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for c in certs {
-        roots.add(c.clone()).map_err(|e| TlsError::Config(format!("bad CA certificate: {e}")))?;
+        roots
+            .add(c.clone())
+            .map_err(|e| TlsError::Config(format!("bad CA certificate: {e}")))?;
     }
     Ok(roots)
 }
@@ -146,11 +149,16 @@ impl ClientCertVerifier for PerCountryClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let country = node_of(end_entity).ok_or_else(|| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure)
+            rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            )
         })?;
-        let verifier = self.by_country.get(&country).ok_or(rustls::Error::InvalidCertificate(
-            rustls::CertificateError::UnknownIssuer,
-        ))?;
+        let verifier = self
+            .by_country
+            .get(&country)
+            .ok_or(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            ))?;
         verifier.verify_client_cert(end_entity, intermediates, now)
     }
 
@@ -198,9 +206,17 @@ pub fn peer_server_config(
         Some(v) => v.clone(),
         // With no peers configured nobody may connect; keep a verifier that
         // knows no roots so every handshake fails cleanly.
-        None => return Err(TlsError::Config("no peers configured: the peer port would accept nobody".into())),
+        None => {
+            return Err(TlsError::Config(
+                "no peers configured: the peer port would accept nobody".into(),
+            ));
+        }
     };
-    let verifier = Arc::new(PerCountryClientVerifier { by_country, hints, any });
+    let verifier = Arc::new(PerCountryClientVerifier {
+        by_country,
+        hints,
+        any,
+    });
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
@@ -240,9 +256,13 @@ impl ServerCertVerifier for PeerServerVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let verified = self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
         match node_of(end_entity) {
             Some(node) if node == self.expected => Ok(verified),
             _ => Err(rustls::Error::InvalidCertificate(

@@ -63,7 +63,10 @@ impl CountryPaths {
 fn dn(common_name: &str, country: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
-    dn.push(DnType::OrganizationName, format!("Homeward development PKI ({country})"));
+    dn.push(
+        DnType::OrganizationName,
+        format!("Homeward development PKI ({country})"),
+    );
     dn
 }
 
@@ -80,18 +83,26 @@ pub fn generate_country(country: &str, ca_label: &str, days: i64) -> Result<Coun
     let mut ca_params = CertificateParams::default();
     ca_params.distinguished_name = dn(&format!("Homeward {ca_label} CA {country}"), country);
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     validity(&mut ca_params, days);
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, &ca_key);
 
     let peer_key = KeyPair::generate()?;
     let mut peer = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
-    peer.subject_alt_names
-        .push(SanType::URI(format!("{NODE_URI_PREFIX}{country}").try_into()?));
+    peer.subject_alt_names.push(SanType::URI(
+        format!("{NODE_URI_PREFIX}{country}").try_into()?,
+    ));
     peer.distinguished_name = dn(&format!("homeward-node-{country}"), country);
     peer.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    peer.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    peer.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     validity(&mut peer, days);
     let peer_cert = peer.signed_by(&peer_key, &issuer)?;
 
@@ -139,7 +150,11 @@ pub fn write_country(dir: &Path, pki: &CountryPki) -> Result<CountryPaths, PkiEr
 }
 
 /// `homeward dev-certs`: a PKI for every listed country under `dir`.
-pub fn write_dev_pki(dir: &Path, countries: &[&str], days: i64) -> Result<Vec<CountryPaths>, PkiError> {
+pub fn write_dev_pki(
+    dir: &Path,
+    countries: &[&str],
+    days: i64,
+) -> Result<Vec<CountryPaths>, PkiError> {
     countries
         .iter()
         .map(|cc| write_country(dir, &generate_country(cc, "development", days)?))

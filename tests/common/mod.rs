@@ -90,13 +90,18 @@ pub fn settings(
         &format!("sqlite://{}", db.display()),
         (&addrs.0, &addrs.1),
         &peers,
-        &[(format!("{cc}-case-system"), Role::Caseworker, TOKEN.to_string())],
+        &[(
+            format!("{cc}-case-system"),
+            Role::Caseworker,
+            TOKEN.to_string(),
+        )],
         fast_delivery(),
     )
 }
 
 pub async fn start(settings: Settings) -> RunningGateway {
-    let listeners = Listeners::bind(settings.peer_api.listen, settings.local_api.listen).expect("bind");
+    let listeners =
+        Listeners::bind(settings.peer_api.listen, settings.local_api.listen).expect("bind");
     Gateway::build_with(settings, listeners, homeward::clock::system())
         .await
         .expect("gateway builds")
@@ -121,8 +126,22 @@ impl Pair {
         let data = tempfile::tempdir().expect("tempdir");
         let kh_addrs = (free_addr(), free_addr());
         let th_addrs = (free_addr(), free_addr());
-        let kh = start(settings(&pki, "KH", data.path(), kh_addrs, &[("TH", th_addrs.0), ("VN", free_addr())])).await;
-        let th = start(settings(&pki, "TH", data.path(), th_addrs, &[("KH", kh_addrs.0)])).await;
+        let kh = start(settings(
+            &pki,
+            "KH",
+            data.path(),
+            kh_addrs,
+            &[("TH", th_addrs.0), ("VN", free_addr())],
+        ))
+        .await;
+        let th = start(settings(
+            &pki,
+            "TH",
+            data.path(),
+            th_addrs,
+            &[("KH", kh_addrs.0)],
+        ))
+        .await;
         Self { pki, data, kh, th }
     }
 
@@ -146,7 +165,10 @@ impl Pair {
     }
 
     pub fn kh_peer_url(&self) -> String {
-        format!("https://127.0.0.1:{}/peer/v1/messages", self.kh.peer_addr.port())
+        format!(
+            "https://127.0.0.1:{}/peer/v1/messages",
+            self.kh.peer_addr.port()
+        )
     }
 
     pub async fn stop(self) {
@@ -161,7 +183,7 @@ pub fn referral_payload(n: usize) -> Value {
         "person": {
             "name_native": format!("តេស្ត {n}"),
             "name_latin": format!("Test Person {n}"),
-            "sex": if n % 2 == 0 { "female" } else { "male" },
+            "sex": if n.is_multiple_of(2) { "female" } else { "male" },
             "estimated_age": 20 + (n % 30),
             "presumed_minor": false,
             "nationality_claimed": "KH",
@@ -234,7 +256,10 @@ pub async fn read_inbox(api: &ApiClient) -> Vec<Value> {
     let mut all = Vec::new();
     let mut cursor = "0".to_string();
     loop {
-        let r = api.get(&format!("/v1/inbox?after={cursor}&limit=1000")).await.expect("inbox");
+        let r = api
+            .get(&format!("/v1/inbox?after={cursor}&limit=1000"))
+            .await
+            .expect("inbox");
         assert_eq!(r.status, 200, "{}", r.body);
         let batch = r.body["messages"].as_array().cloned().unwrap_or_default();
         if batch.is_empty() {
