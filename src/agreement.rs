@@ -119,6 +119,9 @@ pub struct Agreement {
     pub year: u16,
     pub parties: [String; 2],
     pub messages: Vec<MessageRule>,
+    /// Personal fields (`type` → payload pointers, `*` for any array index)
+    /// that must not cross under this agreement.
+    pub withheld: Vec<(String, String)>,
 }
 
 impl Agreement {
@@ -131,6 +134,15 @@ impl Agreement {
         self.messages
             .iter()
             .find(|m| m.message_type == message_type)
+    }
+
+    /// The first withheld personal field present in a payload of `message_type`.
+    pub fn withheld_in(&self, message_type: &str, payload: &serde_json::Value) -> Option<&str> {
+        self.withheld
+            .iter()
+            .filter(|(t, _)| t == message_type)
+            .map(|(_, p)| p.as_str())
+            .find(|p| crate::message::pointer_present(payload, p))
     }
 
     fn allowed_from(&self, from: &str) -> Vec<String> {
@@ -153,6 +165,16 @@ struct AgreementFile {
     notes: Option<String>,
     #[serde(default)]
     messages: Vec<MessageFile>,
+    #[serde(default)]
+    personal_data: PersonalDataFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PersonalDataFile {
+    /// `"<type>:<pointer>"` entries naming x-personal fields not to share.
+    #[serde(default)]
+    withheld: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -175,7 +197,15 @@ pub struct AgreementBook {
 
 impl AgreementBook {
     /// Loads every `*.toml` in `dir`; `known_type` says which message types exist.
-    pub fn load(dir: &Path, known_type: impl Fn(&str) -> bool) -> Result<Self, AgreementLoadError> {
+    pub fn load(dir: &Path, registry: &crate::message::SchemaRegistry) -> Result<Self, AgreementLoadError> {
+        Self::load_with(dir, &|t: &str| registry.knows_type(t), &|t: &str| registry.personal_pointers(t))
+    }
+
+    fn load_with(
+        dir: &Path,
+        known_type: &dyn Fn(&str) -> bool,
+        personal: &dyn Fn(&str) -> Vec<String>,
+    ) -> Result<Self, AgreementLoadError> {
         let entries = std::fs::read_dir(dir).map_err(|source| AgreementLoadError::Dir {
             dir: dir.display().to_string(),
             source,
@@ -199,7 +229,8 @@ impl AgreementBook {
                 &id,
                 &path.display().to_string(),
                 &text,
-                &known_type,
+                known_type,
+                personal,
             )?);
         }
         for (i, a) in agreements.iter().enumerate() {
@@ -256,7 +287,8 @@ fn parse_agreement(
     id: &str,
     file: &str,
     text: &str,
-    known_type: &impl Fn(&str) -> bool,
+    known_type: &dyn Fn(&str) -> bool,
+    personal: &dyn Fn(&str) -> Vec<String>,
 ) -> Result<Agreement, AgreementLoadError> {
     let raw: AgreementFile = toml_parse(text).map_err(|message| AgreementLoadError::Parse {
         file: file.to_string(),
@@ -347,6 +379,23 @@ fn parse_agreement(
             expects,
         });
     }
+    let mut withheld = Vec::new();
+    for (i, entry) in raw.personal_data.withheld.iter().enumerate() {
+        let key = format!("personal_data.withheld[{i}]");
+        let (t, pointer) = entry
+            .split_once(':')
+            .ok_or_else(|| invalid(key.clone(), format!("`{entry}`: write `<type>:<pointer>`")))?;
+        if !known_type(t) {
+            return Err(invalid(key, format!("unknown message type `{t}`")));
+        }
+        if !personal(t).iter().any(|p| p == pointer) {
+            return Err(invalid(
+                key,
+                format!("`{pointer}` is not a field `{t}` marks x-personal; known: {:?}", personal(t)),
+            ));
+        }
+        withheld.push((t.to_string(), pointer.to_string()));
+    }
     Ok(Agreement {
         id: id.to_string(),
         title: raw.title,
@@ -354,6 +403,7 @@ fn parse_agreement(
         year: raw.year,
         parties: [raw.parties[0].clone(), raw.parties[1].clone()],
         messages,
+        withheld,
     })
 }
 
@@ -370,6 +420,18 @@ mod tests {
 
     fn known(t: &str) -> bool {
         matches!(t, "referral.notify" | "referral.acknowledge")
+    }
+
+    fn personal(t: &str) -> Vec<String> {
+        if t == "referral.notify" {
+            vec!["/person/name_latin".into(), "/person/identity_documents/*/number".into()]
+        } else {
+            vec![]
+        }
+    }
+
+    fn parse(text: &str) -> Result<Agreement, AgreementLoadError> {
+        parse_agreement("kh-th", "kh-th.toml", text, &known, &personal)
     }
 
     const GOOD: &str = r#"
@@ -389,7 +451,7 @@ senders = ["KH"]
 
     #[test]
     fn permits_and_refuses_with_the_agreement_named() {
-        let a = parse_agreement("kh-th", "kh-th.toml", GOOD, &known).unwrap();
+        let a = parse(GOOD).unwrap();
         let book = AgreementBook {
             agreements: vec![a],
         };
@@ -409,7 +471,7 @@ senders = ["KH"]
     #[test]
     fn loader_names_file_and_key() {
         let bad = GOOD.replace("3 days", "three days");
-        let err = parse_agreement("kh-th", "kh-th.toml", &bad, &known)
+        let err = parse(&bad)
             .unwrap_err()
             .to_string();
         assert!(
@@ -417,7 +479,7 @@ senders = ["KH"]
             "{err}"
         );
         let bad = GOOD.replace("\"KH\", \"TH\"]\n[[", "\"KH\", \"XX\"]\n[[");
-        let err = parse_agreement("kh-th", "kh-th.toml", &bad, &known)
+        let err = parse(&bad)
             .unwrap_err()
             .to_string();
         assert!(err.contains("parties[1]"), "{err}");
@@ -425,10 +487,22 @@ senders = ["KH"]
             "type = \"referral.acknowledge\"",
             "type = \"referral.bogus\"",
         );
-        let err = parse_agreement("kh-th", "kh-th.toml", &bad, &known)
+        let err = parse(&bad)
             .unwrap_err()
             .to_string();
         assert!(err.contains("messages[1].type"), "{err}");
+    }
+
+    #[test]
+    fn withheld_personal_fields_are_checked_and_found() {
+        let text = format!("{GOOD}\n[personal_data]\nwithheld = [\"referral.notify:/person/identity_documents/*/number\"]\n");
+        let a = parse(&text).unwrap();
+        let payload = serde_json::json!({"person": {"identity_documents": [{"type": "passport", "number": "N0000001"}]}});
+        assert_eq!(a.withheld_in("referral.notify", &payload), Some("/person/identity_documents/*/number"));
+        assert_eq!(a.withheld_in("referral.notify", &serde_json::json!({"person": {}})), None);
+        let bad = format!("{GOOD}\n[personal_data]\nwithheld = [\"referral.notify:/person/sex\"]\n");
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("personal_data.withheld[0]") && err.contains("x-personal"), "{err}");
     }
 
     #[test]

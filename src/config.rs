@@ -31,12 +31,8 @@ const SECTIONS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("configuration error in {file}: {source}")]
-    Parse {
-        file: String,
-        #[source]
-        source: Box<figment::Error>,
-    },
+    #[error("configuration error in {file}: {message}")]
+    Parse { file: String, message: String },
     #[error("configuration error in {file}: key `{key}`: {message}")]
     Invalid {
         file: String,
@@ -195,7 +191,7 @@ impl Settings {
             .extract()
             .map_err(|e| ConfigError::Parse {
                 file: file.clone(),
-                source: Box::new(e),
+                message: e.to_string(),
             })?;
         settings.check(&file)?;
         Ok(settings)

@@ -140,7 +140,7 @@ impl Gateway {
         clock: SharedClock,
     ) -> Result<Self, GatewayError> {
         let registry = SchemaRegistry::embedded()?;
-        let agreements = AgreementBook::load(&settings.agreements.dir, |t| registry.knows_type(t))?;
+        let agreements = AgreementBook::load(&settings.agreements.dir, &registry)?;
         let identity = Identity::load(&settings.tls.cert, &settings.tls.key)?;
         match identity.node() {
             Some(node) if node == settings.node.country => {}

@@ -13,6 +13,7 @@
 //! - [`peer_api`]: the gateway-to-gateway API (mutual TLS 1.3).
 //! - [`local_api`]: the API this country's systems use (TLS, bearer tokens, roles).
 //! - [`delivery`]: the worker that moves the outbox to peers, with retries.
+//! - [`lifecycle`]: the case state derived from its messages, and what may come next.
 //! - [`gateway`]: start-up, the TLS servers and graceful shutdown.
 //! - [`api_error`]: the one JSON error body of every refusal.
 //! - [`clock`]: injectable time.
@@ -29,6 +30,7 @@ pub mod delivery;
 pub mod demo;
 pub mod devnet;
 pub mod gateway;
+pub mod lifecycle;
 pub mod local_api;
 pub mod message;
 pub mod peer_api;

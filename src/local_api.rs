@@ -93,6 +93,21 @@ pub static ROUTES: &[RouteRule] = &[
         path: "/v1/cases/{case_ref}",
         roles: &[Caseworker, Embassy, Operator],
     },
+    RouteRule {
+        method: Method::POST,
+        path: "/v1/validate",
+        roles: &[Integrator, Caseworker],
+    },
+    RouteRule {
+        method: Method::GET,
+        path: "/v1/schemas",
+        roles: &[Integrator, Caseworker, Embassy, Operator, Admin],
+    },
+    RouteRule {
+        method: Method::GET,
+        path: "/v1/schemas/{message_type}/{version}",
+        roles: &[Integrator, Caseworker, Embassy, Operator, Admin],
+    },
 ];
 
 pub fn hash_token(token: &str) -> String {
@@ -107,6 +122,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/messages/{id}", get(message_status))
         .route("/v1/inbox", get(inbox))
         .route("/v1/cases/{case_ref}", get(case_timeline))
+        .route("/v1/validate", post(validate))
+        .route("/v1/schemas", get(list_schemas))
+        .route("/v1/schemas/{message_type}/{version}", get(get_schema))
         .route_layer(middleware::from_fn_with_state(node.clone(), authorize))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -270,11 +288,7 @@ async fn submit(
             }]));
         }
         check_case_parties(&envelope)?;
-        node.agreements
-            .permit(&envelope.from, &envelope.to, &envelope.message_type)
-            .map_err(|e| {
-                ApiError::new(StatusCode::FORBIDDEN, "agreement_refused", e.to_string())
-            })?;
+        check_agreement(&node, &envelope)?;
         if node.settings.peer(&envelope.to).is_none() {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -307,6 +321,7 @@ async fn submit(
             submit_sha256,
             submitted_at: now,
             deadline_at: now.saturating_add(deadline_ms),
+            case_message: case_message(&envelope),
         };
         let enqueued = node.store.enqueue(&new).await.map_err(|e| {
             warn!(error = %e, "could not commit to the outbox");
@@ -319,6 +334,7 @@ async fn submit(
                 row
             }
             Enqueued::Replay(row) => row,
+            Enqueued::Refused(e) => return Err(lifecycle_refusal(&e)),
             Enqueued::Conflict(_) => {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -340,6 +356,57 @@ async fn submit(
     }
     .instrument(span)
     .await
+}
+
+/// The agreement between sender and receiver must allow the type in this
+/// direction, and the payload must not carry a personal field it withholds.
+pub fn check_agreement(node: &Node, envelope: &crate::message::Envelope) -> Result<(), ApiError> {
+    let agreement = node
+        .agreements
+        .permit(&envelope.from, &envelope.to, &envelope.message_type)
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "agreement_refused", e.to_string()))?;
+    if let Some(pointer) = agreement.withheld_in(&envelope.message_type, &envelope.payload) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "personal_data_withheld",
+            format!(
+                "agreement `{}` ({}) does not allow sharing `{pointer}` in `{}`",
+                agreement.id, agreement.title, envelope.message_type
+            ),
+        )
+        .with_details(vec![Detail {
+            pointer: Some(format!("/payload{pointer}")),
+            keyword: Some("agreement_withheld".into()),
+            message: "remove this field: the agreement withholds it".into(),
+        }]));
+    }
+    Ok(())
+}
+
+/// The lifecycle's view of an envelope.
+pub fn case_message(envelope: &crate::message::Envelope) -> crate::lifecycle::CaseMessage {
+    crate::lifecycle::CaseMessage {
+        message_id: envelope.message_id.to_string(),
+        message_type: envelope.message_type.clone(),
+        from: envelope.from.clone(),
+        in_reply_to: envelope.in_reply_to.map(|u| u.to_string()),
+        payload: envelope.payload.clone(),
+    }
+}
+
+/// A lifecycle refusal as an API error: 409, naming the state and what may come next.
+pub fn lifecycle_refusal(e: &crate::lifecycle::LifecycleError) -> ApiError {
+    use crate::lifecycle::LifecycleError as L;
+    let (pointer, keyword) = match e {
+        L::NotAllowed { .. } => ("/type", "case_state"),
+        L::Duplicate { .. } => ("/message_id", "unique"),
+        _ => ("/in_reply_to", "reply_target"),
+    };
+    ApiError::new(StatusCode::CONFLICT, e.code(), e.to_string()).with_details(vec![Detail {
+        pointer: Some(pointer.into()),
+        keyword: Some(keyword.into()),
+        message: e.to_string(),
+    }])
 }
 
 /// The case reference names the two countries of the case; a message of the
@@ -520,10 +587,79 @@ async fn case_timeline(
         .chain(inb.iter().map(|r| (r.received_at, inbound_view(r))))
         .collect();
     timeline.sort_by_key(|(at, _)| *at);
+    let state = node.store.case_state(&case_ref).await.map_err(|_| ApiError::internal())?;
     Ok(axum::Json(json!({
         "case_ref": case_ref,
         "node": node.country,
+        "state": state,
+        "allowed_next": crate::lifecycle::allowed_next(state),
         "timeline": timeline.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
     }))
     .into_response())
+}
+
+/// `POST /v1/validate`: the report `homeward validate` prints, for a message
+/// as this node would receive it for submission. Nothing is stored or sent.
+async fn validate(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let (_, mut doc) = read_json_body(&headers, body, node.settings.local_api.max_body_bytes).await?;
+    if !doc.is_object() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "schema_violation", "a message must be a JSON object"));
+    }
+    fill_defaults(&node, &mut doc);
+    let mut violations: Vec<Detail> = Vec::new();
+    match node.registry.validate(&doc) {
+        Err(e) => violations.extend(e.details()),
+        Ok(envelope) => {
+            if let Err(e) = check_case_parties(&envelope) {
+                violations.extend(e.body.details);
+            }
+            if let Err(e) = check_agreement(&node, &envelope) {
+                violations.extend(e.body.details.clone());
+                if e.body.details.is_empty() {
+                    violations.push(Detail {
+                        pointer: Some("/type".into()),
+                        keyword: Some("agreement".into()),
+                        message: e.body.message,
+                    });
+                }
+            }
+        }
+    }
+    Ok(axum::Json(json!({ "valid": violations.is_empty(), "violations": violations })).into_response())
+}
+
+/// `GET /v1/schemas`: every message type and version this node speaks.
+async fn list_schemas(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    let schemas: Vec<Value> = node
+        .registry
+        .schemas()
+        .map(|(t, v, schema)| {
+            json!({
+                "type": t,
+                "version": v,
+                "title": schema.get("title"),
+                "url": format!("/v1/schemas/{t}/{v}"),
+            })
+        })
+        .collect();
+    axum::Json(json!({ "envelope": {"version": 1, "url": "/v1/schemas/envelope/1"}, "schemas": schemas }))
+}
+
+/// `GET /v1/schemas/{type}/{version}`: the JSON Schema itself.
+async fn get_schema(
+    State(node): State<Arc<Node>>,
+    Path((message_type, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let version: u32 = version
+        .trim_start_matches('v')
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_version", "version must be a number, e.g. 1"))?;
+    if message_type == "envelope" && version == 1 {
+        return Ok(axum::Json(node.registry.envelope_schema().clone()).into_response());
+    }
+    node.registry
+        .schemas()
+        .find(|(t, v, _)| *t == message_type && *v == version)
+        .map(|(_, _, schema)| axum::Json(schema.clone()).into_response())
+        .ok_or_else(|| ApiError::not_found("schema"))
 }

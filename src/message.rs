@@ -254,3 +254,114 @@ impl SchemaRegistry {
         })
     }
 }
+
+/// JSON pointers (into a payload) of every property a schema annotates with
+/// `"x-personal": true`; array items appear as `*`. Local `$ref`s and
+/// composition keywords are followed, so redaction and agreement rules are
+/// driven by the schemas rather than by lists in code.
+pub fn personal_pointers(schema: &Value) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    walk_personal(schema, schema, String::new(), &mut out, 0);
+    out.into_iter().collect()
+}
+
+fn resolve<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
+    match node.get("$ref").and_then(Value::as_str) {
+        Some(r) if r.starts_with("#/") => root.pointer(&r[1..]).unwrap_or(node),
+        _ => node,
+    }
+}
+
+fn walk_personal(
+    root: &Value,
+    node: &Value,
+    path: String,
+    out: &mut std::collections::BTreeSet<String>,
+    depth: usize,
+) {
+    if depth > 32 {
+        return;
+    }
+    let node = resolve(root, node);
+    if node.get("x-personal") == Some(&Value::Bool(true)) && !path.is_empty() {
+        out.insert(path.clone());
+    }
+    if let Some(props) = node.get("properties").and_then(Value::as_object) {
+        for (name, sub) in props {
+            walk_personal(root, sub, format!("{path}/{name}"), out, depth + 1);
+        }
+    }
+    if let Some(items) = node.get("items") {
+        walk_personal(root, items, format!("{path}/*"), out, depth + 1);
+    }
+    for key in ["allOf", "anyOf", "oneOf"] {
+        for sub in node.get(key).and_then(Value::as_array).into_iter().flatten() {
+            walk_personal(root, sub, path.clone(), out, depth + 1);
+        }
+    }
+    for key in ["then", "else"] {
+        if let Some(sub) = node.get(key) {
+            walk_personal(root, sub, path.clone(), out, depth + 1);
+        }
+    }
+}
+
+/// Whether `pointer` (with `*` for any array index) names something present in `doc`.
+pub fn pointer_present(doc: &Value, pointer: &str) -> bool {
+    fn go(doc: &Value, parts: &[&str]) -> bool {
+        let Some((first, rest)) = parts.split_first() else {
+            return !doc.is_null();
+        };
+        match (doc, *first) {
+            (Value::Array(items), "*") => items.iter().any(|i| go(i, rest)),
+            (Value::Array(items), idx) => idx.parse::<usize>().ok().and_then(|i| items.get(i)).is_some_and(|i| go(i, rest)),
+            (Value::Object(map), key) => map.get(key).is_some_and(|v| go(v, rest)),
+            _ => false,
+        }
+    }
+    let parts: Vec<&str> = pointer.split('/').skip(1).collect();
+    go(doc, &parts)
+}
+
+impl SchemaRegistry {
+    /// Personal-data pointers of the latest version of `message_type`.
+    pub fn personal_pointers(&self, message_type: &str) -> Vec<String> {
+        self.payloads
+            .iter()
+            .filter(|((t, _), _)| t == message_type)
+            .flat_map(|(_, s)| personal_pointers(&s.source))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn personal_pointers_follow_refs_items_and_conditionals() {
+        let schema = json!({
+            "$defs": {"name": {"type": "string", "x-personal": true}},
+            "properties": {
+                "person": {"properties": {"name": {"$ref": "#/$defs/name"}, "sex": {"type": "string"}}},
+                "docs": {"items": {"properties": {"number": {"x-personal": true}}}},
+                "note": {"type": "string"}
+            },
+            "if": {"properties": {"a": {}}},
+            "then": {"properties": {"note": {"x-personal": true}}}
+        });
+        assert_eq!(personal_pointers(&schema), ["/docs/*/number", "/note", "/person/name"]);
+    }
+
+    #[test]
+    fn pointers_with_wildcards_find_values() {
+        let doc = json!({"docs": [{"n": 1}, {"x": 2}], "a": {"b": null}});
+        assert!(pointer_present(&doc, "/docs/*/x"));
+        assert!(pointer_present(&doc, "/docs/0/n"));
+        assert!(!pointer_present(&doc, "/docs/*/y"));
+        assert!(!pointer_present(&doc, "/a/b"));
+    }
+}

@@ -90,9 +90,7 @@ async fn receive(
             ));
         }
         crate::local_api::check_case_parties(&envelope)?;
-        node.agreements
-            .permit(&envelope.from, &envelope.to, &envelope.message_type)
-            .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "agreement_refused", e.to_string()))?;
+        crate::local_api::check_agreement(&node, &envelope)?;
         let body = String::from_utf8(raw.to_vec())
             .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", "body is not UTF-8"))?;
         let body_sha256 = hex::encode(Sha256::digest(body.as_bytes()));
@@ -113,6 +111,7 @@ async fn receive(
             body_sha256,
             received_at: now,
             receipt: serde_json::to_string(&receipt).map_err(|_| ApiError::internal())?,
+            case_message: crate::local_api::case_message(&envelope),
         };
         match node.store.receive(&new).await {
             Ok(Received::Stored { receipt, fresh }) => {
@@ -125,6 +124,10 @@ async fn receive(
                     receipt,
                 )
                     .into_response())
+            }
+            Ok(Received::Refused(e)) => {
+                info!(code = e.code(), "refused a message the case's state does not allow");
+                Err(crate::local_api::lifecycle_refusal(&e))
             }
             Ok(Received::Conflict) => Err(ApiError::new(
                 StatusCode::CONFLICT,

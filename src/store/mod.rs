@@ -13,6 +13,8 @@ use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use crate::lifecycle::{self, CaseMessage, CaseState, LifecycleError};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
@@ -69,6 +71,8 @@ pub struct NewOutbound {
     pub submit_sha256: String,
     pub submitted_at: i64,
     pub deadline_at: i64,
+    /// What the lifecycle checks.
+    pub case_message: CaseMessage,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -125,6 +129,8 @@ pub enum Enqueued {
     Replay(OutboxRow),
     /// A different message already uses this id.
     Conflict(OutboxRow),
+    /// The message makes no sense in the case's state; nothing stored.
+    Refused(LifecycleError),
 }
 
 /// A message claimed for one delivery attempt.
@@ -161,6 +167,8 @@ pub struct NewInbound {
     pub received_at: i64,
     /// The receipt to keep if this is the first time the message arrives.
     pub receipt: String,
+    /// What the lifecycle checks.
+    pub case_message: CaseMessage,
 }
 
 #[derive(Debug)]
@@ -169,6 +177,8 @@ pub enum Received {
     Stored { receipt: String, fresh: bool },
     /// A different message already arrived under this id.
     Conflict,
+    /// The message makes no sense in the case's state; nothing stored.
+    Refused(LifecycleError),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -216,6 +226,59 @@ fn create_parent_dir(url: &str) {
     }
 }
 
+/// The messages of a case that count, in the order this node committed
+/// them: everything received, and everything sent that the peer has not
+/// refused (`rejected`) or that did not die undelivered (`dead`).
+async fn case_history(conn: &mut sqlx::SqliteConnection, case_ref: &str) -> Result<Vec<CaseMessage>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT COALESCE(o.body, i.body) AS body FROM case_log l \
+         LEFT JOIN outbox o ON l.direction = 'out' AND o.message_id = l.message_id \
+         LEFT JOIN inbox i ON l.direction = 'in' AND i.message_id = l.message_id \
+         WHERE l.case_ref = ? AND (o.state IS NULL OR o.state NOT IN ('rejected', 'dead')) \
+         ORDER BY l.seq",
+    )
+    .bind(case_ref)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.get::<Option<String>, _>("body"))
+        .filter_map(|body| case_message_of(&body))
+        .collect())
+}
+
+/// The lifecycle's view of a stored envelope.
+pub fn case_message_of(body: &str) -> Option<CaseMessage> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    Some(CaseMessage {
+        message_id: v["message_id"].as_str()?.to_string(),
+        message_type: v["type"].as_str()?.to_string(),
+        from: v["from"].as_str()?.to_string(),
+        in_reply_to: v["in_reply_to"].as_str().map(String::from),
+        payload: v["payload"].clone(),
+    })
+}
+
+fn check_lifecycle(case_ref: &str, history: &[CaseMessage], message: &CaseMessage) -> Result<CaseState, LifecycleError> {
+    let state = lifecycle::replay(case_ref, history);
+    lifecycle::next_state(case_ref, state, message, history)
+}
+
+async fn log_case(
+    conn: &mut sqlx::SqliteConnection,
+    case_ref: &str,
+    message_id: &str,
+    direction: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO case_log (case_ref, message_id, direction) VALUES (?, ?, ?)")
+        .bind(case_ref)
+        .bind(message_id)
+        .bind(direction)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     write: SqlitePool,
@@ -255,13 +318,31 @@ impl Store {
         self.write.close().await;
     }
 
-    /// Commits a message to the outbox. Idempotent by `message_id`.
+    /// Commits a message to the outbox if the case's lifecycle allows it.
+    /// Idempotent by `message_id`: a resubmission of the same document is a
+    /// replay, another document under the same id a conflict.
     pub async fn enqueue(&self, m: &NewOutbound) -> Result<Enqueued, StoreError> {
         let mut tx = self.write.begin().await?;
-        let inserted = sqlx::query(
+        let existing = sqlx::query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = ?"))
+            .bind(&m.message_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = existing {
+            let row = outbox_row(&row);
+            return Ok(if row.submit_sha256 == m.submit_sha256 {
+                Enqueued::Replay(row)
+            } else {
+                Enqueued::Conflict(row)
+            });
+        }
+        let history = case_history(&mut tx, &m.case_ref).await?;
+        if let Err(e) = check_lifecycle(&m.case_ref, &history, &m.case_message) {
+            return Ok(Enqueued::Refused(e));
+        }
+        sqlx::query(
             "INSERT INTO outbox (message_id, case_ref, peer, type, in_reply_to, body, body_sha256, submit_sha256, \
              state, attempts, next_attempt_at, submitted_at, deadline_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)",
         )
         .bind(&m.message_id)
         .bind(&m.case_ref)
@@ -275,24 +356,14 @@ impl Store {
         .bind(m.submitted_at)
         .bind(m.deadline_at)
         .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        let row = sqlx::query(&format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = ?"
-        ))
-        .bind(&m.message_id)
-        .fetch_one(&mut *tx)
         .await?;
+        log_case(&mut tx, &m.case_ref, &m.message_id, "out").await?;
+        let row = sqlx::query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = ?"))
+            .bind(&m.message_id)
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
-        let row = outbox_row(&row);
-        Ok(if inserted {
-            Enqueued::New(row)
-        } else if row.submit_sha256 == m.submit_sha256 {
-            Enqueued::Replay(row)
-        } else {
-            Enqueued::Conflict(row)
-        })
+        Ok(Enqueued::New(outbox_row(&row)))
     }
 
     pub async fn outbound(&self, message_id: &str) -> Result<Option<OutboxRow>, StoreError> {
@@ -388,12 +459,30 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a message from a peer, idempotently by `message_id`.
+    /// Stores a message from a peer if the case's lifecycle allows it,
+    /// idempotently by `message_id`: a resend gets the stored receipt.
     pub async fn receive(&self, m: &NewInbound) -> Result<Received, StoreError> {
         let mut tx = self.write.begin().await?;
-        let fresh = sqlx::query(
+        let existing = sqlx::query("SELECT body_sha256, receipt FROM inbox WHERE message_id = ?")
+            .bind(&m.message_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = existing {
+            if row.get::<&str, _>("body_sha256") != m.body_sha256 {
+                return Ok(Received::Conflict);
+            }
+            return Ok(Received::Stored {
+                receipt: row.get("receipt"),
+                fresh: false,
+            });
+        }
+        let history = case_history(&mut tx, &m.case_ref).await?;
+        if let Err(e) = check_lifecycle(&m.case_ref, &history, &m.case_message) {
+            return Ok(Received::Refused(e));
+        }
+        sqlx::query(
             "INSERT INTO inbox (message_id, case_ref, sender, type, in_reply_to, body, body_sha256, received_at, receipt) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&m.message_id)
         .bind(&m.case_ref)
@@ -405,21 +494,20 @@ impl Store {
         .bind(m.received_at)
         .bind(&m.receipt)
         .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        let row = sqlx::query("SELECT body_sha256, receipt FROM inbox WHERE message_id = ?")
-            .bind(&m.message_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        .await?;
+        log_case(&mut tx, &m.case_ref, &m.message_id, "in").await?;
         tx.commit().await?;
-        if row.get::<&str, _>("body_sha256") != m.body_sha256 {
-            return Ok(Received::Conflict);
-        }
         Ok(Received::Stored {
-            receipt: row.get("receipt"),
-            fresh,
+            receipt: m.receipt.clone(),
+            fresh: true,
         })
+    }
+
+    /// The case's state on this node, if the case exists.
+    pub async fn case_state(&self, case_ref: &str) -> Result<Option<CaseState>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        let history = case_history(&mut conn, case_ref).await?;
+        Ok(lifecycle::replay(case_ref, &history))
     }
 
     /// Received messages after `cursor`, oldest first.
