@@ -27,6 +27,9 @@ const SECTIONS: &[&str] = &[
     "delivery",
     "peers",
     "tokens",
+    "calendar",
+    "timers",
+    "alerts",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +60,38 @@ pub struct Settings {
     pub peers: Vec<PeerSettings>,
     #[serde(default)]
     pub tokens: Vec<TokenSettings>,
+    /// This country's working calendar: deadlines in business days that
+    /// this node owes are counted in it.
+    #[serde(default)]
+    pub calendar: crate::timers::calendar::Calendar,
+    #[serde(default)]
+    pub timers: TimerSettings,
+    #[serde(default)]
+    pub alerts: AlertSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimerSettings {
+    /// Reminders at these fractions of each deadline, ascending, each in (0, 1).
+    pub reminders: Vec<f64>,
+}
+
+impl Default for TimerSettings {
+    fn default() -> Self {
+        Self {
+            reminders: vec![0.5, 0.8],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertSettings {
+    /// HTTPS endpoint that receives reminders, breaches and dead messages as JSON.
+    pub webhook_url: Option<String>,
+    /// CA for the webhook's certificate; the system bundle when absent.
+    pub webhook_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -270,6 +305,21 @@ impl Settings {
                     format!("file `{}` not found", peer.ca.display()),
                 ));
             }
+        }
+        if let Err(e) = self.calendar.compile() {
+            return Err(invalid(&format!("calendar.{}", e.key), e.message));
+        }
+        let r = &self.timers.reminders;
+        if r.iter().any(|f| !(*f > 0.0 && *f < 1.0)) || r.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(invalid(
+                "timers.reminders",
+                "fractions must be ascending and strictly between 0 and 1".into(),
+            ));
+        }
+        if let Some(url) = &self.alerts.webhook_url
+            && reqwest::Url::parse(url).map(|u| u.scheme() != "https").unwrap_or(true)
+        {
+            return Err(invalid("alerts.webhook_url", format!("`{url}` is not an https URL")));
         }
         for (i, token) in self.tokens.iter().enumerate() {
             let ok =

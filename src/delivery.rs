@@ -19,6 +19,7 @@ use tracing::{Instrument, error, info, warn};
 use crate::config::DeliverySettings;
 use crate::gateway::{GatewayError, Node};
 use crate::peer_api::{MESSAGES_PATH, Receipt};
+use crate::store::timers::Side;
 use crate::store::{Claimed, Outcome, StoreError};
 use crate::tls::{self, Identity};
 
@@ -150,6 +151,23 @@ impl Worker {
         }
         let n = results.len();
         self.node.store.record(&results).await?;
+        for (_, outcome) in &results {
+            let m = &self.node.metrics;
+            match outcome {
+                Outcome::Delivered { timer, .. } => {
+                    crate::metrics::Metrics::inc(&m.delivered);
+                    if timer.is_some() {
+                        self.node.timer_wake.notify_one();
+                    }
+                }
+                Outcome::Rejected { .. } => crate::metrics::Metrics::inc(&m.rejected),
+                Outcome::Retry { .. } => crate::metrics::Metrics::inc(&m.retried),
+                Outcome::Dead { .. } => {
+                    crate::metrics::Metrics::inc(&m.dead);
+                    self.node.alert_wake.notify_one();
+                }
+            }
+        }
         Ok(n)
     }
 
@@ -186,9 +204,27 @@ impl Worker {
             return match serde_json::from_str::<Receipt>(&text) {
                 Ok(r) if r.message_id == c.message_id && r.envelope_sha256 == c.body_sha256 => {
                     info!("delivered");
+                    let now = self.node.clock.now_ms();
+                    let received_at = crate::clock::parse_rfc3339_ms(&r.received_at).unwrap_or(now);
+                    let due_at = r
+                        .answer_due
+                        .as_ref()
+                        .and_then(|a| crate::clock::parse_rfc3339_ms(&a.due_at));
+                    let timer = crate::timers::timer_for(
+                        &self.node,
+                        Side::AwaitingAnswer,
+                        &c.case_ref,
+                        &c.message_id,
+                        &c.message_type,
+                        &c.peer,
+                        received_at,
+                        due_at,
+                    );
                     Outcome::Delivered {
                         receipt: text,
-                        at: self.node.clock.now_ms(),
+                        at: now,
+                        received_at,
+                        timer,
                     }
                 }
                 Ok(_) => {
@@ -249,6 +285,7 @@ impl Worker {
             );
             return Outcome::Dead {
                 error: error.to_string(),
+                at: now,
             };
         }
         let delay = backoff(&self.node.settings.delivery, c.attempts);

@@ -92,6 +92,9 @@ pub fn node_settings(
                 sha256: hash_token(token),
             })
             .collect(),
+        calendar: crate::timers::calendar::Calendar::default(),
+        timers: crate::config::TimerSettings::default(),
+        alerts: crate::config::AlertSettings::default(),
     }
 }
 

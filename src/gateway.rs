@@ -50,6 +50,8 @@ pub enum GatewayError {
         #[source]
         source: std::io::Error,
     },
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("delivery client for peer {peer}: {message}")]
     Client { peer: String, message: String },
 }
@@ -67,6 +69,13 @@ pub struct Node {
     pub wake: Notify,
     /// Token hash → who holds it.
     pub tokens: BTreeMap<String, Principal>,
+    /// This country's working calendar, for deadlines this node owes.
+    pub calendar: crate::timers::calendar::WorkCalendar,
+    /// Wakes the timer scheduler when a timer opens.
+    pub timer_wake: Notify,
+    /// Wakes the webhook sender when an alert is queued.
+    pub alert_wake: Notify,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Who is on the other end of a TLS connection, learnt once after the handshake.
@@ -175,7 +184,15 @@ impl Gateway {
                 )
             })
             .collect();
+        let calendar = settings
+            .calendar
+            .compile()
+            .map_err(|e| GatewayError::Config(format!("calendar.{}: {}", e.key, e.message)))?;
         let node = Arc::new(Node {
+            calendar,
+            timer_wake: Notify::new(),
+            alert_wake: Notify::new(),
+            metrics: crate::metrics::Metrics::default(),
             country: settings.node.country.clone(),
             settings,
             registry,
@@ -245,7 +262,15 @@ impl Gateway {
             shutdown.clone(),
         ));
         let worker = tokio::spawn(self.worker.run(shutdown.clone()));
-        let _ = tokio::join!(peer, api, worker);
+        let scheduler = tokio::spawn(crate::timers::Scheduler::new(node.clone()).run(shutdown.clone()));
+        let alerter = match crate::timers::Alerter::new(node.clone()) {
+            Ok(a) => tokio::spawn(a.run(shutdown.clone())),
+            Err(e) => {
+                tracing::error!(error = %e, "operator webhook disabled");
+                tokio::spawn(async {})
+            }
+        };
+        let _ = tokio::join!(peer, api, worker, scheduler, alerter);
         node.store.close().await;
         info!(node = %node.country, "gateway stopped");
     }

@@ -12,6 +12,8 @@
 //! - [`store`]: the durable outbox and inbox (SQLite).
 //! - [`peer_api`]: the gateway-to-gateway API (mutual TLS 1.3).
 //! - [`local_api`]: the API this country's systems use (TLS, bearer tokens, roles).
+//! - [`timers`]: acknowledgement deadlines, reminders, breaches, SLA figures; business-day calendars.
+//! - [`metrics`]: counters for `/metrics`.
 //! - [`delivery`]: the worker that moves the outbox to peers, with retries.
 //! - [`lifecycle`]: the case state derived from its messages, and what may come next.
 //! - [`gateway`]: start-up, the TLS servers and graceful shutdown.
@@ -33,6 +35,8 @@ pub mod gateway;
 pub mod lifecycle;
 pub mod local_api;
 pub mod message;
+pub mod metrics;
 pub mod peer_api;
 pub mod store;
+pub mod timers;
 pub mod tls;

@@ -106,6 +106,14 @@ pub enum LifecycleError {
         message_type: String,
         expected: &'static str,
     },
+    #[error("in case {case_ref}, `{message_type}` is sent by the {role} country ({expected}), not {from}")]
+    WrongSide {
+        case_ref: String,
+        message_type: String,
+        role: &'static str,
+        expected: String,
+        from: String,
+    },
     #[error("message {message_id} is already part of case {case_ref}")]
     Duplicate { case_ref: String, message_id: String },
 }
@@ -133,6 +141,7 @@ impl LifecycleError {
                 "bad_in_reply_to"
             }
             Self::Duplicate { .. } => "duplicate_message_id",
+            Self::WrongSide { .. } => "wrong_side",
         }
     }
 }
@@ -181,6 +190,20 @@ pub fn next_state(
             message_id: message.message_id.clone(),
         });
     }
+    if let Some(role) = sender_role(&message.message_type) {
+        let mut parties = case_ref.split('-');
+        let (host, origin) = (parties.next().unwrap_or(""), parties.next().unwrap_or(""));
+        let expected = if role == "host" { host } else { origin };
+        if message.from != expected {
+            return Err(LifecycleError::WrongSide {
+                case_ref: case_ref.to_string(),
+                message_type: message.message_type.clone(),
+                role,
+                expected: expected.to_string(),
+                from: message.from.clone(),
+            });
+        }
+    }
     let target = match &message.in_reply_to {
         Some(id) => Some(history.iter().find(|h| &h.message_id == id).ok_or_else(|| {
             LifecycleError::UnknownReplyTarget {
@@ -220,6 +243,19 @@ pub fn next_state(
         message_type: message.message_type.clone(),
         allowed: allowed_next(state),
     })
+}
+
+/// Which side of a case sends a type: the host country (where the person
+/// was identified; first in the case reference) or the origin country
+/// (second). Types either side may send return None.
+fn sender_role(message_type: &str) -> Option<&'static str> {
+    match message_type {
+        "referral.notify" | "repatriation.request" => Some("host"),
+        "referral.acknowledge" | "family-tracing.result" | "repatriation.confirm" | "reintegration.report" => {
+            Some("origin")
+        }
+        _ => None,
+    }
 }
 
 /// The message type this one must answer, if any.
@@ -409,6 +445,17 @@ mod tests {
         let case = &full_case()[..7];
         let own = msg("8", "repatriation.handover", "TH", Some("7"), json!({"record": "countersignature"}));
         assert!(next_state(CASE, run(case).unwrap(), &own, case).is_err());
+    }
+
+    #[test]
+    fn each_side_sends_only_its_own_types() {
+        let case = &full_case()[..2];
+        let wrong = msg("x", "repatriation.request", "KH", None, json!({}));
+        let err = next_state(CASE, run(case).unwrap(), &wrong, case).unwrap_err();
+        assert_eq!(err.code(), "wrong_side");
+        assert!(err.to_string().contains("host country (TH)"), "{err}");
+        let notify = msg("y", "referral.notify", "KH", None, json!({}));
+        assert!(next_state(CASE, None, &notify, &[]).is_err());
     }
 
     #[test]

@@ -399,6 +399,7 @@ pub fn lifecycle_refusal(e: &crate::lifecycle::LifecycleError) -> ApiError {
     use crate::lifecycle::LifecycleError as L;
     let (pointer, keyword) = match e {
         L::NotAllowed { .. } => ("/type", "case_state"),
+        L::WrongSide { .. } => ("/from", "case_side"),
         L::Duplicate { .. } => ("/message_id", "unique"),
         _ => ("/in_reply_to", "reply_target"),
     };

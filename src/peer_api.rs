@@ -19,6 +19,7 @@ use tracing::{Instrument, info, warn};
 use crate::api_error::{ApiError, read_json_body};
 use crate::clock::rfc3339_ms;
 use crate::gateway::{ConnInfo, Node};
+use crate::store::timers::Side;
 use crate::store::{NewInbound, Received};
 
 pub const MESSAGES_PATH: &str = "/peer/v1/messages";
@@ -32,6 +33,17 @@ pub struct Receipt {
     /// SHA-256 of the envelope bytes as received; the sender checks it
     /// against what it sent.
     pub envelope_sha256: String,
+    /// The answer the receiver owes and when, counted in the receiver's
+    /// calendar; both sides' timers use this same due time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_due: Option<AnswerDue>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AnswerDue {
+    #[serde(rename = "type")]
+    pub message_type: String,
+    pub due_at: String,
 }
 
 pub fn router(node: Arc<Node>) -> Router {
@@ -95,11 +107,25 @@ async fn receive(
             .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", "body is not UTF-8"))?;
         let body_sha256 = hex::encode(Sha256::digest(body.as_bytes()));
         let now = node.clock.now_ms();
+        let timer = crate::timers::timer_for(
+            &node,
+            Side::AnswerDue,
+            &envelope.case_ref,
+            &envelope.message_id.to_string(),
+            &envelope.message_type,
+            &sender,
+            now,
+            None,
+        );
         let receipt = Receipt {
             message_id: envelope.message_id.to_string(),
             receiver: node.country.clone(),
             received_at: rfc3339_ms(now),
             envelope_sha256: body_sha256.clone(),
+            answer_due: timer.as_ref().map(|t| AnswerDue {
+                message_type: t.expected_type.clone(),
+                due_at: rfc3339_ms(t.due_at),
+            }),
         };
         let new = NewInbound {
             message_id: envelope.message_id.to_string(),
@@ -112,11 +138,14 @@ async fn receive(
             received_at: now,
             receipt: serde_json::to_string(&receipt).map_err(|_| ApiError::internal())?,
             case_message: crate::local_api::case_message(&envelope),
+            timer,
         };
         match node.store.receive(&new).await {
             Ok(Received::Stored { receipt, fresh }) => {
                 if fresh {
                     info!(message_type = %envelope.message_type, "received");
+                    crate::metrics::Metrics::inc(&node.metrics.received);
+                    node.timer_wake.notify_one();
                 }
                 Ok((
                     StatusCode::OK,

@@ -110,8 +110,12 @@ async fn crash_run(victim: &str, seed: u64) {
     kh.start().await;
     th.start().await;
 
+    // The first message of each case opens it; the rest update it.
     let messages: Vec<Value> = (0..MESSAGES)
-        .map(|i| referral("TH", "KH", &case_ref("TH", "KH", i % CASES), i))
+        .map(|i| {
+            let case = case_ref("TH", "KH", i % CASES);
+            if i < CASES { referral("TH", "KH", &case, i) } else { update("TH", "KH", &case, i) }
+        })
         .collect();
     let done = Arc::new(AtomicBool::new(false));
     let (mut target, other) = if victim == "TH" { (th, kh) } else { (kh, th) };

@@ -385,39 +385,32 @@ async fn messages_outside_any_agreement_are_refused_naming_the_agreement() {
             .contains("no agreement between TH and VN")
     );
 
-    // A type the KH–TH agreement does not allow from TH.
-    let mut msg = acknowledge(
-        "TH",
-        "KH",
-        &case_ref("KH", "TH", 1),
-        &uuid::Uuid::now_v7().to_string(),
-    );
-    msg["type"] = json!("referral.acknowledge");
+    // A type an agreement does not allow from TH.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("kh-th.toml"),
-        std::fs::read_to_string(agreements_dir().join("kh-th.toml"))
-            .unwrap()
-            .replace("senders = [\"KH\", \"TH\"]", "senders = [\"KH\"]"),
+        r#"
+title = "Synthetic test agreement"
+instrument = "test"
+year = 2026
+parties = ["KH", "TH"]
+[[messages]]
+type = "referral.notify"
+senders = ["KH"]
+"#,
     )
     .unwrap();
-    let mut s = settings(
-        &pki,
-        "TH",
-        data.path(),
-        (free_addr(), free_addr()),
-        &[("KH", free_addr())],
-    );
+    let mut s = settings(&pki, "TH", data.path(), (free_addr(), free_addr()), &[("KH", free_addr())]);
     s.database.url = format!("sqlite://{}", data.path().join("th2.db").display());
     s.agreements.dir = dir.path().to_path_buf();
     let th2 = start(s).await;
-    let r = api(&pki, "TH", th2.api_addr).submit(&msg).await.unwrap();
+    let r = api(&pki, "TH", th2.api_addr)
+        .submit(&referral("TH", "KH", &case_ref("TH", "KH", 1), 1))
+        .await
+        .unwrap();
     assert_eq!(r.status, 403, "{}", r.body);
     let message = r.body["error"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("kh-th") && message.contains("referral.acknowledge"),
-        "{message}"
-    );
+    assert!(message.contains("kh-th") && message.contains("referral.notify"), "{message}");
     th.stop().await;
     th2.stop().await;
 }
@@ -480,7 +473,8 @@ async fn per_case_order_is_kept_while_cases_do_not_block_each_other() {
     let mut order: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for i in 0..60 {
         let case = case_ref("TH", "KH", 100 + i % 6);
-        let msg = referral("TH", "KH", &case, i);
+        // The first message opens the case; the rest update it.
+        let msg = if i < 6 { referral("TH", "KH", &case, i) } else { update("TH", "KH", &case, i) };
         assert_eq!(th.submit(&msg).await.unwrap().status, 202);
         order
             .entry(case)

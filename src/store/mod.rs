@@ -15,6 +15,10 @@ use sqlx::{Row, SqlitePool};
 
 use crate::lifecycle::{self, CaseMessage, CaseState, LifecycleError};
 
+pub mod timers;
+
+use timers::{NewEvent, NewTimer, Side};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
@@ -138,6 +142,7 @@ pub enum Enqueued {
 pub struct Claimed {
     pub seq: i64,
     pub message_id: String,
+    pub message_type: String,
     pub case_ref: String,
     pub peer: String,
     pub body: String,
@@ -149,10 +154,17 @@ pub struct Claimed {
 /// How one attempt ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Delivered { receipt: String, at: i64 },
+    Delivered {
+        receipt: String,
+        at: i64,
+        /// The receiver's commit time, from its receipt.
+        received_at: i64,
+        /// The "awaiting answer" timer this delivery opens.
+        timer: Option<NewTimer>,
+    },
     Rejected { reason: String },
     Retry { error: String, next_attempt_at: i64 },
-    Dead { error: String },
+    Dead { error: String, at: i64 },
 }
 
 #[derive(Debug, Clone)]
@@ -169,6 +181,8 @@ pub struct NewInbound {
     pub receipt: String,
     /// What the lifecycle checks.
     pub case_message: CaseMessage,
+    /// The "answer due" timer this message opens.
+    pub timer: Option<NewTimer>,
 }
 
 #[derive(Debug)]
@@ -383,7 +397,7 @@ impl Store {
     pub async fn claim_due(&self, now: i64, limit: i64) -> Result<Vec<Claimed>, StoreError> {
         let mut tx = self.write.begin().await?;
         let rows = sqlx::query(
-            "SELECT o.seq, o.message_id, o.case_ref, o.peer, o.body, o.body_sha256, o.attempts, o.deadline_at \
+            "SELECT o.seq, o.message_id, o.type, o.case_ref, o.peer, o.body, o.body_sha256, o.attempts, o.deadline_at \
              FROM outbox o \
              WHERE o.state IN ('queued', 'delivering') AND o.next_attempt_at <= ? \
                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.peer = o.peer AND p.case_ref = o.case_ref \
@@ -399,6 +413,7 @@ impl Store {
             .map(|r| Claimed {
                 seq: r.get("seq"),
                 message_id: r.get("message_id"),
+                message_type: r.get("type"),
                 case_ref: r.get("case_ref"),
                 peer: r.get("peer"),
                 body: r.get("body"),
@@ -431,29 +446,82 @@ impl Store {
         Ok(row.get("due"))
     }
 
-    /// Records the outcome of attempts, in one transaction.
+    /// Records the outcome of attempts, in one transaction: a delivery
+    /// opens the sender's timer and closes the timer it answers; a dead
+    /// message raises an alert.
     pub async fn record(&self, results: &[(i64, Outcome)]) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
         for (seq, outcome) in results {
-            let q = match outcome {
-                Outcome::Delivered { receipt, at } => sqlx::query(
-                    "UPDATE outbox SET state = 'delivered', receipt = ?, delivered_at = ?, last_error = NULL WHERE seq = ?",
-                )
-                .bind(receipt)
-                .bind(at),
+            match outcome {
+                Outcome::Delivered {
+                    receipt,
+                    at,
+                    received_at,
+                    timer,
+                } => {
+                    sqlx::query(
+                        "UPDATE outbox SET state = 'delivered', receipt = ?, delivered_at = ?, last_error = NULL WHERE seq = ?",
+                    )
+                    .bind(receipt)
+                    .bind(at)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+                    if let Some(t) = timer {
+                        timers::insert_timer(&mut tx, t).await?;
+                    }
+                    let row = sqlx::query("SELECT message_id, type, in_reply_to FROM outbox WHERE seq = ?")
+                        .bind(seq)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if let Some(reply_to) = row.get::<Option<String>, _>("in_reply_to") {
+                        let (id, t): (String, String) = (row.get("message_id"), row.get("type"));
+                        timers::close_timers(&mut tx, Side::AnswerDue, &reply_to, &t, &id, *received_at).await?;
+                    }
+                }
                 Outcome::Rejected { reason } => {
-                    sqlx::query("UPDATE outbox SET state = 'rejected', last_error = ? WHERE seq = ?").bind(reason)
+                    sqlx::query("UPDATE outbox SET state = 'rejected', last_error = ? WHERE seq = ?")
+                        .bind(reason)
+                        .bind(seq)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 Outcome::Retry { error, next_attempt_at } => {
                     sqlx::query("UPDATE outbox SET last_error = ?, next_attempt_at = ? WHERE seq = ?")
                         .bind(error)
                         .bind(next_attempt_at)
+                        .bind(seq)
+                        .execute(&mut *tx)
+                        .await?;
                 }
-                Outcome::Dead { error } => {
-                    sqlx::query("UPDATE outbox SET state = 'dead', last_error = ? WHERE seq = ?").bind(error)
+                Outcome::Dead { error, at } => {
+                    sqlx::query("UPDATE outbox SET state = 'dead', last_error = ? WHERE seq = ?")
+                        .bind(error)
+                        .bind(seq)
+                        .execute(&mut *tx)
+                        .await?;
+                    let row = sqlx::query("SELECT message_id, case_ref, type, peer, attempts FROM outbox WHERE seq = ?")
+                        .bind(seq)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    timers::insert_event(
+                        &mut tx,
+                        &NewEvent {
+                            case_ref: row.get("case_ref"),
+                            message_id: Some(row.get("message_id")),
+                            kind: "dead",
+                            at: *at,
+                            detail: serde_json::json!({
+                                "type": row.get::<String, _>("type"),
+                                "peer": row.get::<String, _>("peer"),
+                                "attempts": row.get::<i64, _>("attempts"),
+                            }),
+                            alert: true,
+                        },
+                    )
+                    .await?;
                 }
-            };
-            q.bind(seq).execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -496,6 +564,20 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         log_case(&mut tx, &m.case_ref, &m.message_id, "in").await?;
+        if let Some(t) = &m.timer {
+            timers::insert_timer(&mut tx, t).await?;
+        }
+        if let Some(reply_to) = &m.in_reply_to {
+            timers::close_timers(
+                &mut tx,
+                Side::AwaitingAnswer,
+                reply_to,
+                &m.message_type,
+                &m.message_id,
+                m.received_at,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(Received::Stored {
             receipt: m.receipt.clone(),

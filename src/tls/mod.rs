@@ -325,6 +325,25 @@ pub fn peer_client_config(
     Ok(config)
 }
 
+/// Client configuration trusting the system's CA bundle (for webhooks).
+pub fn system_client_config() -> Result<rustls::ClientConfig, TlsError> {
+    const BUNDLES: &[&str] = &["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"];
+    let path = BUNDLES
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .ok_or_else(|| TlsError::Config("no system CA bundle found; set alerts.webhook_ca".into()))?;
+    let certs = load_certs(path)?;
+    let mut roots = RootCertStore::empty();
+    // A system bundle may hold certificates rustls cannot use; skip those.
+    roots.add_parsable_certificates(certs);
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// Client configuration for talking to a local API that uses `ca`.
 pub fn api_client_config(ca: &[CertificateDer<'static>]) -> Result<rustls::ClientConfig, TlsError> {
     let mut config = rustls::ClientConfig::builder_with_provider(provider())

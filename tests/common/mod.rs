@@ -284,3 +284,42 @@ where
     }
     panic!("timed out after {timeout:?} waiting for {what}");
 }
+
+/// The payload of a published valid example of `message_type` whose payload
+/// satisfies `pick` (so tests follow the schemas as they evolve).
+pub fn example_payload(message_type: &str, pick: impl Fn(&Value) -> bool) -> Value {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/examples").join(message_type);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|f| f.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("valid-"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| serde_json::from_str::<Value>(&std::fs::read_to_string(f).unwrap()).unwrap()["payload"].clone())
+        .find(|p| pick(p))
+        .unwrap_or_else(|| panic!("no valid {message_type} example matches"))
+}
+
+/// A full envelope around `payload`.
+pub fn envelope(message_type: &str, from: &str, to: &str, case: &str, in_reply_to: Option<&str>, payload: Value) -> Value {
+    json!({
+        "message_id": uuid::Uuid::now_v7().to_string(),
+        "case_ref": case,
+        "type": message_type,
+        "schema_version": 1,
+        "from": from,
+        "to": to,
+        "in_reply_to": in_reply_to,
+        "created_at": "2026-11-22T11:00:00Z",
+        "payload": payload,
+    })
+}
+
+/// A `referral.update` with a synthetic placement change.
+pub fn update(from: &str, to: &str, case: &str, n: usize) -> Value {
+    let mut payload = example_payload("referral.update", |p| p["reason"] == "placement_changed");
+    payload["summary"] = json!(format!("synthetic update {n}"));
+    envelope("referral.update", from, to, case, None, payload)
+}

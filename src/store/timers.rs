@@ -1,0 +1,373 @@
+//! Timer and case-event rows. The scheduling rules live in `crate::timers`;
+//! this is only how they are kept.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// This node sent the message and waits for the answer.
+    AwaitingAnswer,
+    /// This node received the message and owes the answer.
+    AnswerDue,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AwaitingAnswer => "awaiting_answer",
+            Self::AnswerDue => "answer_due",
+        }
+    }
+}
+
+/// A timer to open.
+#[derive(Debug, Clone)]
+pub struct NewTimer {
+    pub case_ref: String,
+    pub message_id: String,
+    pub message_type: String,
+    pub expected_type: String,
+    pub side: Side,
+    pub peer: String,
+    pub agreement: String,
+    pub started_at: i64,
+    pub due_at: i64,
+    pub first_event_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimerRow {
+    pub id: i64,
+    pub case_ref: String,
+    pub message_id: String,
+    pub message_type: String,
+    pub expected_type: String,
+    pub side: String,
+    pub peer: String,
+    pub agreement: String,
+    pub started_at: i64,
+    pub due_at: i64,
+    pub state: String,
+    pub reminders_fired: i64,
+    pub next_event_at: Option<i64>,
+    pub breached_at: Option<i64>,
+    pub answered_at: Option<i64>,
+    pub answer_id: Option<String>,
+}
+
+fn timer_row(r: &sqlx::sqlite::SqliteRow) -> TimerRow {
+    TimerRow {
+        id: r.get("id"),
+        case_ref: r.get("case_ref"),
+        message_id: r.get("message_id"),
+        message_type: r.get("message_type"),
+        expected_type: r.get("expected_type"),
+        side: r.get("side"),
+        peer: r.get("peer"),
+        agreement: r.get("agreement"),
+        started_at: r.get("started_at"),
+        due_at: r.get("due_at"),
+        state: r.get("state"),
+        reminders_fired: r.get("reminders_fired"),
+        next_event_at: r.get("next_event_at"),
+        breached_at: r.get("breached_at"),
+        answered_at: r.get("answered_at"),
+        answer_id: r.get("answer_id"),
+    }
+}
+
+/// A case event to record.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub case_ref: String,
+    pub message_id: Option<String>,
+    pub kind: &'static str,
+    pub at: i64,
+    pub detail: serde_json::Value,
+    pub alert: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRow {
+    pub id: i64,
+    pub case_ref: String,
+    pub message_id: Option<String>,
+    pub kind: String,
+    pub at: i64,
+    pub detail: serde_json::Value,
+    pub alert_state: String,
+    pub alert_attempts: i64,
+}
+
+fn event_row(r: &sqlx::sqlite::SqliteRow) -> EventRow {
+    EventRow {
+        id: r.get("id"),
+        case_ref: r.get("case_ref"),
+        message_id: r.get("message_id"),
+        kind: r.get("kind"),
+        at: r.get("at"),
+        detail: serde_json::from_str(r.get::<&str, _>("detail")).unwrap_or_default(),
+        alert_state: r.get("alert_state"),
+        alert_attempts: r.get("alert_attempts"),
+    }
+}
+
+pub(super) async fn insert_timer(conn: &mut sqlx::SqliteConnection, t: &NewTimer) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO timers (case_ref, message_id, message_type, expected_type, side, peer, agreement, \
+         started_at, due_at, state, next_event_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?) \
+         ON CONFLICT (message_id, side) DO NOTHING",
+    )
+    .bind(&t.case_ref)
+    .bind(&t.message_id)
+    .bind(&t.message_type)
+    .bind(&t.expected_type)
+    .bind(t.side.as_str())
+    .bind(&t.peer)
+    .bind(&t.agreement)
+    .bind(t.started_at)
+    .bind(t.due_at)
+    .bind(t.first_event_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn insert_event(conn: &mut sqlx::SqliteConnection, e: &NewEvent) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO case_events (case_ref, message_id, kind, at, detail, alert_state, alert_next_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&e.case_ref)
+    .bind(&e.message_id)
+    .bind(e.kind)
+    .bind(e.at)
+    .bind(e.detail.to_string())
+    .bind(if e.alert { "pending" } else { "none" })
+    .bind(e.alert.then_some(e.at))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Closes the timers of `side` that `answer` (of `answer_type`, replying to
+/// `in_reply_to`) satisfies, recording an `answered` or `answered_late` event.
+pub(super) async fn close_timers(
+    conn: &mut sqlx::SqliteConnection,
+    side: Side,
+    in_reply_to: &str,
+    answer_type: &str,
+    answer_id: &str,
+    answered_at: i64,
+) -> Result<u64, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM timers WHERE message_id = ? AND side = ? AND expected_type = ? AND state IN ('open', 'breached')",
+    )
+    .bind(in_reply_to)
+    .bind(side.as_str())
+    .bind(answer_type)
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in &rows {
+        let t = timer_row(r);
+        sqlx::query(
+            "UPDATE timers SET state = 'met', answered_at = ?, answer_id = ?, next_event_at = NULL WHERE id = ?",
+        )
+        .bind(answered_at)
+        .bind(answer_id)
+        .bind(t.id)
+        .execute(&mut *conn)
+        .await?;
+        let late = t.breached_at.is_some() || answered_at > t.due_at;
+        insert_event(
+            conn,
+            &NewEvent {
+                case_ref: t.case_ref.clone(),
+                message_id: Some(t.message_id.clone()),
+                kind: if late { "answered_late" } else { "answered" },
+                at: answered_at,
+                detail: serde_json::json!({
+                    "timer_id": t.id, "side": t.side, "expected_type": t.expected_type,
+                    "answer_id": answer_id, "due_at": crate::clock::rfc3339_ms(t.due_at),
+                }),
+                alert: false,
+            },
+        )
+        .await?;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// Filter of `GET /v1/timers`.
+#[derive(Debug, Clone, Default)]
+pub struct TimerFilter {
+    pub state: Option<String>,
+    pub peer: Option<String>,
+    pub due_before: Option<i64>,
+    pub after_id: i64,
+    pub limit: i64,
+}
+
+/// One firing decided by the scheduler.
+#[derive(Debug, Clone)]
+pub struct Firing {
+    pub timer_id: i64,
+    pub reminders_fired: i64,
+    pub next_event_at: Option<i64>,
+    pub breached_at: Option<i64>,
+    pub event: NewEvent,
+}
+
+impl Store {
+    /// Timers whose next event is due at `now`, earliest first.
+    pub async fn due_timers(&self, now: i64, limit: i64) -> Result<Vec<TimerRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM timers WHERE next_event_at IS NOT NULL AND next_event_at <= ? ORDER BY next_event_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(timer_row).collect())
+    }
+
+    /// The earliest pending timer event.
+    pub async fn next_timer_event(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MIN(next_event_at) AS at FROM timers WHERE next_event_at IS NOT NULL")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(row.get("at"))
+    }
+
+    /// Applies firings; a firing whose timer moved on meanwhile (answered,
+    /// or fired by another instance) is skipped, so each event fires once.
+    pub async fn apply_firings(&self, firings: &[(TimerRow, Firing)]) -> Result<usize, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let mut applied = 0;
+        for (before, f) in firings {
+            let state = if f.breached_at.is_some() { "breached" } else { before.state.as_str() };
+            let done = sqlx::query(
+                "UPDATE timers SET reminders_fired = ?, next_event_at = ?, breached_at = COALESCE(breached_at, ?), state = ? \
+                 WHERE id = ? AND next_event_at IS ? AND reminders_fired = ? AND state = ?",
+            )
+            .bind(f.reminders_fired)
+            .bind(f.next_event_at)
+            .bind(f.breached_at)
+            .bind(state)
+            .bind(f.timer_id)
+            .bind(before.next_event_at)
+            .bind(before.reminders_fired)
+            .bind(&before.state)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if done == 1 {
+                insert_event(&mut tx, &f.event).await?;
+                applied += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    pub async fn timers(&self, f: &TimerFilter) -> Result<Vec<TimerRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM timers WHERE id > ? AND (? IS NULL OR state = ?) AND (? IS NULL OR peer = ?) \
+             AND (? IS NULL OR due_at < ?) ORDER BY id LIMIT ?",
+        )
+        .bind(f.after_id)
+        .bind(&f.state)
+        .bind(&f.state)
+        .bind(&f.peer)
+        .bind(&f.peer)
+        .bind(f.due_before)
+        .bind(f.due_before)
+        .bind(f.limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(timer_row).collect())
+    }
+
+    pub async fn case_timers(&self, case_ref: &str) -> Result<Vec<TimerRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM timers WHERE case_ref = ? ORDER BY id")
+            .bind(case_ref)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(timer_row).collect())
+    }
+
+    pub async fn case_events(&self, case_ref: &str) -> Result<Vec<EventRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM case_events WHERE case_ref = ? ORDER BY id")
+            .bind(case_ref)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(event_row).collect())
+    }
+
+    /// Every timer started at or after `since` (for SLA figures).
+    pub async fn timers_since(&self, since: i64) -> Result<Vec<TimerRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM timers WHERE started_at >= ? ORDER BY id")
+            .bind(since)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(timer_row).collect())
+    }
+
+    /// Alerts due for sending to the operator webhook.
+    pub async fn pending_alerts(&self, now: i64, limit: i64) -> Result<Vec<EventRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM case_events WHERE alert_state = 'pending' AND alert_next_at <= ? ORDER BY alert_next_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(event_row).collect())
+    }
+
+    pub async fn next_alert_at(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MIN(alert_next_at) AS at FROM case_events WHERE alert_state = 'pending'")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(row.get("at"))
+    }
+
+    /// Records a webhook attempt: sent, to retry at `retry_at`, or given up.
+    pub async fn mark_alert(&self, id: i64, sent: bool, retry_at: Option<i64>) -> Result<(), StoreError> {
+        let state = match (sent, retry_at) {
+            (true, _) => "sent",
+            (false, Some(_)) => "pending",
+            (false, None) => "failed",
+        };
+        sqlx::query(
+            "UPDATE case_events SET alert_state = ?, alert_attempts = alert_attempts + 1, alert_next_at = ? WHERE id = ?",
+        )
+        .bind(state)
+        .bind(retry_at)
+        .bind(id)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Puts a `dead` or `rejected` message back in the queue with a fresh
+    /// delivery deadline. Returns false when there is no such message or it
+    /// is not in a final failed state.
+    pub async fn requeue(&self, message_id: &str, now: i64, deadline_at: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET state = 'queued', next_attempt_at = ?, deadline_at = ?, attempts = 0 \
+             WHERE message_id = ? AND state IN ('dead', 'rejected')",
+        )
+        .bind(now)
+        .bind(deadline_at)
+        .bind(message_id)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+}
