@@ -197,8 +197,13 @@ pub struct AgreementBook {
 
 impl AgreementBook {
     /// Loads every `*.toml` in `dir`; `known_type` says which message types exist.
-    pub fn load(dir: &Path, registry: &crate::message::SchemaRegistry) -> Result<Self, AgreementLoadError> {
-        Self::load_with(dir, &|t: &str| registry.knows_type(t), &|t: &str| registry.personal_pointers(t))
+    pub fn load(
+        dir: &Path,
+        registry: &crate::message::SchemaRegistry,
+    ) -> Result<Self, AgreementLoadError> {
+        Self::load_with(dir, &|t: &str| registry.knows_type(t), &|t: &str| {
+            registry.personal_pointers(t)
+        })
     }
 
     fn load_with(
@@ -391,7 +396,10 @@ fn parse_agreement(
         if !personal(t).iter().any(|p| p == pointer) {
             return Err(invalid(
                 key,
-                format!("`{pointer}` is not a field `{t}` marks x-personal; known: {:?}", personal(t)),
+                format!(
+                    "`{pointer}` is not a field `{t}` marks x-personal; known: {:?}",
+                    personal(t)
+                ),
             ));
         }
         withheld.push((t.to_string(), pointer.to_string()));
@@ -424,7 +432,10 @@ mod tests {
 
     fn personal(t: &str) -> Vec<String> {
         if t == "referral.notify" {
-            vec!["/person/name_latin".into(), "/person/identity_documents/*/number".into()]
+            vec![
+                "/person/name_latin".into(),
+                "/person/identity_documents/*/number".into(),
+            ]
         } else {
             vec![]
         }
@@ -471,38 +482,44 @@ senders = ["KH"]
     #[test]
     fn loader_names_file_and_key() {
         let bad = GOOD.replace("3 days", "three days");
-        let err = parse(&bad)
-            .unwrap_err()
-            .to_string();
+        let err = parse(&bad).unwrap_err().to_string();
         assert!(
             err.contains("kh-th.toml") && err.contains("messages[0].deadline"),
             "{err}"
         );
         let bad = GOOD.replace("\"KH\", \"TH\"]\n[[", "\"KH\", \"XX\"]\n[[");
-        let err = parse(&bad)
-            .unwrap_err()
-            .to_string();
+        let err = parse(&bad).unwrap_err().to_string();
         assert!(err.contains("parties[1]"), "{err}");
         let bad = GOOD.replace(
             "type = \"referral.acknowledge\"",
             "type = \"referral.bogus\"",
         );
-        let err = parse(&bad)
-            .unwrap_err()
-            .to_string();
+        let err = parse(&bad).unwrap_err().to_string();
         assert!(err.contains("messages[1].type"), "{err}");
     }
 
     #[test]
     fn withheld_personal_fields_are_checked_and_found() {
-        let text = format!("{GOOD}\n[personal_data]\nwithheld = [\"referral.notify:/person/identity_documents/*/number\"]\n");
+        let text = format!(
+            "{GOOD}\n[personal_data]\nwithheld = [\"referral.notify:/person/identity_documents/*/number\"]\n"
+        );
         let a = parse(&text).unwrap();
         let payload = serde_json::json!({"person": {"identity_documents": [{"type": "passport", "number": "N0000001"}]}});
-        assert_eq!(a.withheld_in("referral.notify", &payload), Some("/person/identity_documents/*/number"));
-        assert_eq!(a.withheld_in("referral.notify", &serde_json::json!({"person": {}})), None);
-        let bad = format!("{GOOD}\n[personal_data]\nwithheld = [\"referral.notify:/person/sex\"]\n");
+        assert_eq!(
+            a.withheld_in("referral.notify", &payload),
+            Some("/person/identity_documents/*/number")
+        );
+        assert_eq!(
+            a.withheld_in("referral.notify", &serde_json::json!({"person": {}})),
+            None
+        );
+        let bad =
+            format!("{GOOD}\n[personal_data]\nwithheld = [\"referral.notify:/person/sex\"]\n");
         let err = parse(&bad).unwrap_err().to_string();
-        assert!(err.contains("personal_data.withheld[0]") && err.contains("x-personal"), "{err}");
+        assert!(
+            err.contains("personal_data.withheld[0]") && err.contains("x-personal"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -60,6 +60,11 @@ enum Command {
         #[arg(long, default_value_t = 825)]
         days: i64,
     },
+    /// Outbox operations on a gateway's store.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
     /// Print the SHA-256 to put in a `[[tokens]]` entry for a bearer token
     /// read from standard input.
     TokenHash,
@@ -70,6 +75,18 @@ enum Command {
         /// Machine-readable report.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum OutboxCommand {
+    /// Re-queue a `dead` or `rejected` message with a fresh delivery deadline.
+    /// A running gateway picks it up within 30 seconds.
+    Retry {
+        /// The message id.
+        id: String,
+        #[arg(long, short)]
+        config: PathBuf,
     },
 }
 
@@ -162,6 +179,36 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { files, json } => validate(&files, json),
+        Command::Outbox {
+            command: OutboxCommand::Retry { id, config },
+        } => {
+            let settings = Settings::load(&config)?;
+            let id = uuid::Uuid::parse_str(&id)
+                .context("the message id must be a UUID")?
+                .to_string();
+            runtime()?.block_on(async {
+                let store = crate::store::Store::open(&settings.database.url).await?;
+                let now = crate::clock::system().now_ms();
+                let deadline = now + settings.delivery.deadline_hours as i64 * 3_600_000;
+                let done = store.requeue(&id, now, deadline).await?;
+                let state = store.outbound(&id).await?.map(|r| r.state.as_str());
+                store.close().await;
+                match (done, state) {
+                    (true, _) => {
+                        println!("{id}: re-queued");
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    (false, None) => {
+                        eprintln!("{id}: no such message in the outbox");
+                        Ok(ExitCode::from(1))
+                    }
+                    (false, Some(s)) => {
+                        eprintln!("{id}: message is `{s}`; only dead or rejected messages can be re-queued");
+                        Ok(ExitCode::from(1))
+                    }
+                }
+            })
+        }
     }
 }
 

@@ -317,9 +317,14 @@ impl Settings {
             ));
         }
         if let Some(url) = &self.alerts.webhook_url
-            && reqwest::Url::parse(url).map(|u| u.scheme() != "https").unwrap_or(true)
+            && reqwest::Url::parse(url)
+                .map(|u| u.scheme() != "https")
+                .unwrap_or(true)
         {
-            return Err(invalid("alerts.webhook_url", format!("`{url}` is not an https URL")));
+            return Err(invalid(
+                "alerts.webhook_url",
+                format!("`{url}` is not an https URL"),
+            ));
         }
         for (i, token) in self.tokens.iter().enumerate() {
             let ok =

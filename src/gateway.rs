@@ -262,7 +262,8 @@ impl Gateway {
             shutdown.clone(),
         ));
         let worker = tokio::spawn(self.worker.run(shutdown.clone()));
-        let scheduler = tokio::spawn(crate::timers::Scheduler::new(node.clone()).run(shutdown.clone()));
+        let scheduler =
+            tokio::spawn(crate::timers::Scheduler::new(node.clone()).run(shutdown.clone()));
         let alerter = match crate::timers::Alerter::new(node.clone()) {
             Ok(a) => tokio::spawn(a.run(shutdown.clone())),
             Err(e) => {

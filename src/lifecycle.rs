@@ -98,15 +98,22 @@ pub enum LifecycleError {
         expected: &'static str,
     },
     #[error("in_reply_to {in_reply_to} is not a message of case {case_ref}")]
-    UnknownReplyTarget { case_ref: String, in_reply_to: String },
-    #[error("in_reply_to {in_reply_to} is a `{actual}`, but `{message_type}` answers a `{expected}`")]
+    UnknownReplyTarget {
+        case_ref: String,
+        in_reply_to: String,
+    },
+    #[error(
+        "in_reply_to {in_reply_to} is a `{actual}`, but `{message_type}` answers a `{expected}`"
+    )]
     WrongReplyTarget {
         in_reply_to: String,
         actual: String,
         message_type: String,
         expected: &'static str,
     },
-    #[error("in case {case_ref}, `{message_type}` is sent by the {role} country ({expected}), not {from}")]
+    #[error(
+        "in case {case_ref}, `{message_type}` is sent by the {role} country ({expected}), not {from}"
+    )]
     WrongSide {
         case_ref: String,
         message_type: String,
@@ -115,7 +122,10 @@ pub enum LifecycleError {
         from: String,
     },
     #[error("message {message_id} is already part of case {case_ref}")]
-    Duplicate { case_ref: String, message_id: String },
+    Duplicate {
+        case_ref: String,
+        message_id: String,
+    },
 }
 
 fn state_text(state: Option<CaseState>) -> String {
@@ -137,9 +147,9 @@ impl LifecycleError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::NotAllowed { .. } => "case_state_conflict",
-            Self::ReplyRequired { .. } | Self::UnknownReplyTarget { .. } | Self::WrongReplyTarget { .. } => {
-                "bad_in_reply_to"
-            }
+            Self::ReplyRequired { .. }
+            | Self::UnknownReplyTarget { .. }
+            | Self::WrongReplyTarget { .. } => "bad_in_reply_to",
             Self::Duplicate { .. } => "duplicate_message_id",
             Self::WrongSide { .. } => "wrong_side",
         }
@@ -147,7 +157,10 @@ impl LifecycleError {
 }
 
 /// The state a case is in after its `history` (oldest first).
-pub fn state_of(case_ref: &str, history: &[CaseMessage]) -> Result<Option<CaseState>, LifecycleError> {
+pub fn state_of(
+    case_ref: &str,
+    history: &[CaseMessage],
+) -> Result<Option<CaseState>, LifecycleError> {
     let mut state = None;
     for (i, m) in history.iter().enumerate() {
         state = Some(next_state(case_ref, state, m, &history[..i])?);
@@ -205,12 +218,15 @@ pub fn next_state(
         }
     }
     let target = match &message.in_reply_to {
-        Some(id) => Some(history.iter().find(|h| &h.message_id == id).ok_or_else(|| {
-            LifecycleError::UnknownReplyTarget {
-                case_ref: case_ref.to_string(),
-                in_reply_to: id.clone(),
-            }
-        })?),
+        Some(id) => Some(
+            history
+                .iter()
+                .find(|h| &h.message_id == id)
+                .ok_or_else(|| LifecycleError::UnknownReplyTarget {
+                    case_ref: case_ref.to_string(),
+                    in_reply_to: id.clone(),
+                })?,
+        ),
         None => None,
     };
     if let Some(expected) = answers(&message.message_type, &message.payload) {
@@ -222,7 +238,10 @@ pub fn next_state(
                     expected,
                 });
             }
-            Some(t) if t.message_type != expected || (expected == "repatriation.handover" && t.from == message.from) => {
+            Some(t)
+                if t.message_type != expected
+                    || (expected == "repatriation.handover" && t.from == message.from) =>
+            {
                 return Err(LifecycleError::WrongReplyTarget {
                     in_reply_to: t.message_id.clone(),
                     actual: if t.message_type == expected {
@@ -237,11 +256,13 @@ pub fn next_state(
             Some(_) => {}
         }
     }
-    transition(state, &message.message_type, &message.payload, history).ok_or_else(|| LifecycleError::NotAllowed {
-        case_ref: case_ref.to_string(),
-        state,
-        message_type: message.message_type.clone(),
-        allowed: allowed_next(state),
+    transition(state, &message.message_type, &message.payload, history).ok_or_else(|| {
+        LifecycleError::NotAllowed {
+            case_ref: case_ref.to_string(),
+            state,
+            message_type: message.message_type.clone(),
+            allowed: allowed_next(state),
+        }
     })
 }
 
@@ -251,9 +272,10 @@ pub fn next_state(
 fn sender_role(message_type: &str) -> Option<&'static str> {
     match message_type {
         "referral.notify" | "repatriation.request" => Some("host"),
-        "referral.acknowledge" | "family-tracing.result" | "repatriation.confirm" | "reintegration.report" => {
-            Some("origin")
-        }
+        "referral.acknowledge"
+        | "family-tracing.result"
+        | "repatriation.confirm"
+        | "reintegration.report" => Some("origin"),
         _ => None,
     }
 }
@@ -264,7 +286,9 @@ fn answers(message_type: &str, payload: &Value) -> Option<&'static str> {
         "referral.acknowledge" => Some("referral.notify"),
         "family-tracing.result" => Some("family-tracing.request"),
         "repatriation.confirm" => Some("repatriation.request"),
-        "repatriation.handover" if payload["record"] == "countersignature" => Some("repatriation.handover"),
+        "repatriation.handover" if payload["record"] == "countersignature" => {
+            Some("repatriation.handover")
+        }
         _ => None,
     }
 }
@@ -272,8 +296,12 @@ fn answers(message_type: &str, payload: &Value) -> Option<&'static str> {
 /// Where tracing stands, from the history: used when a repatriation
 /// proposal is declined and the case falls back to its tracing stage.
 fn tracing_stage(history: &[CaseMessage]) -> CaseState {
-    let requested = history.iter().any(|m| m.message_type == "family-tracing.request");
-    let answered = history.iter().any(|m| m.message_type == "family-tracing.result");
+    let requested = history
+        .iter()
+        .any(|m| m.message_type == "family-tracing.request");
+    let answered = history
+        .iter()
+        .any(|m| m.message_type == "family-tracing.result");
     match (requested, answered) {
         (_, true) => CaseState::Traced,
         (true, false) => CaseState::Tracing,
@@ -283,7 +311,12 @@ fn tracing_stage(history: &[CaseMessage]) -> CaseState {
 
 /// The transition table. `payload` is Null when only asking whether a type
 /// is allowed at all.
-fn transition(state: Option<CaseState>, message_type: &str, payload: &Value, history: &[CaseMessage]) -> Option<CaseState> {
+fn transition(
+    state: Option<CaseState>,
+    message_type: &str,
+    payload: &Value,
+    history: &[CaseMessage],
+) -> Option<CaseState> {
     use CaseState::*;
     let Some(state) = state else {
         return (message_type == "referral.notify").then_some(Referred);
@@ -292,25 +325,44 @@ fn transition(state: Option<CaseState>, message_type: &str, payload: &Value, his
         return None;
     }
     match (message_type, state) {
-        ("referral.acknowledge", Referred) => Some(if payload["accepted"] == false { Withdrawn } else { Acknowledged }),
+        ("referral.acknowledge", Referred) => Some(if payload["accepted"] == false {
+            Withdrawn
+        } else {
+            Acknowledged
+        }),
         ("referral.update", _) => Some(state),
         ("referral.withdraw", _) => Some(Withdrawn),
         ("family-tracing.request", Acknowledged | Tracing | Traced) => Some(Tracing),
         ("family-tracing.request", RepatriationProposed | RepatriationAgreed) => Some(state),
         ("family-tracing.result", Tracing) => Some(Traced),
-        ("family-tracing.result", Traced | RepatriationProposed | RepatriationAgreed | HandedOver | FollowingUp) => {
-            Some(state)
+        (
+            "family-tracing.result",
+            Traced | RepatriationProposed | RepatriationAgreed | HandedOver | FollowingUp,
+        ) => Some(state),
+        ("repatriation.request", Acknowledged | Tracing | Traced | RepatriationProposed) => {
+            Some(RepatriationProposed)
         }
-        ("repatriation.request", Acknowledged | Tracing | Traced | RepatriationProposed) => Some(RepatriationProposed),
-        ("repatriation.confirm", RepatriationProposed) => Some(match payload["decision"].as_str() {
-            Some("accepted") | None => RepatriationAgreed,
-            Some("counter_proposal") => RepatriationProposed,
-            Some(_) => tracing_stage(history),
-        }),
-        ("repatriation.handover", RepatriationAgreed) if payload["record"] != "countersignature" => Some(HandedOver),
-        ("repatriation.handover", HandedOver) if payload["record"] != "handover" => Some(HandedOver),
+        ("repatriation.confirm", RepatriationProposed) => {
+            Some(match payload["decision"].as_str() {
+                Some("accepted") | None => RepatriationAgreed,
+                Some("counter_proposal") => RepatriationProposed,
+                Some(_) => tracing_stage(history),
+            })
+        }
+        ("repatriation.handover", RepatriationAgreed)
+            if payload["record"] != "countersignature" =>
+        {
+            Some(HandedOver)
+        }
+        ("repatriation.handover", HandedOver) if payload["record"] != "handover" => {
+            Some(HandedOver)
+        }
         ("reintegration.report", HandedOver | FollowingUp) => {
-            Some(if payload["case_status"] == "closed" { Closed } else { FollowingUp })
+            Some(if payload["case_status"] == "closed" {
+                Closed
+            } else {
+                FollowingUp
+            })
         }
         _ => None,
     }
@@ -340,15 +392,57 @@ mod tests {
     fn full_case() -> Vec<CaseMessage> {
         vec![
             msg("1", "referral.notify", "TH", None, json!({})),
-            msg("2", "referral.acknowledge", "KH", Some("1"), json!({"accepted": true})),
+            msg(
+                "2",
+                "referral.acknowledge",
+                "KH",
+                Some("1"),
+                json!({"accepted": true}),
+            ),
             msg("3", "family-tracing.request", "TH", None, json!({})),
-            msg("4", "family-tracing.result", "KH", Some("3"), json!({"family_found": true})),
+            msg(
+                "4",
+                "family-tracing.result",
+                "KH",
+                Some("3"),
+                json!({"family_found": true}),
+            ),
             msg("5", "repatriation.request", "TH", None, json!({})),
-            msg("6", "repatriation.confirm", "KH", Some("5"), json!({"decision": "accepted"})),
-            msg("7", "repatriation.handover", "TH", None, json!({"record": "handover"})),
-            msg("8", "repatriation.handover", "KH", Some("7"), json!({"record": "countersignature"})),
-            msg("9", "reintegration.report", "KH", None, json!({"case_status": "open"})),
-            msg("10", "reintegration.report", "KH", None, json!({"case_status": "closed"})),
+            msg(
+                "6",
+                "repatriation.confirm",
+                "KH",
+                Some("5"),
+                json!({"decision": "accepted"}),
+            ),
+            msg(
+                "7",
+                "repatriation.handover",
+                "TH",
+                None,
+                json!({"record": "handover"}),
+            ),
+            msg(
+                "8",
+                "repatriation.handover",
+                "KH",
+                Some("7"),
+                json!({"record": "countersignature"}),
+            ),
+            msg(
+                "9",
+                "reintegration.report",
+                "KH",
+                None,
+                json!({"case_status": "open"}),
+            ),
+            msg(
+                "10",
+                "reintegration.report",
+                "KH",
+                None,
+                json!({"case_status": "closed"}),
+            ),
         ]
     }
 
@@ -368,7 +462,12 @@ mod tests {
             "closed",
         ];
         for (n, want) in expected.iter().enumerate() {
-            assert_eq!(run(&case[..=n]).unwrap().unwrap().as_str(), *want, "after message {}", n + 1);
+            assert_eq!(
+                run(&case[..=n]).unwrap().unwrap().as_str(),
+                *want,
+                "after message {}",
+                n + 1
+            );
         }
     }
 
@@ -376,18 +475,42 @@ mod tests {
     fn return_may_proceed_while_tracing_is_open() {
         let mut case = full_case()[..3].to_vec();
         case.push(msg("5", "repatriation.request", "TH", None, json!({})));
-        case.push(msg("6", "repatriation.confirm", "KH", Some("5"), json!({"decision": "accepted"})));
-        case.push(msg("4", "family-tracing.result", "KH", Some("3"), json!({})));
+        case.push(msg(
+            "6",
+            "repatriation.confirm",
+            "KH",
+            Some("5"),
+            json!({"decision": "accepted"}),
+        ));
+        case.push(msg(
+            "4",
+            "family-tracing.result",
+            "KH",
+            Some("3"),
+            json!({}),
+        ));
         assert_eq!(run(&case).unwrap(), Some(CaseState::RepatriationAgreed));
     }
 
     #[test]
     fn counter_proposal_and_decline() {
         let mut case = full_case()[..5].to_vec();
-        case.push(msg("6", "repatriation.confirm", "KH", Some("5"), json!({"decision": "counter_proposal"})));
+        case.push(msg(
+            "6",
+            "repatriation.confirm",
+            "KH",
+            Some("5"),
+            json!({"decision": "counter_proposal"}),
+        ));
         assert_eq!(run(&case).unwrap(), Some(CaseState::RepatriationProposed));
         case.push(msg("6b", "repatriation.request", "TH", None, json!({})));
-        case.push(msg("6c", "repatriation.confirm", "KH", Some("6b"), json!({"decision": "declined"})));
+        case.push(msg(
+            "6c",
+            "repatriation.confirm",
+            "KH",
+            Some("6b"),
+            json!({"decision": "declined"}),
+        ));
         assert_eq!(run(&case).unwrap(), Some(CaseState::Traced));
     }
 
@@ -406,14 +529,32 @@ mod tests {
     #[test]
     fn refusals_name_the_state_and_what_is_allowed() {
         let case = &full_case()[..2];
-        let confirm = msg("x", "repatriation.confirm", "KH", Some("1"), json!({"decision": "accepted"}));
+        let confirm = msg(
+            "x",
+            "repatriation.confirm",
+            "KH",
+            Some("1"),
+            json!({"decision": "accepted"}),
+        );
         let err = next_state(CASE, run(case).unwrap(), &confirm, case).unwrap_err();
-        assert!(matches!(err, LifecycleError::WrongReplyTarget { .. }), "{err}");
+        assert!(
+            matches!(err, LifecycleError::WrongReplyTarget { .. }),
+            "{err}"
+        );
 
-        let handover = msg("x", "repatriation.handover", "TH", None, json!({"record": "handover"}));
+        let handover = msg(
+            "x",
+            "repatriation.handover",
+            "TH",
+            None,
+            json!({"record": "handover"}),
+        );
         let err = next_state(CASE, run(case).unwrap(), &handover, case).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("`acknowledged`") && text.contains("repatriation.request"), "{text}");
+        assert!(
+            text.contains("`acknowledged`") && text.contains("repatriation.request"),
+            "{text}"
+        );
         assert_eq!(err.code(), "case_state_conflict");
 
         let err = next_state(CASE, None, &handover, &[]).unwrap_err();
@@ -443,7 +584,13 @@ mod tests {
     #[test]
     fn countersignature_must_come_from_the_other_side() {
         let case = &full_case()[..7];
-        let own = msg("8", "repatriation.handover", "TH", Some("7"), json!({"record": "countersignature"}));
+        let own = msg(
+            "8",
+            "repatriation.handover",
+            "TH",
+            Some("7"),
+            json!({"record": "countersignature"}),
+        );
         assert!(next_state(CASE, run(case).unwrap(), &own, case).is_err());
     }
 
@@ -462,7 +609,13 @@ mod tests {
     fn declined_referral_ends_the_case() {
         let case = vec![
             msg("1", "referral.notify", "TH", None, json!({})),
-            msg("2", "referral.acknowledge", "KH", Some("1"), json!({"accepted": false})),
+            msg(
+                "2",
+                "referral.acknowledge",
+                "KH",
+                Some("1"),
+                json!({"accepted": false}),
+            ),
         ];
         assert_eq!(run(&case).unwrap(), Some(CaseState::Withdrawn));
     }

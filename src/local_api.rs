@@ -94,6 +94,26 @@ pub static ROUTES: &[RouteRule] = &[
         roles: &[Caseworker, Embassy, Operator],
     },
     RouteRule {
+        method: Method::GET,
+        path: "/v1/timers",
+        roles: &[Operator, Caseworker],
+    },
+    RouteRule {
+        method: Method::GET,
+        path: "/v1/sla",
+        roles: &[Operator, Caseworker],
+    },
+    RouteRule {
+        method: Method::POST,
+        path: "/v1/outbox/{id}/retry",
+        roles: &[Admin],
+    },
+    RouteRule {
+        method: Method::GET,
+        path: "/metrics",
+        roles: &[Operator, Admin],
+    },
+    RouteRule {
         method: Method::POST,
         path: "/v1/validate",
         roles: &[Integrator, Caseworker],
@@ -123,6 +143,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/inbox", get(inbox))
         .route("/v1/cases/{case_ref}", get(case_timeline))
         .route("/v1/validate", post(validate))
+        .route("/v1/timers", get(list_timers))
+        .route("/v1/sla", get(sla))
+        .route("/v1/outbox/{id}/retry", post(retry_message))
+        .route("/metrics", get(metrics))
         .route("/v1/schemas", get(list_schemas))
         .route("/v1/schemas/{message_type}/{version}", get(get_schema))
         .route_layer(middleware::from_fn_with_state(node.clone(), authorize))
@@ -330,6 +354,7 @@ async fn submit(
         let row = match enqueued {
             Enqueued::New(row) => {
                 info!(peer = %row.peer, message_type = %row.message_type, "queued");
+                crate::metrics::Metrics::inc(&node.metrics.submitted);
                 node.wake.notify_one();
                 row
             }
@@ -588,12 +613,30 @@ async fn case_timeline(
         .chain(inb.iter().map(|r| (r.received_at, inbound_view(r))))
         .collect();
     timeline.sort_by_key(|(at, _)| *at);
-    let state = node.store.case_state(&case_ref).await.map_err(|_| ApiError::internal())?;
+    let state = node
+        .store
+        .case_state(&case_ref)
+        .await
+        .map_err(|_| ApiError::internal())?;
+    let timers = node
+        .store
+        .case_timers(&case_ref)
+        .await
+        .map_err(|_| ApiError::internal())?;
+    let events = node
+        .store
+        .case_events(&case_ref)
+        .await
+        .map_err(|_| ApiError::internal())?;
     Ok(axum::Json(json!({
         "case_ref": case_ref,
         "node": node.country,
         "state": state,
         "allowed_next": crate::lifecycle::allowed_next(state),
+        "timers": timers.iter().map(timer_view).collect::<Vec<_>>(),
+        "events": events.iter().map(|e| json!({
+            "kind": e.kind, "message_id": e.message_id, "at": rfc3339_ms(e.at), "detail": e.detail,
+        })).collect::<Vec<_>>(),
         "timeline": timeline.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
     }))
     .into_response())
@@ -601,10 +644,19 @@ async fn case_timeline(
 
 /// `POST /v1/validate`: the report `homeward validate` prints, for a message
 /// as this node would receive it for submission. Nothing is stored or sent.
-async fn validate(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let (_, mut doc) = read_json_body(&headers, body, node.settings.local_api.max_body_bytes).await?;
+async fn validate(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (_, mut doc) =
+        read_json_body(&headers, body, node.settings.local_api.max_body_bytes).await?;
     if !doc.is_object() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "schema_violation", "a message must be a JSON object"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "schema_violation",
+            "a message must be a JSON object",
+        ));
     }
     fill_defaults(&node, &mut doc);
     let mut violations: Vec<Detail> = Vec::new();
@@ -626,7 +678,10 @@ async fn validate(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body)
             }
         }
     }
-    Ok(axum::Json(json!({ "valid": violations.is_empty(), "violations": violations })).into_response())
+    Ok(
+        axum::Json(json!({ "valid": violations.is_empty(), "violations": violations }))
+            .into_response(),
+    )
 }
 
 /// `GET /v1/schemas`: every message type and version this node speaks.
@@ -643,7 +698,9 @@ async fn list_schemas(State(node): State<Arc<Node>>) -> impl IntoResponse {
             })
         })
         .collect();
-    axum::Json(json!({ "envelope": {"version": 1, "url": "/v1/schemas/envelope/1"}, "schemas": schemas }))
+    axum::Json(
+        json!({ "envelope": {"version": 1, "url": "/v1/schemas/envelope/1"}, "schemas": schemas }),
+    )
 }
 
 /// `GET /v1/schemas/{type}/{version}`: the JSON Schema itself.
@@ -651,10 +708,13 @@ async fn get_schema(
     State(node): State<Arc<Node>>,
     Path((message_type, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let version: u32 = version
-        .trim_start_matches('v')
-        .parse()
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_version", "version must be a number, e.g. 1"))?;
+    let version: u32 = version.trim_start_matches('v').parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_version",
+            "version must be a number, e.g. 1",
+        )
+    })?;
     if message_type == "envelope" && version == 1 {
         return Ok(axum::Json(node.registry.envelope_schema().clone()).into_response());
     }
@@ -663,4 +723,277 @@ async fn get_schema(
         .find(|(t, v, _)| *t == message_type && *v == version)
         .map(|(_, _, schema)| axum::Json(schema.clone()).into_response())
         .ok_or_else(|| ApiError::not_found("schema"))
+}
+
+fn timer_view(t: &crate::store::timers::TimerRow) -> Value {
+    json!({
+        "id": t.id,
+        "case_ref": t.case_ref,
+        "message_id": t.message_id,
+        "type": t.message_type,
+        "expected_type": t.expected_type,
+        "side": t.side,
+        "peer": t.peer,
+        "agreement": t.agreement,
+        "state": t.state,
+        "started_at": rfc3339_ms(t.started_at),
+        "due_at": rfc3339_ms(t.due_at),
+        "reminders_fired": t.reminders_fired,
+        "next_event_at": t.next_event_at.map(rfc3339_ms),
+        "breached_at": t.breached_at.map(rfc3339_ms),
+        "answered_at": t.answered_at.map(rfc3339_ms),
+        "answer_id": t.answer_id,
+        "met_late": t.state == "met" && (t.breached_at.is_some() || t.answered_at.unwrap_or(0) > t.due_at),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimerQuery {
+    state: Option<String>,
+    peer: Option<String>,
+    due_before: Option<String>,
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/timers?state=open|breached|met|overdue&peer=TH&due_before=<RFC 3339>&after=<cursor>&limit=<n>`.
+/// `overdue` means open or breached with the due time passed.
+async fn list_timers(
+    State(node): State<Arc<Node>>,
+    query: Result<Query<TimerQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+    let mut due_before = match q.due_before.as_deref() {
+        None => None,
+        Some(t) => Some(crate::clock::parse_rfc3339_ms(t).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                "`due_before` must be an RFC 3339 time",
+            )
+        })?),
+    };
+    let state = match q.state.as_deref() {
+        None => None,
+        Some(s @ ("open" | "met" | "breached")) => Some(s.to_string()),
+        Some("overdue") => {
+            let now = node.clock.now_ms();
+            due_before = Some(due_before.map_or(now, |d| d.min(now)));
+            None
+        }
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!("`state` must be open, breached, met or overdue, not `{other}`"),
+            ));
+        }
+    };
+    let overdue = q.state.as_deref() == Some("overdue");
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_limit",
+            "`limit` must be between 1 and 1000",
+        ));
+    }
+    let filter = crate::store::timers::TimerFilter {
+        state,
+        peer: q.peer.map(|p| p.to_ascii_uppercase()),
+        due_before,
+        after_id: q.after.unwrap_or(0),
+        limit,
+    };
+    let rows = node
+        .store
+        .timers(&filter)
+        .await
+        .map_err(|_| ApiError::internal())?;
+    let next = rows.last().map(|t| t.id);
+    let timers: Vec<Value> = rows
+        .iter()
+        .filter(|t| !overdue || t.state != "met")
+        .map(timer_view)
+        .collect();
+    Ok(axum::Json(json!({ "timers": timers, "next_cursor": next })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlaQuery {
+    days: Option<i64>,
+}
+
+/// `GET /v1/sla?days=<n>`: per agreement and type, over timers started in
+/// the last `days` (default 90): count, met on time, met late, open,
+/// breached, median and p90 time to answer.
+async fn sla(
+    State(node): State<Arc<Node>>,
+    query: Result<Query<SlaQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+    let days = q.days.unwrap_or(90);
+    if !(1..=3650).contains(&days) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "`days` must be between 1 and 3650",
+        ));
+    }
+    let now = node.clock.now_ms();
+    let since = now - days * 86_400_000;
+    let timers = node
+        .store
+        .timers_since(since)
+        .await
+        .map_err(|_| ApiError::internal())?;
+    let mut body = crate::timers::sla(&timers, now);
+    body["node"] = json!(node.country);
+    body["since"] = json!(rfc3339_ms(since));
+    body["until"] = json!(rfc3339_ms(now));
+    Ok(axum::Json(body).into_response())
+}
+
+/// `POST /v1/outbox/{id}/retry`: re-queue a `dead` or `rejected` message.
+async fn retry_message(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = uuid::Uuid::parse_str(&id)
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_message_id",
+                "message id must be a UUID",
+            )
+        })?
+        .to_string();
+    let now = node.clock.now_ms();
+    let deadline = now
+        .saturating_add((node.settings.delivery.deadline_hours as i64).saturating_mul(3_600_000));
+    if node
+        .store
+        .requeue(&id, now, deadline)
+        .await
+        .map_err(|_| ApiError::internal())?
+    {
+        node.wake.notify_one();
+        info!(message_id = %id, "re-queued by an operator");
+        return Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"message_id": id, "state": "queued"})),
+        )
+            .into_response());
+    }
+    match node
+        .store
+        .outbound(&id)
+        .await
+        .map_err(|_| ApiError::internal())?
+    {
+        None => Err(ApiError::not_found("message")),
+        Some(row) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_retryable",
+            format!(
+                "message is `{}`; only dead or rejected messages can be re-queued",
+                row.state.as_str()
+            ),
+        )),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
+    use crate::metrics::Metrics as M;
+    use std::fmt::Write;
+    let m = &node.metrics;
+    let mut out = String::new();
+    let counters = [
+        (
+            "homeward_messages_submitted_total",
+            "Messages accepted for delivery.",
+            M::get(&m.submitted),
+        ),
+        (
+            "homeward_messages_received_total",
+            "Messages received from peers.",
+            M::get(&m.received),
+        ),
+        (
+            "homeward_deliveries_total{outcome=\"delivered\"}",
+            "",
+            M::get(&m.delivered),
+        ),
+        (
+            "homeward_deliveries_total{outcome=\"rejected\"}",
+            "",
+            M::get(&m.rejected),
+        ),
+        (
+            "homeward_deliveries_total{outcome=\"retry\"}",
+            "",
+            M::get(&m.retried),
+        ),
+        (
+            "homeward_deliveries_total{outcome=\"dead\"}",
+            "",
+            M::get(&m.dead),
+        ),
+        (
+            "homeward_timer_reminders_total",
+            "Deadline reminders fired.",
+            M::get(&m.reminders),
+        ),
+        (
+            "homeward_timer_breaches_total",
+            "Deadlines breached.",
+            M::get(&m.breaches),
+        ),
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, help, value) in counters {
+        let base = name.split('{').next().unwrap_or(name);
+        if seen.insert(base) {
+            let help = if help.is_empty() {
+                "Delivery attempts by outcome."
+            } else {
+                help
+            };
+            let _ = writeln!(out, "# HELP {base} {help}\n# TYPE {base} counter");
+        }
+        let _ = writeln!(out, "{name} {value}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP homeward_outbox_messages Outbox messages by peer and state.\n# TYPE homeward_outbox_messages gauge"
+    );
+    for (peer, state, n) in node
+        .store
+        .outbox_counts()
+        .await
+        .map_err(|_| ApiError::internal())?
+    {
+        let _ = writeln!(
+            out,
+            "homeward_outbox_messages{{peer=\"{peer}\",state=\"{state}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP homeward_timers Timers by state.\n# TYPE homeward_timers gauge"
+    );
+    for (state, n) in node
+        .store
+        .timer_counts()
+        .await
+        .map_err(|_| ApiError::internal())?
+    {
+        let _ = writeln!(out, "homeward_timers{{state=\"{state}\"}} {n}");
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

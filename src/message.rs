@@ -295,7 +295,12 @@ fn walk_personal(
         walk_personal(root, items, format!("{path}/*"), out, depth + 1);
     }
     for key in ["allOf", "anyOf", "oneOf"] {
-        for sub in node.get(key).and_then(Value::as_array).into_iter().flatten() {
+        for sub in node
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             walk_personal(root, sub, path.clone(), out, depth + 1);
         }
     }
@@ -314,7 +319,11 @@ pub fn pointer_present(doc: &Value, pointer: &str) -> bool {
         };
         match (doc, *first) {
             (Value::Array(items), "*") => items.iter().any(|i| go(i, rest)),
-            (Value::Array(items), idx) => idx.parse::<usize>().ok().and_then(|i| items.get(i)).is_some_and(|i| go(i, rest)),
+            (Value::Array(items), idx) => idx
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| items.get(i))
+                .is_some_and(|i| go(i, rest)),
             (Value::Object(map), key) => map.get(key).is_some_and(|v| go(v, rest)),
             _ => false,
         }
@@ -353,7 +362,10 @@ mod tests {
             "if": {"properties": {"a": {}}},
             "then": {"properties": {"note": {"x-personal": true}}}
         });
-        assert_eq!(personal_pointers(&schema), ["/docs/*/number", "/note", "/person/name"]);
+        assert_eq!(
+            personal_pointers(&schema),
+            ["/docs/*/number", "/note", "/person/name"]
+        );
     }
 
     #[test]

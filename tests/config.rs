@@ -14,11 +14,20 @@ fn serve(config: &std::path::Path, env: &[(&str, &str)]) -> (i32, String) {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("homeward runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn write_config(dir: &std::path::Path, pki: &Pki) -> std::path::PathBuf {
-    let s = settings(pki, "KH", dir, (free_addr(), free_addr()), &[("TH", free_addr())]);
+    let s = settings(
+        pki,
+        "KH",
+        dir,
+        (free_addr(), free_addr()),
+        &[("TH", free_addr())],
+    );
     let path = dir.join("kh.toml");
     std::fs::write(&path, toml::to_string(&s).unwrap()).unwrap();
     path
@@ -42,10 +51,17 @@ fn a_wrong_type_names_the_key_and_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &pki);
     let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replace("concurrency = 16", "concurrency = \"many\"")).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("concurrency = 16", "concurrency = \"many\""),
+    )
+    .unwrap();
     let (code, err) = serve(&path, &[]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("concurrency") && err.contains(&path.display().to_string()), "{err}");
+    assert!(
+        err.contains("concurrency") && err.contains(&path.display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]
@@ -70,7 +86,10 @@ fn environment_overrides_a_key_and_is_checked_too() {
     assert!(err.contains("node.country") && err.contains("XX"), "{err}");
     let (code, err) = serve(&path, &[("HOMEWARD_TLS__CERT", "/nonexistent/cert.pem")]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("tls.cert") && err.contains("/nonexistent/cert.pem"), "{err}");
+    assert!(
+        err.contains("tls.cert") && err.contains("/nonexistent/cert.pem"),
+        "{err}"
+    );
 }
 
 #[test]

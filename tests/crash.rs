@@ -114,7 +114,11 @@ async fn crash_run(victim: &str, seed: u64) {
     let messages: Vec<Value> = (0..MESSAGES)
         .map(|i| {
             let case = case_ref("TH", "KH", i % CASES);
-            if i < CASES { referral("TH", "KH", &case, i) } else { update("TH", "KH", &case, i) }
+            if i < CASES {
+                referral("TH", "KH", &case, i)
+            } else {
+                update("TH", "KH", &case, i)
+            }
         })
         .collect();
     let done = Arc::new(AtomicBool::new(false));

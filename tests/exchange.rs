@@ -400,7 +400,13 @@ senders = ["KH"]
 "#,
     )
     .unwrap();
-    let mut s = settings(&pki, "TH", data.path(), (free_addr(), free_addr()), &[("KH", free_addr())]);
+    let mut s = settings(
+        &pki,
+        "TH",
+        data.path(),
+        (free_addr(), free_addr()),
+        &[("KH", free_addr())],
+    );
     s.database.url = format!("sqlite://{}", data.path().join("th2.db").display());
     s.agreements.dir = dir.path().to_path_buf();
     let th2 = start(s).await;
@@ -410,7 +416,10 @@ senders = ["KH"]
         .unwrap();
     assert_eq!(r.status, 403, "{}", r.body);
     let message = r.body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("kh-th") && message.contains("referral.notify"), "{message}");
+    assert!(
+        message.contains("kh-th") && message.contains("referral.notify"),
+        "{message}"
+    );
     th.stop().await;
     th2.stop().await;
 }
@@ -474,7 +483,11 @@ async fn per_case_order_is_kept_while_cases_do_not_block_each_other() {
     for i in 0..60 {
         let case = case_ref("TH", "KH", 100 + i % 6);
         // The first message opens the case; the rest update it.
-        let msg = if i < 6 { referral("TH", "KH", &case, i) } else { update("TH", "KH", &case, i) };
+        let msg = if i < 6 {
+            referral("TH", "KH", &case, i)
+        } else {
+            update("TH", "KH", &case, i)
+        };
         assert_eq!(th.submit(&msg).await.unwrap().status, 202);
         order
             .entry(case)

@@ -58,14 +58,28 @@ async fn a_case_runs_from_referral_to_closure_and_both_sides_agree() {
 
     let request = send(
         &th,
-        envelope("family-tracing.request", "TH", "KH", &case, None, example_payload("family-tracing.request", |_| true)),
+        envelope(
+            "family-tracing.request",
+            "TH",
+            "KH",
+            &case,
+            None,
+            example_payload("family-tracing.request", |_| true),
+        ),
     )
     .await;
     both("tracing").await;
     // Return may be proposed while tracing is open.
     let repat = send(
         &th,
-        envelope("repatriation.request", "TH", "KH", &case, None, example_payload("repatriation.request", |_| true)),
+        envelope(
+            "repatriation.request",
+            "TH",
+            "KH",
+            &case,
+            None,
+            example_payload("repatriation.request", |_| true),
+        ),
     )
     .await;
     both("repatriation_proposed").await;
@@ -116,7 +130,9 @@ async fn a_case_runs_from_referral_to_closure_and_both_sides_agree() {
             "TH",
             &case,
             Some(&handover),
-            example_payload("repatriation.handover", |p| p["record"] == "countersignature"),
+            example_payload("repatriation.handover", |p| {
+                p["record"] == "countersignature"
+            }),
         ),
     )
     .await;
@@ -152,7 +168,12 @@ async fn a_case_runs_from_referral_to_closure_and_both_sides_agree() {
     let r = th.submit(&update("TH", "KH", &case, 2)).await.unwrap();
     assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(r.body["error"]["code"], "case_state_conflict");
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("`closed`"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`closed`")
+    );
 
     let view = kh.get(&format!("/v1/cases/{case}")).await.unwrap().body;
     assert_eq!(view["timeline"].as_array().unwrap().len(), 11);
@@ -165,16 +186,33 @@ async fn the_sender_refuses_what_the_state_does_not_allow_and_names_what_may_com
     let th = pair.th_api();
     let case = case_ref("TH", "KH", 43);
     // No case yet: only a referral may open one.
-    let early = envelope("repatriation.request", "TH", "KH", &case, None, example_payload("repatriation.request", |_| true));
+    let early = envelope(
+        "repatriation.request",
+        "TH",
+        "KH",
+        &case,
+        None,
+        example_payload("repatriation.request", |_| true),
+    );
     let r = th.submit(&early).await.unwrap();
     assert_eq!(r.status, 409, "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("referral.notify"), "{}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("referral.notify"),
+        "{}",
+        r.body
+    );
 
     let referral_id = send(&th, referral("TH", "KH", &case, 1)).await;
     let r = th.submit(&early).await.unwrap();
     assert_eq!(r.status, 409, "{}", r.body);
     let message = r.body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("`referred`") && message.contains("referral.withdraw"), "{message}");
+    assert!(
+        message.contains("`referred`") && message.contains("referral.withdraw"),
+        "{message}"
+    );
 
     // A reply must point to a message of the same case.
     let stray = envelope(
@@ -186,7 +224,12 @@ async fn the_sender_refuses_what_the_state_does_not_allow_and_names_what_may_com
         example_payload("referral.acknowledge", |p| p["accepted"] == true),
     );
     let r = th.submit(&stray).await.unwrap();
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (409, Some("bad_in_reply_to")), "{}", r.body);
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("bad_in_reply_to")),
+        "{}",
+        r.body
+    );
     let _ = referral_id;
     pair.stop().await;
 }
@@ -205,7 +248,12 @@ async fn the_receiver_refuses_a_message_its_view_of_the_case_does_not_allow() {
         None,
         example_payload("repatriation.handover", |p| p["record"] == "handover"),
     );
-    let resp = client.post(pair.kh_peer_url()).json(&msg).send().await.unwrap();
+    let resp = client
+        .post(pair.kh_peer_url())
+        .json(&msg)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 409);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "case_state_conflict");

@@ -44,7 +44,12 @@ fn every_example_validates_as_its_name_says() {
         let result = registry.validate(&read(file));
         if name.starts_with("valid-") {
             valid += 1;
-            assert!(result.is_ok(), "{} should be valid: {:?}", file.display(), result.err().map(|e| e.details()));
+            assert!(
+                result.is_ok(),
+                "{} should be valid: {:?}",
+                file.display(),
+                result.err().map(|e| e.details())
+            );
         } else if name.starts_with("invalid-") {
             invalid += 1;
             let err = result.expect_err(&format!("{} should be invalid", file.display()));
@@ -60,13 +65,23 @@ fn every_example_validates_as_its_name_says() {
                     v["pointer"].as_str().unwrap().to_string(),
                     v["keyword"].as_str().unwrap().to_string(),
                 );
-                assert!(found.contains(&want), "{}: expected {want:?} among {found:?}", file.display());
+                assert!(
+                    found.contains(&want),
+                    "{}: expected {want:?} among {found:?}",
+                    file.display()
+                );
             }
         } else {
-            panic!("{}: example names start with valid- or invalid-", file.display());
+            panic!(
+                "{}: example names start with valid- or invalid-",
+                file.display()
+            );
         }
     }
-    assert!(valid >= 6 && invalid >= 8, "too few examples: {valid} valid, {invalid} invalid");
+    assert!(
+        valid >= 6 && invalid >= 8,
+        "too few examples: {valid} valid, {invalid} invalid"
+    );
 }
 
 #[test]
@@ -79,7 +94,12 @@ fn every_registered_type_has_examples() {
             std::fs::read_dir(&dir)
                 .map(|d| {
                     d.filter(|f| {
-                        let n = f.as_ref().unwrap().file_name().to_string_lossy().into_owned();
+                        let n = f
+                            .as_ref()
+                            .unwrap()
+                            .file_name()
+                            .to_string_lossy()
+                            .into_owned();
                         n.starts_with(prefix) && !n.ends_with(".expect.json")
                     })
                     .count()
@@ -88,7 +108,10 @@ fn every_registered_type_has_examples() {
         };
         assert!(count("valid-") >= 2, "{t}: needs 2 valid examples");
         assert!(count("invalid-") >= 3, "{t}: needs 3 invalid examples");
-        assert!(schema.to_string().contains("x-personal"), "{t}: personal fields must be annotated");
+        assert!(
+            schema.to_string().contains("x-personal"),
+            "{t}: personal fields must be annotated"
+        );
     }
 }
 
@@ -102,18 +125,42 @@ fn validate_cli(args: &[&str], stdin: Option<&str>) -> (i32, String) {
         .spawn()
         .unwrap();
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[test]
 fn validate_cli_exit_codes_and_reports() {
     let files = examples();
-    let valid = files.iter().find(|f| f.file_name().unwrap().to_string_lossy().starts_with("valid-")).unwrap();
-    let invalid = files.iter().find(|f| f.file_name().unwrap().to_string_lossy().starts_with("invalid-")).unwrap();
+    let valid = files
+        .iter()
+        .find(|f| {
+            f.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("valid-")
+        })
+        .unwrap();
+    let invalid = files
+        .iter()
+        .find(|f| {
+            f.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("invalid-")
+        })
+        .unwrap();
     let (code, out) = validate_cli(&[valid.to_str().unwrap()], None);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("valid"));
@@ -128,7 +175,13 @@ fn validate_cli_exit_codes_and_reports() {
     assert_eq!(code, 1);
     let report: Value = serde_json::from_str(&out).expect("JSON report");
     assert_eq!(report[0]["valid"], false);
-    assert!(report[0]["violations"].as_array().unwrap().iter().any(|v| v["pointer"] == pointer));
+    assert!(
+        report[0]["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["pointer"] == pointer)
+    );
 
     let (code, _) = validate_cli(&["/nonexistent/message.json"], None);
     assert_eq!(code, 2);

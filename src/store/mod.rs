@@ -162,9 +162,17 @@ pub enum Outcome {
         /// The "awaiting answer" timer this delivery opens.
         timer: Option<NewTimer>,
     },
-    Rejected { reason: String },
-    Retry { error: String, next_attempt_at: i64 },
-    Dead { error: String, at: i64 },
+    Rejected {
+        reason: String,
+    },
+    Retry {
+        error: String,
+        next_attempt_at: i64,
+    },
+    Dead {
+        error: String,
+        at: i64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -243,7 +251,10 @@ fn create_parent_dir(url: &str) {
 /// The messages of a case that count, in the order this node committed
 /// them: everything received, and everything sent that the peer has not
 /// refused (`rejected`) or that did not die undelivered (`dead`).
-async fn case_history(conn: &mut sqlx::SqliteConnection, case_ref: &str) -> Result<Vec<CaseMessage>, StoreError> {
+async fn case_history(
+    conn: &mut sqlx::SqliteConnection,
+    case_ref: &str,
+) -> Result<Vec<CaseMessage>, StoreError> {
     let rows = sqlx::query(
         "SELECT COALESCE(o.body, i.body) AS body FROM case_log l \
          LEFT JOIN outbox o ON l.direction = 'out' AND o.message_id = l.message_id \
@@ -273,7 +284,11 @@ pub fn case_message_of(body: &str) -> Option<CaseMessage> {
     })
 }
 
-fn check_lifecycle(case_ref: &str, history: &[CaseMessage], message: &CaseMessage) -> Result<CaseState, LifecycleError> {
+fn check_lifecycle(
+    case_ref: &str,
+    history: &[CaseMessage],
+    message: &CaseMessage,
+) -> Result<CaseState, LifecycleError> {
     let state = lifecycle::replay(case_ref, history);
     lifecycle::next_state(case_ref, state, message, history)
 }
@@ -337,10 +352,12 @@ impl Store {
     /// replay, another document under the same id a conflict.
     pub async fn enqueue(&self, m: &NewOutbound) -> Result<Enqueued, StoreError> {
         let mut tx = self.write.begin().await?;
-        let existing = sqlx::query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = ?"))
-            .bind(&m.message_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let existing = sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = ?"
+        ))
+        .bind(&m.message_id)
+        .fetch_optional(&mut *tx)
+        .await?;
         if let Some(row) = existing {
             let row = outbox_row(&row);
             return Ok(if row.submit_sha256 == m.submit_sha256 {
@@ -372,10 +389,12 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         log_case(&mut tx, &m.case_ref, &m.message_id, "out").await?;
-        let row = sqlx::query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = ?"))
-            .bind(&m.message_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = ?"
+        ))
+        .bind(&m.message_id)
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Enqueued::New(outbox_row(&row)))
     }
@@ -470,29 +489,46 @@ impl Store {
                     if let Some(t) = timer {
                         timers::insert_timer(&mut tx, t).await?;
                     }
-                    let row = sqlx::query("SELECT message_id, type, in_reply_to FROM outbox WHERE seq = ?")
-                        .bind(seq)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                    let row = sqlx::query(
+                        "SELECT message_id, type, in_reply_to FROM outbox WHERE seq = ?",
+                    )
+                    .bind(seq)
+                    .fetch_one(&mut *tx)
+                    .await?;
                     if let Some(reply_to) = row.get::<Option<String>, _>("in_reply_to") {
                         let (id, t): (String, String) = (row.get("message_id"), row.get("type"));
-                        timers::close_timers(&mut tx, Side::AnswerDue, &reply_to, &t, &id, *received_at).await?;
+                        timers::close_timers(
+                            &mut tx,
+                            Side::AnswerDue,
+                            &reply_to,
+                            &t,
+                            &id,
+                            *received_at,
+                        )
+                        .await?;
                     }
                 }
                 Outcome::Rejected { reason } => {
-                    sqlx::query("UPDATE outbox SET state = 'rejected', last_error = ? WHERE seq = ?")
-                        .bind(reason)
-                        .bind(seq)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE outbox SET state = 'rejected', last_error = ? WHERE seq = ?",
+                    )
+                    .bind(reason)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
                 }
-                Outcome::Retry { error, next_attempt_at } => {
-                    sqlx::query("UPDATE outbox SET last_error = ?, next_attempt_at = ? WHERE seq = ?")
-                        .bind(error)
-                        .bind(next_attempt_at)
-                        .bind(seq)
-                        .execute(&mut *tx)
-                        .await?;
+                Outcome::Retry {
+                    error,
+                    next_attempt_at,
+                } => {
+                    sqlx::query(
+                        "UPDATE outbox SET last_error = ?, next_attempt_at = ? WHERE seq = ?",
+                    )
+                    .bind(error)
+                    .bind(next_attempt_at)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 Outcome::Dead { error, at } => {
                     sqlx::query("UPDATE outbox SET state = 'dead', last_error = ? WHERE seq = ?")

@@ -116,7 +116,10 @@ fn event_row(r: &sqlx::sqlite::SqliteRow) -> EventRow {
     }
 }
 
-pub(super) async fn insert_timer(conn: &mut sqlx::SqliteConnection, t: &NewTimer) -> Result<(), StoreError> {
+pub(super) async fn insert_timer(
+    conn: &mut sqlx::SqliteConnection,
+    t: &NewTimer,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO timers (case_ref, message_id, message_type, expected_type, side, peer, agreement, \
          started_at, due_at, state, next_event_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?) \
@@ -137,7 +140,10 @@ pub(super) async fn insert_timer(conn: &mut sqlx::SqliteConnection, t: &NewTimer
     Ok(())
 }
 
-pub(super) async fn insert_event(conn: &mut sqlx::SqliteConnection, e: &NewEvent) -> Result<(), StoreError> {
+pub(super) async fn insert_event(
+    conn: &mut sqlx::SqliteConnection,
+    e: &NewEvent,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO case_events (case_ref, message_id, kind, at, detail, alert_state, alert_next_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -237,9 +243,11 @@ impl Store {
 
     /// The earliest pending timer event.
     pub async fn next_timer_event(&self) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT MIN(next_event_at) AS at FROM timers WHERE next_event_at IS NOT NULL")
-            .fetch_one(&self.read)
-            .await?;
+        let row = sqlx::query(
+            "SELECT MIN(next_event_at) AS at FROM timers WHERE next_event_at IS NOT NULL",
+        )
+        .fetch_one(&self.read)
+        .await?;
         Ok(row.get("at"))
     }
 
@@ -249,7 +257,11 @@ impl Store {
         let mut tx = self.write.begin().await?;
         let mut applied = 0;
         for (before, f) in firings {
-            let state = if f.breached_at.is_some() { "breached" } else { before.state.as_str() };
+            let state = if f.breached_at.is_some() {
+                "breached"
+            } else {
+                before.state.as_str()
+            };
             let done = sqlx::query(
                 "UPDATE timers SET reminders_fired = ?, next_event_at = ?, breached_at = COALESCE(breached_at, ?), state = ? \
                  WHERE id = ? AND next_event_at IS ? AND reminders_fired = ? AND state = ?",
@@ -317,6 +329,14 @@ impl Store {
         Ok(rows.iter().map(timer_row).collect())
     }
 
+    pub async fn timer_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT state, COUNT(*) AS n FROM timers GROUP BY state ORDER BY state")
+                .fetch_all(&self.read)
+                .await?;
+        Ok(rows.iter().map(|r| (r.get("state"), r.get("n"))).collect())
+    }
+
     /// Alerts due for sending to the operator webhook.
     pub async fn pending_alerts(&self, now: i64, limit: i64) -> Result<Vec<EventRow>, StoreError> {
         let rows = sqlx::query(
@@ -330,14 +350,21 @@ impl Store {
     }
 
     pub async fn next_alert_at(&self) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT MIN(alert_next_at) AS at FROM case_events WHERE alert_state = 'pending'")
-            .fetch_one(&self.read)
-            .await?;
+        let row = sqlx::query(
+            "SELECT MIN(alert_next_at) AS at FROM case_events WHERE alert_state = 'pending'",
+        )
+        .fetch_one(&self.read)
+        .await?;
         Ok(row.get("at"))
     }
 
     /// Records a webhook attempt: sent, to retry at `retry_at`, or given up.
-    pub async fn mark_alert(&self, id: i64, sent: bool, retry_at: Option<i64>) -> Result<(), StoreError> {
+    pub async fn mark_alert(
+        &self,
+        id: i64,
+        sent: bool,
+        retry_at: Option<i64>,
+    ) -> Result<(), StoreError> {
         let state = match (sent, retry_at) {
             (true, _) => "sent",
             (false, Some(_)) => "pending",
@@ -357,7 +384,12 @@ impl Store {
     /// Puts a `dead` or `rejected` message back in the queue with a fresh
     /// delivery deadline. Returns false when there is no such message or it
     /// is not in a final failed state.
-    pub async fn requeue(&self, message_id: &str, now: i64, deadline_at: i64) -> Result<bool, StoreError> {
+    pub async fn requeue(
+        &self,
+        message_id: &str,
+        now: i64,
+        deadline_at: i64,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE outbox SET state = 'queued', next_attempt_at = ?, deadline_at = ?, attempts = 0 \
              WHERE message_id = ? AND state IN ('dead', 'rejected')",

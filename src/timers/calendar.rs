@@ -67,10 +67,17 @@ impl Calendar {
             &self.utc_offset,
             time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]"),
         )
-        .map_err(|_| err("utc_offset", format!("`{}` is not like +07:00", self.utc_offset)))?;
+        .map_err(|_| {
+            err(
+                "utc_offset",
+                format!("`{}` is not like +07:00", self.utc_offset),
+            )
+        })?;
         let mut weekend = Vec::new();
         for (i, d) in self.weekend.iter().enumerate() {
-            weekend.push(weekday(d).ok_or_else(|| err(&format!("weekend[{i}]"), format!("`{d}` is not a day name")))?);
+            weekend.push(weekday(d).ok_or_else(|| {
+                err(&format!("weekend[{i}]"), format!("`{d}` is not a day name"))
+            })?);
         }
         if weekend.len() >= 7 {
             return Err(err("weekend", "at least one working day is needed".into()));
@@ -78,8 +85,14 @@ impl Calendar {
         let mut holidays = Vec::new();
         for (i, h) in self.holidays.iter().enumerate() {
             holidays.push(
-                Date::parse(h, time::macros::format_description!("[year]-[month]-[day]"))
-                    .map_err(|_| err(&format!("holidays[{i}]"), format!("`{h}` is not YYYY-MM-DD")))?,
+                Date::parse(h, time::macros::format_description!("[year]-[month]-[day]")).map_err(
+                    |_| {
+                        err(
+                            &format!("holidays[{i}]"),
+                            format!("`{h}` is not YYYY-MM-DD"),
+                        )
+                    },
+                )?,
             );
         }
         Ok(WorkCalendar {
@@ -117,7 +130,9 @@ impl WorkCalendar {
                     }
                     guard += 1;
                 }
-                date.with_time(local.time()).assume_offset(self.offset).to_offset(start.offset())
+                date.with_time(local.time())
+                    .assume_offset(self.offset)
+                    .to_offset(start.offset())
             }
         }
     }
@@ -143,13 +158,22 @@ mod tests {
         let cal = thailand();
         // Friday 2026-11-20 10:00 local.
         let fri = datetime!(2026-11-20 03:00 UTC);
-        assert_eq!(cal.due(fri, Deadline::BusinessDays(3)), datetime!(2026-11-25 03:00 UTC));
+        assert_eq!(
+            cal.due(fri, Deadline::BusinessDays(3)),
+            datetime!(2026-11-25 03:00 UTC)
+        );
         // Received on Saturday: counting starts Monday.
         let sat = datetime!(2026-11-21 03:00 UTC);
-        assert_eq!(cal.due(sat, Deadline::BusinessDays(1)), datetime!(2026-11-23 03:00 UTC));
+        assert_eq!(
+            cal.due(sat, Deadline::BusinessDays(1)),
+            datetime!(2026-11-23 03:00 UTC)
+        );
         // Tuesday 2026-12-29 + 2 business days skips the 31st holiday.
         let tue = datetime!(2026-12-29 03:00 UTC);
-        assert_eq!(cal.due(tue, Deadline::BusinessDays(2)), datetime!(2027-01-01 03:00 UTC));
+        assert_eq!(
+            cal.due(tue, Deadline::BusinessDays(2)),
+            datetime!(2027-01-01 03:00 UTC)
+        );
     }
 
     #[test]
@@ -157,7 +181,10 @@ mod tests {
         let cal = thailand();
         // 2026-11-20 20:00 UTC is already Saturday 03:00 in Bangkok.
         let t = datetime!(2026-11-20 20:00 UTC);
-        assert_eq!(cal.due(t, Deadline::BusinessDays(1)), datetime!(2026-11-22 20:00 UTC));
+        assert_eq!(
+            cal.due(t, Deadline::BusinessDays(1)),
+            datetime!(2026-11-22 20:00 UTC)
+        );
     }
 
     #[test]
@@ -171,15 +198,24 @@ mod tests {
         .unwrap();
         // Thursday 2026-11-19 09:00 local + 1 business day = Sunday.
         let thu = datetime!(2026-11-19 01:00 UTC);
-        assert_eq!(kelantan.due(thu, Deadline::BusinessDays(1)), datetime!(2026-11-22 01:00 UTC));
+        assert_eq!(
+            kelantan.due(thu, Deadline::BusinessDays(1)),
+            datetime!(2026-11-22 01:00 UTC)
+        );
     }
 
     #[test]
     fn calendar_days_and_hours_ignore_the_calendar() {
         let cal = thailand();
         let fri = datetime!(2026-11-20 03:00 UTC);
-        assert_eq!(cal.due(fri, Deadline::Days(3)), datetime!(2026-11-23 03:00 UTC));
-        assert_eq!(cal.due(fri, Deadline::Hours(24)), datetime!(2026-11-21 03:00 UTC));
+        assert_eq!(
+            cal.due(fri, Deadline::Days(3)),
+            datetime!(2026-11-23 03:00 UTC)
+        );
+        assert_eq!(
+            cal.due(fri, Deadline::Hours(24)),
+            datetime!(2026-11-21 03:00 UTC)
+        );
     }
 
     #[test]

@@ -110,7 +110,10 @@ pub fn timer_for(
     let agreement = node.agreements.between(&node.country, peer)?;
     let (expected, deadline) = agreement.rule(message_type)?.expects.clone()?;
     let due_at = due_at.unwrap_or_else(|| {
-        crate::clock::unix_ms(node.calendar.due(crate::clock::from_unix_ms(started_at), deadline))
+        crate::clock::unix_ms(
+            node.calendar
+                .due(crate::clock::from_unix_ms(started_at), deadline),
+        )
     });
     Some(NewTimer {
         case_ref: case_ref.to_string(),
@@ -220,7 +223,8 @@ impl Alerter {
                 let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
                 if let Some(ca) = &node.settings.alerts.webhook_ca {
                     let certs = crate::tls::load_certs(ca).map_err(|e| e.to_string())?;
-                    let config = crate::tls::api_client_config(&certs).map_err(|e| e.to_string())?;
+                    let config =
+                        crate::tls::api_client_config(&certs).map_err(|e| e.to_string())?;
                     builder = builder.use_preconfigured_tls(config);
                 } else {
                     let config = crate::tls::system_client_config().map_err(|e| e.to_string())?;
@@ -274,7 +278,10 @@ impl Alerter {
                 Err(e) => error!(error = %e, "cannot read pending alerts"),
             }
             let wait = match self.node.store.next_alert_at().await {
-                Ok(Some(at)) => Duration::from_millis((at - self.node.clock.now_ms()).max(0) as u64).min(MAX_SLEEP),
+                Ok(Some(at)) => {
+                    Duration::from_millis((at - self.node.clock.now_ms()).max(0) as u64)
+                        .min(MAX_SLEEP)
+                }
                 _ => MAX_SLEEP,
             };
             if wait.is_zero() {
@@ -371,13 +378,22 @@ mod tests {
         let t = timer(0, 1000, 0, Some(500));
         assert!(decide(&t, 499, R).is_none());
         let f = decide(&t, 500, R).unwrap();
-        assert_eq!((f.event.kind, f.reminders_fired, f.next_event_at), ("reminder", 1, Some(800)));
+        assert_eq!(
+            (f.event.kind, f.reminders_fired, f.next_event_at),
+            ("reminder", 1, Some(800))
+        );
         let t = timer(0, 1000, 1, Some(800));
         let f = decide(&t, 850, R).unwrap();
-        assert_eq!((f.event.kind, f.reminders_fired, f.next_event_at), ("reminder", 2, Some(1000)));
+        assert_eq!(
+            (f.event.kind, f.reminders_fired, f.next_event_at),
+            ("reminder", 2, Some(1000))
+        );
         let t = timer(0, 1000, 2, Some(1000));
         let f = decide(&t, 1000, R).unwrap();
-        assert_eq!((f.event.kind, f.next_event_at, f.breached_at), ("breach", None, Some(1000)));
+        assert_eq!(
+            (f.event.kind, f.next_event_at, f.breached_at),
+            ("breach", None, Some(1000))
+        );
     }
 
     #[test]

@@ -327,12 +327,17 @@ pub fn peer_client_config(
 
 /// Client configuration trusting the system's CA bundle (for webhooks).
 pub fn system_client_config() -> Result<rustls::ClientConfig, TlsError> {
-    const BUNDLES: &[&str] = &["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"];
+    const BUNDLES: &[&str] = &[
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    ];
     let path = BUNDLES
         .iter()
         .map(Path::new)
         .find(|p| p.is_file())
-        .ok_or_else(|| TlsError::Config("no system CA bundle found; set alerts.webhook_ca".into()))?;
+        .ok_or_else(|| {
+            TlsError::Config("no system CA bundle found; set alerts.webhook_ca".into())
+        })?;
     let certs = load_certs(path)?;
     let mut roots = RootCertStore::empty();
     // A system bundle may hold certificates rustls cannot use; skip those.

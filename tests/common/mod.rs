@@ -100,9 +100,13 @@ pub fn settings(
 }
 
 pub async fn start(settings: Settings) -> RunningGateway {
+    start_with(settings, homeward::clock::system()).await
+}
+
+pub async fn start_with(settings: Settings, clock: homeward::clock::SharedClock) -> RunningGateway {
     let listeners =
         Listeners::bind(settings.peer_api.listen, settings.local_api.listen).expect("bind");
-    Gateway::build_with(settings, listeners, homeward::clock::system())
+    Gateway::build_with(settings, listeners, clock)
         .await
         .expect("gateway builds")
         .spawn()
@@ -288,22 +292,39 @@ where
 /// The payload of a published valid example of `message_type` whose payload
 /// satisfies `pick` (so tests follow the schemas as they evolve).
 pub fn example_payload(message_type: &str, pick: impl Fn(&Value) -> bool) -> Value {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/examples").join(message_type);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas/examples")
+        .join(message_type);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|f| f.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("valid-"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("valid-")
+        })
         .collect();
     files.sort();
     files
         .iter()
-        .map(|f| serde_json::from_str::<Value>(&std::fs::read_to_string(f).unwrap()).unwrap()["payload"].clone())
+        .map(|f| {
+            serde_json::from_str::<Value>(&std::fs::read_to_string(f).unwrap()).unwrap()["payload"]
+                .clone()
+        })
         .find(|p| pick(p))
         .unwrap_or_else(|| panic!("no valid {message_type} example matches"))
 }
 
 /// A full envelope around `payload`.
-pub fn envelope(message_type: &str, from: &str, to: &str, case: &str, in_reply_to: Option<&str>, payload: Value) -> Value {
+pub fn envelope(
+    message_type: &str,
+    from: &str,
+    to: &str,
+    case: &str,
+    in_reply_to: Option<&str>,
+    payload: Value,
+) -> Value {
     json!({
         "message_id": uuid::Uuid::now_v7().to_string(),
         "case_ref": case,

@@ -1,0 +1,351 @@
+//! Acknowledgement deadlines, by time travel: a manual clock shared by two
+//! real gateways moves forward instead of the test sleeping.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use homeward::clock::{Clock, ManualClock, SharedClock};
+use homeward::config::Settings;
+use homeward::devnet::ApiClient;
+use homeward::gateway::RunningGateway;
+use serde_json::Value;
+use time::macros::datetime;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Net {
+    pki: Pki,
+    data: tempfile::TempDir,
+    clock: Arc<ManualClock>,
+    kh_settings: Settings,
+    th_settings: Settings,
+    kh: Option<RunningGateway>,
+    th: Option<RunningGateway>,
+}
+
+impl Net {
+    /// KH and TH on a manual clock starting Friday 2026-11-20 10:00 in Bangkok.
+    async fn start(tweak: impl Fn(&mut Settings)) -> Self {
+        let pki = Pki::new();
+        let data = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(datetime!(2026-11-20 03:00 UTC));
+        let kh_addrs = (free_addr(), free_addr());
+        let th_addrs = (free_addr(), free_addr());
+        let mut kh_settings = settings(&pki, "KH", data.path(), kh_addrs, &[("TH", th_addrs.0)]);
+        let mut th_settings = settings(&pki, "TH", data.path(), th_addrs, &[("KH", kh_addrs.0)]);
+        tweak(&mut kh_settings);
+        tweak(&mut th_settings);
+        let mut net = Self {
+            pki,
+            data,
+            clock,
+            kh_settings,
+            th_settings,
+            kh: None,
+            th: None,
+        };
+        net.restart().await;
+        net
+    }
+
+    async fn restart(&mut self) {
+        for g in [self.kh.take(), self.th.take()].into_iter().flatten() {
+            g.stop().await;
+        }
+        let clock: SharedClock = self.clock.clone();
+        self.kh = Some(start_with(self.kh_settings.clone(), clock.clone()).await);
+        self.th = Some(start_with(self.th_settings.clone(), clock).await);
+    }
+
+    fn kh(&self) -> ApiClient {
+        api(&self.pki, "KH", self.kh_settings.local_api.listen)
+    }
+
+    fn th(&self) -> ApiClient {
+        api(&self.pki, "TH", self.th_settings.local_api.listen)
+    }
+
+    fn advance(&self, d: time::Duration) {
+        self.clock.advance(d);
+    }
+
+    async fn stop(mut self) {
+        for g in [self.kh.take(), self.th.take()].into_iter().flatten() {
+            g.stop().await;
+        }
+        drop(self.data);
+    }
+}
+
+async fn send(api: &ApiClient, msg: Value) -> String {
+    let r = api.submit(&msg).await.unwrap();
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = msg["message_id"].as_str().unwrap().to_string();
+    let s = api.wait_final(&id, WAIT).await.expect("final");
+    assert_eq!(s["state"], "delivered", "{s}");
+    id
+}
+
+async fn case(api: &ApiClient, case_ref: &str) -> Value {
+    let r = api.get(&format!("/v1/cases/{case_ref}")).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+fn events_of(view: &Value, kind: &str) -> usize {
+    view["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .count()
+}
+
+/// Waits until both sides show `n` events of `kind` for the case.
+async fn both_show(net: &Net, case_ref: &str, kind: &str, n: usize) {
+    for api in [net.th(), net.kh()] {
+        let case_ref = case_ref.to_string();
+        eventually(&format!("{n} {kind} event(s)"), WAIT, || {
+            let (api, case_ref) = (api.clone(), case_ref.clone());
+            async move { events_of(&case(&api, &case_ref).await, kind) == n }
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn both_sides_see_the_same_deadline_reminders_breach_and_a_late_answer() {
+    let net = Net::start(|_| {}).await;
+    let case_ref = case_ref("TH", "KH", 1);
+    let referral_id = send(&net.th(), referral("TH", "KH", &case_ref, 1)).await;
+
+    let th_view = case(&net.th(), &case_ref).await;
+    let kh_view = case(&net.kh(), &case_ref).await;
+    let (th_timer, kh_timer) = (&th_view["timers"][0], &kh_view["timers"][0]);
+    assert_eq!(th_timer["side"], "awaiting_answer");
+    assert_eq!(kh_timer["side"], "answer_due");
+    assert_eq!(th_timer["expected_type"], "referral.acknowledge");
+    assert_eq!(
+        th_timer["due_at"], kh_timer["due_at"],
+        "one deadline, seen by both"
+    );
+    assert_eq!(
+        th_timer["due_at"], "2026-11-23T03:00:00Z",
+        "3 calendar days from the receipt"
+    );
+
+    net.advance(time::Duration::hours(35));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        events_of(&case(&net.kh(), &case_ref).await, "reminder"),
+        0,
+        "not yet at 50%"
+    );
+    net.advance(time::Duration::hours(2)); // 37h: past 50% of 72h
+    both_show(&net, &case_ref, "reminder", 1).await;
+    net.advance(time::Duration::hours(21)); // 58h: past 80%
+    both_show(&net, &case_ref, "reminder", 2).await;
+    net.advance(time::Duration::hours(15)); // 73h: breached
+    both_show(&net, &case_ref, "breach", 1).await;
+    let r = net.th().get("/v1/timers?state=breached").await.unwrap();
+    assert_eq!(r.body["timers"].as_array().unwrap().len(), 1, "{}", r.body);
+
+    // The answer comes late: both timers close as met late, keeping both times.
+    let ack = envelope(
+        "referral.acknowledge",
+        "KH",
+        "TH",
+        &case_ref,
+        Some(&referral_id),
+        serde_json::json!({"accepted": true, "receiver_case_number": "SYN-1",
+            "responsible_officer": {"name": "Synthetic Officer", "organisation": "Synthetic Department"}}),
+    );
+    send(&net.kh(), ack).await;
+    both_show(&net, &case_ref, "answered_late", 1).await;
+    for api in [net.th(), net.kh()] {
+        let t = &case(&api, &case_ref).await["timers"][0];
+        assert_eq!(t["state"], "met");
+        assert_eq!(t["met_late"], true);
+        assert_eq!(t["breached_at"], "2026-11-23T03:00:00Z");
+        assert!(t["answered_at"].as_str().unwrap() > t["due_at"].as_str().unwrap());
+    }
+    let sla = net.th().get("/v1/sla").await.unwrap().body;
+    let g = &sla["groups"][0];
+    assert_eq!(
+        (
+            g["count"].as_u64(),
+            g["met_late"].as_u64(),
+            g["met_on_time"].as_u64()
+        ),
+        (Some(1), Some(1), Some(0)),
+        "{sla}"
+    );
+    assert!(g["median_seconds_to_answer"].as_f64().unwrap() > 72.0 * 3600.0);
+    net.stop().await;
+}
+
+#[tokio::test]
+async fn an_answer_in_time_meets_the_deadline_and_nothing_fires() {
+    let net = Net::start(|_| {}).await;
+    let case_ref = case_ref("TH", "KH", 2);
+    let referral_id = send(&net.th(), referral("TH", "KH", &case_ref, 2)).await;
+    net.advance(time::Duration::hours(10));
+    send(&net.kh(), acknowledge("KH", "TH", &case_ref, &referral_id)).await;
+    both_show(&net, &case_ref, "answered", 1).await;
+    net.advance(time::Duration::days(10));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for api in [net.th(), net.kh()] {
+        let view = case(&api, &case_ref).await;
+        assert_eq!(view["timers"][0]["state"], "met");
+        assert_eq!(
+            events_of(&view, "reminder") + events_of(&view, "breach"),
+            0,
+            "{view}"
+        );
+    }
+    let sla = net.kh().get("/v1/sla").await.unwrap().body;
+    assert_eq!(sla["groups"][0]["met_on_time"], 1, "{sla}");
+    assert_eq!(sla["groups"][0]["median_seconds_to_answer"], 36000.0);
+    net.stop().await;
+}
+
+/// An agreement whose referral deadline is counted in business days.
+fn business_day_agreements(dir: &std::path::Path) {
+    let text = std::fs::read_to_string(agreements_dir().join("kh-th.toml"))
+        .unwrap()
+        .replace("deadline = \"3 days\"", "deadline = \"2 business_days\"");
+    std::fs::write(dir.join("kh-th.toml"), text).unwrap();
+}
+
+#[tokio::test]
+async fn business_days_are_counted_in_the_receivers_calendar() {
+    let agreements = tempfile::tempdir().unwrap();
+    business_day_agreements(agreements.path());
+    let dir = agreements.path().to_path_buf();
+    let net = Net::start(move |s| {
+        s.agreements.dir = dir.clone();
+        if s.node.country == "KH" {
+            // Monday 2026-11-23 is a (synthetic) holiday in Cambodia.
+            s.calendar.holidays = vec!["2026-11-23".into()];
+        }
+    })
+    .await;
+    let case_ref = case_ref("TH", "KH", 3);
+    send(&net.th(), referral("TH", "KH", &case_ref, 3)).await;
+    // Received Friday 10:00 (UTC+7): Saturday, Sunday and the Monday holiday
+    // do not count; Tuesday is day 1, Wednesday day 2.
+    for api in [net.th(), net.kh()] {
+        let view = case(&api, &case_ref).await;
+        assert_eq!(
+            view["timers"][0]["due_at"], "2026-11-25T03:00:00Z",
+            "{view}"
+        );
+    }
+    net.stop().await;
+}
+
+#[tokio::test]
+async fn a_breach_survives_restarts_and_fires_once() {
+    let mut net = Net::start(|_| {}).await;
+    let case_ref = case_ref("TH", "KH", 4);
+    send(&net.th(), referral("TH", "KH", &case_ref, 4)).await;
+    // Both gateways are down while the deadline passes.
+    for g in [net.kh.take(), net.th.take()].into_iter().flatten() {
+        g.stop().await;
+    }
+    net.advance(time::Duration::days(4));
+    net.restart().await;
+    both_show(&net, &case_ref, "breach", 1).await;
+    // Stale reminders are not replayed after the breach.
+    assert_eq!(events_of(&case(&net.kh(), &case_ref).await, "reminder"), 0);
+    net.restart().await;
+    net.advance(time::Duration::days(1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for api in [net.th(), net.kh()] {
+        assert_eq!(
+            events_of(&case(&api, &case_ref).await, "breach"),
+            1,
+            "the breach fires once, never twice"
+        );
+    }
+    net.stop().await;
+}
+
+#[tokio::test]
+async fn an_undeliverable_message_dies_at_its_deadline_and_can_be_requeued() {
+    let pki = Pki::new();
+    let data = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(datetime!(2026-11-20 03:00 UTC));
+    let shared: SharedClock = clock.clone();
+    let kh_addrs = (free_addr(), free_addr());
+    let mut th_settings = settings(
+        &pki,
+        "TH",
+        data.path(),
+        (free_addr(), free_addr()),
+        &[("KH", kh_addrs.0)],
+    );
+    th_settings.delivery.deadline_hours = 1;
+    th_settings.tokens.push(homeward::config::TokenSettings {
+        name: "th-admin".into(),
+        role: homeward::local_api::Role::Admin,
+        sha256: homeward::local_api::hash_token("admin-token"),
+    });
+    let th = start_with(th_settings, shared.clone()).await;
+    let th_api = api(&pki, "TH", th.api_addr);
+    let msg = referral("TH", "KH", &case_ref("TH", "KH", 5), 5);
+    let id = msg["message_id"].as_str().unwrap().to_string();
+    assert_eq!(th_api.submit(&msg).await.unwrap().status, 202);
+    eventually("a failed attempt", WAIT, || async {
+        th_api
+            .get(&format!("/v1/messages/{id}"))
+            .await
+            .unwrap()
+            .body["attempts"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 1
+    })
+    .await;
+    clock.advance(time::Duration::hours(2));
+    let s = th_api.wait_final(&id, WAIT).await.expect("dead");
+    assert_eq!(s["state"], "dead", "{s}");
+    let view = th_api
+        .get(&format!("/v1/cases/{}", msg["case_ref"].as_str().unwrap()))
+        .await
+        .unwrap()
+        .body;
+    assert_eq!(events_of(&view, "dead"), 1, "{view}");
+    let metrics = th_api.with_token("admin-token").get("/metrics").await;
+    let _ = metrics;
+
+    // The peer comes up; an admin re-queues the message and it is delivered.
+    let kh = start_with(
+        settings(&pki, "KH", data.path(), kh_addrs, &[("TH", th.peer_addr)]),
+        shared,
+    )
+    .await;
+    let (client, base, _) = th_api.raw();
+    let r = client
+        .post(format!("{base}/v1/outbox/{id}/retry"))
+        .bearer_auth("admin-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let s = th_api.wait_final(&id, WAIT).await.expect("delivered");
+    assert_eq!(s["state"], "delivered", "{s}");
+    let r = client
+        .post(format!("{base}/v1/outbox/{id}/retry"))
+        .bearer_auth("admin-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409, "a delivered message is not re-queued");
+    th.stop().await;
+    kh.stop().await;
+    let _ = clock.now();
+}
