@@ -60,6 +60,11 @@ enum Command {
         #[arg(long, default_value_t = 825)]
         days: i64,
     },
+    /// Benchmarks (figures, not pass/fail).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Outbox operations on a gateway's store.
     Outbox {
         #[command(subcommand)]
@@ -73,6 +78,21 @@ enum Command {
     Validate {
         files: Vec<PathBuf>,
         /// Machine-readable report.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Scheduler cost per wake-up with many open timers.
+    Timers {
+        /// Open-timer counts to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        sizes: Vec<usize>,
+        /// Wake-ups measured per size.
+        #[arg(long, default_value_t = 200)]
+        wakeups: usize,
         #[arg(long)]
         json: bool,
     },
@@ -179,6 +199,34 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { files, json } => validate(&files, json),
+        Command::Bench {
+            command:
+                BenchCommand::Timers {
+                    sizes,
+                    wakeups,
+                    json,
+                },
+        } => {
+            let report = runtime()?.block_on(crate::bench::timers(&sizes, wakeups.max(1)))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("timer scheduler, median cost per wake-up:");
+                for r in report["results"].as_array().into_iter().flatten() {
+                    println!(
+                        "  {:>8} open timers: {:>8.1} µs firing one due timer, {:>8.1} µs idle",
+                        r["open_timers"],
+                        r["median_us_per_wakeup_firing_one"].as_f64().unwrap_or(0.0),
+                        r["median_us_per_idle_wakeup"].as_f64().unwrap_or(0.0)
+                    );
+                }
+                println!(
+                    "  ratio largest/smallest: {:.2}",
+                    report["ratio_largest_to_smallest"].as_f64().unwrap_or(0.0)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Outbox {
             command: OutboxCommand::Retry { id, config },
         } => {

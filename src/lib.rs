@@ -19,12 +19,14 @@
 //! - [`gateway`]: start-up, the TLS servers and graceful shutdown.
 //! - [`api_error`]: the one JSON error body of every refusal.
 //! - [`clock`]: injectable time.
+//! - [`bench`]: `homeward bench` measurements.
 //! - [`demo`]: four gateways and one case, end to end.
 //! - [`devnet`]: gateways on 127.0.0.1 for the demo, tests and benchmarks.
 //! - [`cli`]: the `homeward` command.
 
 pub mod agreement;
 pub mod api_error;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -229,6 +229,16 @@ pub struct Firing {
 }
 
 impl Store {
+    /// Opens many timers in one transaction (benchmarks, imports).
+    pub async fn insert_timers(&self, timers: &[NewTimer]) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        for t in timers {
+            insert_timer(&mut tx, t).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Timers whose next event is due at `now`, earliest first.
     pub async fn due_timers(&self, now: i64, limit: i64) -> Result<Vec<TimerRow>, StoreError> {
         let rows = sqlx::query(
