@@ -22,7 +22,7 @@ fn timer(i: usize, now: i64) -> NewTimer {
         message_id: format!("bench-{i}"),
         message_type: "family-tracing.request".into(),
         expected_type: "family-tracing.result".into(),
-        side: if i % 2 == 0 {
+        side: if i.is_multiple_of(2) {
             Side::AnswerDue
         } else {
             Side::AwaitingAnswer
