@@ -11,19 +11,19 @@ use uuid::Uuid;
 
 use crate::api_error::Detail;
 
-const ENVELOPE_SCHEMA: &str = include_str!("/tmp/hws/envelope.v1.json");
+const ENVELOPE_SCHEMA: &str = include_str!("/tmp/myschemas/envelope.v1.json");
 
 /// Every payload schema: (type, version, source).
 const PAYLOAD_SCHEMAS: &[(&str, u32, &str)] = &[
     (
         "referral.notify",
         1,
-        include_str!("/tmp/hws/referral.notify.v1.json"),
+        include_str!("/tmp/myschemas/referral.notify.v1.json"),
     ),
     (
         "referral.acknowledge",
         1,
-        include_str!("/tmp/hws/referral.acknowledge.v1.json"),
+        include_str!("/tmp/myschemas/referral.acknowledge.v1.json"),
     ),
 ];
 
