@@ -11,19 +11,59 @@ use uuid::Uuid;
 
 use crate::api_error::Detail;
 
-const ENVELOPE_SCHEMA: &str = include_str!("/tmp/myschemas/envelope.v1.json");
+const ENVELOPE_SCHEMA: &str = include_str!("../schemas/envelope.v1.json");
 
 /// Every payload schema: (type, version, source).
 const PAYLOAD_SCHEMAS: &[(&str, u32, &str)] = &[
     (
         "referral.notify",
         1,
-        include_str!("/tmp/myschemas/referral.notify.v1.json"),
+        include_str!("../schemas/referral.notify.v1.json"),
     ),
     (
         "referral.acknowledge",
         1,
-        include_str!("/tmp/myschemas/referral.acknowledge.v1.json"),
+        include_str!("../schemas/referral.acknowledge.v1.json"),
+    ),
+    (
+        "referral.update",
+        1,
+        include_str!("../schemas/referral.update.v1.json"),
+    ),
+    (
+        "referral.withdraw",
+        1,
+        include_str!("../schemas/referral.withdraw.v1.json"),
+    ),
+    (
+        "family-tracing.request",
+        1,
+        include_str!("../schemas/family-tracing.request.v1.json"),
+    ),
+    (
+        "family-tracing.result",
+        1,
+        include_str!("../schemas/family-tracing.result.v1.json"),
+    ),
+    (
+        "repatriation.request",
+        1,
+        include_str!("../schemas/repatriation.request.v1.json"),
+    ),
+    (
+        "repatriation.confirm",
+        1,
+        include_str!("../schemas/repatriation.confirm.v1.json"),
+    ),
+    (
+        "repatriation.handover",
+        1,
+        include_str!("../schemas/repatriation.handover.v1.json"),
+    ),
+    (
+        "reintegration.report",
+        1,
+        include_str!("../schemas/reintegration.report.v1.json"),
     ),
 ];
 

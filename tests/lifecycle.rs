@@ -215,21 +215,22 @@ async fn the_sender_refuses_what_the_state_does_not_allow_and_names_what_may_com
     );
 
     // A reply must point to a message of the same case.
-    let stray = envelope(
+    let mut stray = update("TH", "KH", &case, 1);
+    stray["in_reply_to"] = serde_json::json!(uuid::Uuid::now_v7().to_string());
+    let r = th.submit(&stray).await.unwrap();
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (409, Some("bad_in_reply_to")), "{}", r.body);
+
+    // The host country does not acknowledge its own referral.
+    let wrong_side = envelope(
         "referral.acknowledge",
         "TH",
         "KH",
         &case,
-        Some(&uuid::Uuid::now_v7().to_string()),
+        Some(&referral_id),
         example_payload("referral.acknowledge", |p| p["accepted"] == true),
     );
-    let r = th.submit(&stray).await.unwrap();
-    assert_eq!(
-        (r.status, r.body["error"]["code"].as_str()),
-        (409, Some("bad_in_reply_to")),
-        "{}",
-        r.body
-    );
+    let r = th.submit(&wrong_side).await.unwrap();
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (409, Some("wrong_side")), "{}", r.body);
     let _ = referral_id;
     pair.stop().await;
 }
