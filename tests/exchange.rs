@@ -270,18 +270,16 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
         "{b}"
     );
 
-    let mut deep = json!(1);
-    for _ in 0..5000 {
-        deep = json!([deep]);
-    }
+    // Nesting far deeper than any message needs, built as text so the
+    // test itself does not recurse.
     let mut nested = good.clone();
-    nested["payload"]["needs"]["notes"] = deep;
-    let (s, _) = raw_submit(
-        &th,
-        "application/json",
-        serde_json::to_vec(&nested).unwrap_or_default(),
-    )
-    .await;
+    nested["payload"]["needs"]["notes"] = json!("DEEP");
+    let text = serde_json::to_string(&nested).unwrap().replace(
+        "\"DEEP\"",
+        &format!("{}1{}", "[".repeat(5000), "]".repeat(5000)),
+    );
+    let (s, b) = raw_submit(&th, "application/json", text.into_bytes()).await;
+    assert_eq!(b["error"]["code"], "malformed_json", "{b}");
     assert!(
         (400..500).contains(&s),
         "deep nesting must be a 4xx, got {s}"

@@ -218,7 +218,12 @@ async fn the_sender_refuses_what_the_state_does_not_allow_and_names_what_may_com
     let mut stray = update("TH", "KH", &case, 1);
     stray["in_reply_to"] = serde_json::json!(uuid::Uuid::now_v7().to_string());
     let r = th.submit(&stray).await.unwrap();
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (409, Some("bad_in_reply_to")), "{}", r.body);
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("bad_in_reply_to")),
+        "{}",
+        r.body
+    );
 
     // The host country does not acknowledge its own referral.
     let wrong_side = envelope(
@@ -230,7 +235,12 @@ async fn the_sender_refuses_what_the_state_does_not_allow_and_names_what_may_com
         example_payload("referral.acknowledge", |p| p["accepted"] == true),
     );
     let r = th.submit(&wrong_side).await.unwrap();
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (409, Some("wrong_side")), "{}", r.body);
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("wrong_side")),
+        "{}",
+        r.body
+    );
     let _ = referral_id;
     pair.stop().await;
 }
