@@ -216,6 +216,7 @@ impl Worker {
                         &c.case_ref,
                         &c.message_id,
                         &c.message_type,
+                        c.in_reply_to.is_some(),
                         &c.peer,
                         received_at,
                         due_at,

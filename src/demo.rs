@@ -126,83 +126,190 @@ pub async fn run(certs: &Path, agreements: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One step of the demo case: who sends which published example, answering which earlier step.
+struct Step {
+    from: &'static str,
+    example: &'static str,
+    reply_to: Option<usize>,
+    what: &'static str,
+}
+
+macro_rules! example {
+    ($path:literal) => {
+        include_str!(concat!("../schemas/examples/", $path, ".json"))
+    };
+}
+
+const STEPS: &[Step] = &[
+    Step {
+        from: "TH",
+        example: example!("referral.notify/valid-child-estimated-age"),
+        reply_to: None,
+        what: "Thailand refers a presumed victim, a Cambodian girl, to Cambodia",
+    },
+    Step {
+        from: "KH",
+        example: example!("referral.acknowledge/valid-accepted"),
+        reply_to: Some(0),
+        what: "Cambodia's case system reads its inbox and accepts the case",
+    },
+    Step {
+        from: "TH",
+        example: example!("family-tracing.request/valid-girl-referred"),
+        reply_to: None,
+        what: "Thailand asks Cambodia to trace and assess the family",
+    },
+    Step {
+        from: "KH",
+        example: example!("family-tracing.result/valid-family-found-safe"),
+        reply_to: Some(2),
+        what: "Cambodia reports: nationality verified, family found, safe to return",
+    },
+    Step {
+        from: "TH",
+        example: example!("repatriation.request/valid-land-poipet"),
+        reply_to: None,
+        what: "Thailand proposes return by land via Poipet–Aranyaprathet",
+    },
+    Step {
+        from: "KH",
+        example: example!("repatriation.confirm/valid-accepted"),
+        reply_to: Some(4),
+        what: "Cambodia accepts; MOSVY's Poipet transit centre will receive her",
+    },
+    Step {
+        from: "TH",
+        example: example!("repatriation.handover/valid-handover-record"),
+        reply_to: None,
+        what: "Thailand records the handover at the border",
+    },
+    Step {
+        from: "KH",
+        example: example!("repatriation.handover/valid-countersignature"),
+        reply_to: Some(6),
+        what: "Cambodia countersigns the handover",
+    },
+    Step {
+        from: "KH",
+        example: example!("reintegration.report/valid-three-months-open"),
+        reply_to: None,
+        what: "Cambodia reports on reintegration after three months",
+    },
+    Step {
+        from: "KH",
+        example: example!("reintegration.report/valid-twelve-months-closed"),
+        reply_to: None,
+        what: "Cambodia's twelve-month report closes the case",
+    },
+];
+
 async fn exchange(net: &DevNet) -> anyhow::Result<()> {
-    let th = net.api("TH");
-    let kh = net.api("KH");
     let wait = Duration::from_secs(20);
-
-    println!("\n1. TH submits referral.notify for case {CASE_REF} to KH");
-    let r = th.submit(&demo_referral()).await?;
-    if r.status != 202 {
-        bail!("TH refused the referral: HTTP {} {}", r.status, r.body);
+    let mut ids: Vec<String> = Vec::new();
+    println!("\nCase {CASE_REF}, synthetic person, from referral to closure:\n");
+    for (n, step) in STEPS.iter().enumerate() {
+        let (sender, receiver) = if step.from == "TH" {
+            ("TH", "KH")
+        } else {
+            ("KH", "TH")
+        };
+        let mut msg: Value = serde_json::from_str(step.example).context("demo example")?;
+        let id = uuid::Uuid::now_v7().to_string();
+        msg["message_id"] = json!(id);
+        msg["case_ref"] = json!(CASE_REF);
+        msg["from"] = json!(sender);
+        msg["to"] = json!(receiver);
+        msg["in_reply_to"] = json!(step.reply_to.map(|i| ids[i].clone()));
+        msg.as_object_mut().map(|o| o.remove("created_at"));
+        let api = net.api(sender);
+        let r = api.submit(&msg).await?;
+        if r.status != 202 {
+            bail!(
+                "{sender} refused {}: HTTP {} {}",
+                msg["type"],
+                r.status,
+                r.body
+            );
+        }
+        let status = api
+            .wait_final(&id, wait)
+            .await
+            .context("not delivered in time")?;
+        if status["state"] != "delivered" {
+            bail!(
+                "{} ended {}: {}",
+                msg["type"],
+                status["state"],
+                status["last_error"]
+            );
+        }
+        // The receiving case system picks the message up from its inbox feed.
+        let inbox = net
+            .api(receiver)
+            .get("/v1/inbox?after=0&limit=1000")
+            .await?;
+        let seen = inbox.body["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["message_id"] == json!(id)));
+        if !seen {
+            bail!("{receiver}'s inbox does not show {id}");
+        }
+        let state = net
+            .api("KH")
+            .get(&format!("/v1/cases/{CASE_REF}"))
+            .await?
+            .body["state"]
+            .clone();
+        let due = status["receipt"]["answer_due"].clone();
+        println!(
+            "{:>2}. {sender} -> {receiver}  {:<24} delivered, case now {:<22} {}",
+            n + 1,
+            msg["type"].as_str().unwrap_or(""),
+            state.as_str().unwrap_or("-"),
+            if due.is_object() {
+                format!(
+                    "(answer {} due {})",
+                    due["type"].as_str().unwrap_or(""),
+                    due["due_at"].as_str().unwrap_or("")
+                )
+            } else {
+                String::new()
+            }
+        );
+        println!("      {}", step.what);
+        ids.push(id);
     }
-    let referral_id = r.body["message_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    println!("   202 Accepted, message_id {referral_id}");
-    let status = th
-        .wait_final(&referral_id, wait)
-        .await
-        .context("referral not delivered in time")?;
+
+    let refused = net.api("TH").submit(&demo_referral()).await?;
     println!(
-        "   state {} after {} attempt(s)",
-        status["state"], status["attempts"]
-    );
-    if status["state"] != "delivered" {
-        bail!(
-            "referral ended {}: {}",
-            status["state"],
-            status["last_error"]
-        );
-    }
-
-    println!("\n2. KH's case system reads its inbox");
-    let inbox = kh.get("/v1/inbox?after=0").await?;
-    let first = inbox.body["messages"]
-        .as_array()
-        .and_then(|m| m.first())
-        .cloned()
-        .context("KH inbox is empty")?;
-    println!(
-        "   {} {} from {} (cursor {})",
-        first["type"].as_str().unwrap_or(""),
-        first["message_id"].as_str().unwrap_or(""),
-        first["from"].as_str().unwrap_or(""),
-        first["cursor"].as_str().unwrap_or("")
+        "\nA second referral.notify for the closed case is refused: HTTP {} {}",
+        refused.status,
+        refused.body["error"]["message"].as_str().unwrap_or("")
     );
 
-    println!("\n3. KH answers with referral.acknowledge");
-    let r = kh.submit(&demo_acknowledge(&referral_id)).await?;
-    if r.status != 202 {
-        bail!(
-            "KH refused the acknowledgement: HTTP {} {}",
-            r.status,
-            r.body
+    for cc in ["TH", "KH"] {
+        let case = net
+            .api(cc)
+            .get(&format!("/v1/cases/{CASE_REF}"))
+            .await?
+            .body;
+        println!(
+            "\nCase {CASE_REF} as {cc} sees it (state {}):",
+            case["state"].as_str().unwrap_or("-")
         );
-    }
-    let ack_id = r.body["message_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let status = kh
-        .wait_final(&ack_id, wait)
-        .await
-        .context("acknowledgement not delivered in time")?;
-    if status["state"] != "delivered" {
-        bail!(
-            "acknowledgement ended {}: {}",
-            status["state"],
-            status["last_error"]
-        );
-    }
-    println!("   delivered to TH");
-
-    for (cc, api) in [("TH", th), ("KH", kh)] {
-        println!("\nCase {CASE_REF} as {cc} sees it:");
-        let case = api.get(&format!("/v1/cases/{CASE_REF}")).await?;
-        for e in case.body["timeline"].as_array().into_iter().flatten() {
+        for e in case["timeline"].as_array().into_iter().flatten() {
             print_entry(e);
+        }
+        println!("  deadlines:");
+        for t in case["timers"].as_array().into_iter().flatten() {
+            println!(
+                "    {:<16} {:<24} -> {:<24} due {}  {}",
+                t["side"].as_str().unwrap_or(""),
+                t["type"].as_str().unwrap_or(""),
+                t["expected_type"].as_str().unwrap_or(""),
+                t["due_at"].as_str().unwrap_or(""),
+                t["state"].as_str().unwrap_or("")
+            );
         }
     }
     Ok(())

@@ -113,6 +113,7 @@ async fn receive(
             &envelope.case_ref,
             &envelope.message_id.to_string(),
             &envelope.message_type,
+            envelope.in_reply_to.is_some(),
             &sender,
             now,
             None,

@@ -177,6 +177,14 @@ async fn a_case_runs_from_referral_to_closure_and_both_sides_agree() {
 
     let view = kh.get(&format!("/v1/cases/{case}")).await.unwrap().body;
     assert_eq!(view["timeline"].as_array().unwrap().len(), 11);
+    // Every answer closed its deadline on both sides; the countersignature
+    // opened none of its own.
+    for api in [&th, &kh] {
+        let view = api.get(&format!("/v1/cases/{case}")).await.unwrap().body;
+        let timers = view["timers"].as_array().unwrap();
+        assert_eq!(timers.len(), 4, "{view}");
+        assert!(timers.iter().all(|t| t["state"] == "met"), "{view}");
+    }
     pair.stop().await;
 }
 

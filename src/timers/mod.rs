@@ -103,12 +103,18 @@ pub fn timer_for(
     case_ref: &str,
     message_id: &str,
     message_type: &str,
+    is_reply: bool,
     peer: &str,
     started_at: i64,
     due_at: Option<i64>,
 ) -> Option<NewTimer> {
     let agreement = node.agreements.between(&node.country, peer)?;
     let (expected, deadline) = agreement.rule(message_type)?.expects.clone()?;
+    // A reply of the type it answers (a countersigned handover) closes a
+    // timer; it does not open another.
+    if is_reply && expected == message_type {
+        return None;
+    }
     let due_at = due_at.unwrap_or_else(|| {
         crate::clock::unix_ms(
             node.calendar
