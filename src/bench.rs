@@ -62,10 +62,10 @@ pub async fn timers(sizes: &[usize], wakeups: usize) -> anyhow::Result<Value> {
     let mut results = Vec::new();
     for &n in sizes {
         let dir = tempfile::tempdir()?;
-        let store = Store::open(&format!(
-            "sqlite://{}",
-            dir.path().join("bench.db").display()
-        ))
+        let store = Store::open(
+            &format!("sqlite://{}", dir.path().join("bench.db").display()),
+            crate::store::seal::Sealer::ephemeral(),
+        )
         .await?;
         let now = crate::clock::unix_ms(time::OffsetDateTime::now_utc());
         for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {

@@ -70,6 +70,8 @@ enum Command {
         #[command(subcommand)]
         command: OutboxCommand,
     },
+    /// Print a new random 256-bit key (hex) for `[[encryption.keys]]`.
+    Keygen,
     /// Print the SHA-256 to put in a `[[tokens]]` entry for a bearer token
     /// read from standard input.
     TokenHash,
@@ -188,6 +190,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Keygen => {
+            println!("{}", crate::store::seal::new_key_hex());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::TokenHash => {
             let mut token = String::new();
             std::io::stdin()
@@ -235,7 +241,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .context("the message id must be a UUID")?
                 .to_string();
             runtime()?.block_on(async {
-                let store = crate::store::Store::open(&settings.database.url).await?;
+                let sealer = crate::store::seal::Sealer::from_settings(&settings.encryption)?;
+                let store = crate::store::Store::open(&settings.database.url, sealer).await?;
                 let now = crate::clock::system().now_ms();
                 let deadline = now + settings.delivery.deadline_hours as i64 * 3_600_000;
                 let done = store.requeue(&id, now, deadline).await?;

@@ -30,6 +30,7 @@ const SECTIONS: &[&str] = &[
     "calendar",
     "timers",
     "alerts",
+    "encryption",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub tls: TlsSettings,
     pub agreements: AgreementSettings,
+    /// Keys that seal message bodies at rest.
+    pub encryption: crate::store::seal::EncryptionSettings,
     #[serde(default)]
     pub delivery: DeliverySettings,
     #[serde(default)]
@@ -305,6 +308,9 @@ impl Settings {
                     format!("file `{}` not found", peer.ca.display()),
                 ));
             }
+        }
+        if let Err(e) = crate::store::seal::Sealer::from_settings(&self.encryption) {
+            return Err(invalid("encryption", e.to_string()));
         }
         if let Err(e) = self.calendar.compile() {
             return Err(invalid(&format!("calendar.{}", e.key), e.message));

@@ -48,6 +48,7 @@ pub fn node_settings(
     peers: &[(String, String)],
     tokens: &[(String, Role, String)],
     delivery: DeliverySettings,
+    key_file: &Path,
 ) -> Settings {
     let own = CountryPaths::new(certs_dir, country);
     Settings {
@@ -92,6 +93,14 @@ pub fn node_settings(
                 sha256: hash_token(token),
             })
             .collect(),
+        encryption: crate::store::seal::EncryptionSettings {
+            active_key: "k1".into(),
+            keys: vec![crate::store::seal::KeySettings {
+                id: "k1".into(),
+                file: Some(key_file.to_path_buf()),
+                env: None,
+            }],
+        },
         calendar: crate::timers::calendar::Calendar::default(),
         timers: crate::config::TimerSettings::default(),
         alerts: crate::config::AlertSettings::default(),
@@ -233,6 +242,10 @@ impl DevNet {
                 .collect();
             let db: PathBuf = data_dir.join(format!("{}.db", cc.to_ascii_lowercase()));
             let database_url = format!("sqlite://{}", db.display());
+            let key_file = data_dir.join(format!("{}.key", cc.to_ascii_lowercase()));
+            std::fs::write(&key_file, crate::store::seal::new_key_hex()).map_err(|e| {
+                GatewayError::Config(format!("writing {}: {e}", key_file.display()))
+            })?;
             let settings = node_settings(
                 cc,
                 certs_dir,
@@ -246,6 +259,7 @@ impl DevNet {
                     DEVNET_TOKEN.to_string(),
                 )],
                 delivery.clone(),
+                &key_file,
             );
             let gateway = Gateway::build_with(settings, l, crate::clock::system())
                 .await?

@@ -170,7 +170,9 @@ impl Gateway {
         }
         let peer_tls = tls::peer_server_config(&identity, &peer_cas)?;
         let api_tls = tls::api_server_config(&api_identity)?;
-        let store = Store::open(&settings.database.url).await?;
+        let sealer = crate::store::seal::Sealer::from_settings(&settings.encryption)
+            .map_err(|e| GatewayError::Config(e.to_string()))?;
+        let store = Store::open(&settings.database.url, sealer).await?;
         let tokens = settings
             .tokens
             .iter()

@@ -15,7 +15,12 @@ use sqlx::{Row, SqlitePool};
 
 use crate::lifecycle::{self, CaseMessage, CaseState, LifecycleError};
 
+pub mod seal;
 pub mod timers;
+
+use std::sync::Arc;
+
+use seal::{SealError, Sealer};
 
 use timers::{NewEvent, NewTimer, Side};
 
@@ -27,6 +32,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("bad database URL `{url}`: {message}")]
     Url { url: String, message: String },
+    #[error(transparent)]
+    Seal(#[from] SealError),
 }
 
 /// Delivery state of an outbound message.
@@ -254,10 +261,11 @@ fn create_parent_dir(url: &str) {
 /// refused (`rejected`) or that did not die undelivered (`dead`).
 async fn case_history(
     conn: &mut sqlx::SqliteConnection,
+    sealer: &Sealer,
     case_ref: &str,
 ) -> Result<Vec<CaseMessage>, StoreError> {
     let rows = sqlx::query(
-        "SELECT COALESCE(o.body, i.body) AS body FROM case_log l \
+        "SELECT l.message_id, COALESCE(o.body, i.body) AS body FROM case_log l \
          LEFT JOIN outbox o ON l.direction = 'out' AND o.message_id = l.message_id \
          LEFT JOIN inbox i ON l.direction = 'in' AND i.message_id = l.message_id \
          WHERE l.case_ref = ? AND (o.state IS NULL OR o.state NOT IN ('rejected', 'dead')) \
@@ -266,11 +274,17 @@ async fn case_history(
     .bind(case_ref)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| r.get::<Option<String>, _>("body"))
-        .filter_map(|body| case_message_of(&body))
-        .collect())
+    let mut history = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let Some(sealed) = r.get::<Option<String>, _>("body") else {
+            continue;
+        };
+        let body = sealer.open(r.get::<&str, _>("message_id"), &sealed)?;
+        if let Some(m) = case_message_of(&body) {
+            history.push(m);
+        }
+    }
+    Ok(history)
 }
 
 /// The lifecycle's view of a stored envelope.
@@ -313,11 +327,12 @@ async fn log_case(
 pub struct Store {
     write: SqlitePool,
     read: SqlitePool,
+    sealer: Arc<Sealer>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database and runs migrations.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    pub async fn open(url: &str, sealer: Sealer) -> Result<Self, StoreError> {
         create_parent_dir(url);
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Url {
@@ -340,7 +355,11 @@ impl Store {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        Ok(Self { write, read })
+        Ok(Self {
+            write,
+            read,
+            sealer: Arc::new(sealer),
+        })
     }
 
     pub async fn close(&self) {
@@ -367,10 +386,11 @@ impl Store {
                 Enqueued::Conflict(row)
             });
         }
-        let history = case_history(&mut tx, &m.case_ref).await?;
+        let history = case_history(&mut tx, &self.sealer, &m.case_ref).await?;
         if let Err(e) = check_lifecycle(&m.case_ref, &history, &m.case_message) {
             return Ok(Enqueued::Refused(e));
         }
+        let sealed_body = self.sealer.seal(&m.message_id, &m.body);
         sqlx::query(
             "INSERT INTO outbox (message_id, case_ref, peer, type, in_reply_to, body, body_sha256, submit_sha256, \
              state, attempts, next_attempt_at, submitted_at, deadline_at) \
@@ -381,7 +401,7 @@ impl Store {
         .bind(&m.peer)
         .bind(&m.message_type)
         .bind(&m.in_reply_to)
-        .bind(&m.body)
+        .bind(&sealed_body)
         .bind(&m.body_sha256)
         .bind(&m.submit_sha256)
         .bind(m.submitted_at)
@@ -428,7 +448,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
-        let claimed: Vec<Claimed> = rows
+        let mut claimed: Vec<Claimed> = rows
             .iter()
             .map(|r| Claimed {
                 seq: r.get("seq"),
@@ -443,6 +463,9 @@ impl Store {
                 deadline_at: r.get("deadline_at"),
             })
             .collect();
+        for c in &mut claimed {
+            c.body = self.sealer.open(&c.message_id, &c.body)?;
+        }
         for c in &claimed {
             sqlx::query("UPDATE outbox SET state = 'delivering', attempts = ? WHERE seq = ?")
                 .bind(c.attempts)
@@ -582,10 +605,11 @@ impl Store {
                 fresh: false,
             });
         }
-        let history = case_history(&mut tx, &m.case_ref).await?;
+        let history = case_history(&mut tx, &self.sealer, &m.case_ref).await?;
         if let Err(e) = check_lifecycle(&m.case_ref, &history, &m.case_message) {
             return Ok(Received::Refused(e));
         }
+        let sealed_body = self.sealer.seal(&m.message_id, &m.body);
         sqlx::query(
             "INSERT INTO inbox (message_id, case_ref, sender, type, in_reply_to, body, body_sha256, received_at, receipt) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -595,7 +619,7 @@ impl Store {
         .bind(&m.sender)
         .bind(&m.message_type)
         .bind(&m.in_reply_to)
-        .bind(&m.body)
+        .bind(&sealed_body)
         .bind(&m.body_sha256)
         .bind(m.received_at)
         .bind(&m.receipt)
@@ -626,7 +650,7 @@ impl Store {
     /// The case's state on this node, if the case exists.
     pub async fn case_state(&self, case_ref: &str) -> Result<Option<CaseState>, StoreError> {
         let mut conn = self.read.acquire().await?;
-        let history = case_history(&mut conn, case_ref).await?;
+        let history = case_history(&mut conn, &self.sealer, case_ref).await?;
         Ok(lifecycle::replay(case_ref, &history))
     }
 
@@ -637,7 +661,12 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.read)
             .await?;
-        Ok(rows.iter().map(inbox_row).collect())
+        rows.iter().map(|r| self.open_inbox(inbox_row(r))).collect()
+    }
+
+    fn open_inbox(&self, mut row: InboxRow) -> Result<InboxRow, StoreError> {
+        row.body = self.sealer.open(&row.message_id, &row.body)?;
+        Ok(row)
     }
 
     pub async fn inbound(&self, message_id: &str) -> Result<Option<InboxRow>, StoreError> {
@@ -645,7 +674,9 @@ impl Store {
             .bind(message_id)
             .fetch_optional(&self.read)
             .await?;
-        Ok(row.as_ref().map(inbox_row))
+        row.as_ref()
+            .map(|r| self.open_inbox(inbox_row(r)))
+            .transpose()
     }
 
     /// Everything this node sent and received for a case.

@@ -70,6 +70,15 @@ pub fn free_addr() -> SocketAddr {
     l.local_addr().expect("addr")
 }
 
+/// The at-rest key of `cc` in `data`, made on first use.
+pub fn key_file(data: &Path, cc: &str) -> PathBuf {
+    let path = data.join(format!("{}.key", cc.to_ascii_lowercase()));
+    if !path.exists() {
+        std::fs::write(&path, homeward::store::seal::new_key_hex()).expect("key written");
+    }
+    path
+}
+
 /// Settings for `cc` with the given peers (country → peer API address).
 pub fn settings(
     pki: &Pki,
@@ -96,6 +105,7 @@ pub fn settings(
             TOKEN.to_string(),
         )],
         fast_delivery(),
+        &key_file(data, cc),
     )
 }
 
