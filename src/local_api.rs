@@ -62,6 +62,8 @@ pub struct RouteRule {
     pub method: Method,
     pub path: &'static str,
     pub roles: &'static [Role],
+    /// The audit action this route records, if it reads or changes case data.
+    pub audit: Option<&'static str>,
 }
 
 use Role::*;
@@ -72,61 +74,79 @@ pub static ROUTES: &[RouteRule] = &[
         method: Method::GET,
         path: "/v1/health",
         roles: &[],
+        audit: None,
     },
     RouteRule {
         method: Method::POST,
         path: "/v1/messages",
         roles: &[Caseworker],
+        audit: Some("message.submit"),
     },
     RouteRule {
         method: Method::GET,
         path: "/v1/messages/{id}",
         roles: &[Caseworker, Operator, Admin],
+        audit: Some("message.read"),
     },
     RouteRule {
         method: Method::GET,
         path: "/v1/inbox",
         roles: &[Caseworker],
+        audit: Some("inbox.read"),
     },
     RouteRule {
         method: Method::GET,
         path: "/v1/cases/{case_ref}",
         roles: &[Caseworker, Embassy, Operator],
+        audit: Some("case.read"),
     },
     RouteRule {
         method: Method::GET,
         path: "/v1/timers",
         roles: &[Operator, Caseworker],
+        audit: None,
     },
     RouteRule {
         method: Method::GET,
         path: "/v1/sla",
         roles: &[Operator, Caseworker],
+        audit: None,
     },
     RouteRule {
         method: Method::POST,
         path: "/v1/outbox/{id}/retry",
         roles: &[Admin],
+        audit: Some("message.retry"),
+    },
+    RouteRule {
+        method: Method::GET,
+        path: "/v1/audit",
+        roles: &[Admin],
+        audit: Some("audit.read"),
     },
     RouteRule {
         method: Method::GET,
         path: "/metrics",
         roles: &[Operator, Admin],
+        audit: None,
     },
     RouteRule {
         method: Method::POST,
         path: "/v1/validate",
         roles: &[Integrator, Caseworker],
+        audit: None,
     },
     RouteRule {
         method: Method::GET,
         path: "/v1/schemas",
         roles: &[Integrator, Caseworker, Embassy, Operator, Admin],
+        audit: None,
     },
     RouteRule {
         method: Method::GET,
         path: "/v1/schemas/{message_type}/{version}",
         roles: &[Integrator, Caseworker, Embassy, Operator, Admin],
+        audit: None,
     },
 ];
 
@@ -147,6 +167,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/sla", get(sla))
         .route("/v1/outbox/{id}/retry", post(retry_message))
         .route("/metrics", get(metrics))
+        .route("/v1/audit", get(audit_log))
         .route("/v1/schemas", get(list_schemas))
         .route("/v1/schemas/{message_type}/{version}", get(get_schema))
         .route_layer(middleware::from_fn_with_state(node.clone(), authorize))
@@ -176,7 +197,13 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Authenticates the bearer token and checks the route's roles.
+/// What a handler tells the audit log about the case data it touched.
+#[derive(Debug, Clone, Default)]
+pub struct Audited(pub Vec<(String, Option<String>)>);
+
+/// Authenticates the bearer token, checks the route's roles, and writes the
+/// audit record of routes that touch case data (refusals included). If the
+/// audit record cannot be written the response is withheld (fail closed).
 async fn authorize(State(node): State<Arc<Node>>, mut req: Request, next: Next) -> Response {
     let path = req
         .extensions()
@@ -203,36 +230,83 @@ async fn authorize(State(node): State<Arc<Node>>, mut req: Request, next: Next) 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let Some(principal) = token.and_then(|t| node.tokens.get(&hash_token(t))).cloned() else {
-        let mut resp = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "a valid bearer token is required (Authorization: Bearer <token>)",
-        )
-        .into_response();
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        return resp;
+    let principal = token.and_then(|t| node.tokens.get(&hash_token(t))).cloned();
+    let path_case = req
+        .uri()
+        .path()
+        .strip_prefix("/v1/cases/")
+        .map(|c| c.to_string());
+    let response = match &principal {
+        None => {
+            let mut resp = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "a valid bearer token is required (Authorization: Bearer <token>)",
+            )
+            .into_response();
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            resp
+        }
+        Some(p) if !rule.roles.contains(&p.role) => {
+            let allowed: Vec<&str> = rule.roles.iter().map(|r| r.as_str()).collect();
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "role `{}` may not call {} {}; allowed roles: {}",
+                    p.role.as_str(),
+                    rule.method,
+                    rule.path,
+                    allowed.join(", ")
+                ),
+            )
+            .into_response()
+        }
+        Some(p) => {
+            req.extensions_mut().insert(p.clone());
+            next.run(req).await
+        }
     };
-    if !rule.roles.contains(&principal.role) {
-        let allowed: Vec<&str> = rule.roles.iter().map(|r| r.as_str()).collect();
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "role `{}` may not call {} {}; allowed roles: {}",
-                principal.role.as_str(),
-                rule.method,
-                rule.path,
-                allowed.join(", ")
-            ),
-        )
-        .into_response();
+    let Some(action) = rule.audit else {
+        return response;
+    };
+    let result = if response.status().is_success() {
+        "ok".to_string()
+    } else {
+        format!("refused:{}", response.status().as_u16())
+    };
+    let touched = response
+        .extensions()
+        .get::<Audited>()
+        .map(|a| a.0.clone())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| vec![(path_case.clone().unwrap_or_default(), None)]);
+    let at = node.clock.now_ms();
+    let entries: Vec<crate::store::audit::AuditEntry> = touched
+        .into_iter()
+        .map(|(case_ref, message_id)| crate::store::audit::AuditEntry {
+            at,
+            actor: principal
+                .as_ref()
+                .map_or_else(|| "unauthenticated".to_string(), |p| p.name.clone()),
+            role: principal
+                .as_ref()
+                .map_or("none", |p| p.role.as_str())
+                .to_string(),
+            action: action.to_string(),
+            case_ref: (!case_ref.is_empty()).then_some(case_ref),
+            message_id,
+            result: result.clone(),
+        })
+        .collect();
+    if let Err(e) = node.store.audit(&entries).await {
+        warn!(error = %e, "could not write the audit log; withholding the response");
+        return ApiError::internal().into_response();
     }
-    req.extensions_mut().insert(principal);
-    next.run(req).await
+    response
 }
 
 async fn health(State(node): State<Arc<Node>>) -> impl IntoResponse {
@@ -371,13 +445,16 @@ async fn submit(
                 ));
             }
         };
+        let audited = Audited(vec![(row.case_ref.clone(), Some(row.message_id.clone()))]);
         let accepted = Accepted {
             status_url: format!("/v1/messages/{}", row.message_id),
             message_id: row.message_id,
             case_ref: row.case_ref,
             state: row.state.as_str(),
         };
-        Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
+        let mut resp = (StatusCode::ACCEPTED, axum::Json(accepted)).into_response();
+        resp.extensions_mut().insert(audited);
+        Ok(resp)
     }
     .instrument(span)
     .await
@@ -513,23 +590,27 @@ async fn message_status(
             )
         })?
         .to_string();
-    if let Some(row) = node
+    let (view, case_ref) = if let Some(row) = node
         .store
         .outbound(&id)
         .await
         .map_err(|_| ApiError::internal())?
     {
-        return Ok(axum::Json(outbound_view(&row)).into_response());
-    }
-    if let Some(row) = node
+        (outbound_view(&row), row.case_ref)
+    } else if let Some(row) = node
         .store
         .inbound(&id)
         .await
         .map_err(|_| ApiError::internal())?
     {
-        return Ok(axum::Json(inbound_view(&row)).into_response());
-    }
-    Err(ApiError::not_found("message"))
+        (inbound_view(&row), row.case_ref)
+    } else {
+        return Err(ApiError::not_found("message"));
+    };
+    let mut resp = axum::Json(view).into_response();
+    resp.extensions_mut()
+        .insert(Audited(vec![(case_ref, Some(id))]));
+    Ok(resp)
 }
 
 #[derive(Deserialize)]
@@ -587,10 +668,14 @@ async fn inbox(
             })
         })
         .collect();
-    Ok(
-        axum::Json(json!({ "messages": messages, "next_cursor": next.to_string() }))
-            .into_response(),
-    )
+    let mut resp = axum::Json(json!({ "messages": messages, "next_cursor": next.to_string() }))
+        .into_response();
+    resp.extensions_mut().insert(Audited(
+        rows.iter()
+            .map(|r| (r.case_ref.clone(), Some(r.message_id.clone())))
+            .collect(),
+    ));
+    Ok(resp)
 }
 
 /// `GET /v1/cases/{case_ref}`: every message of the case this node sent or
@@ -883,11 +968,22 @@ async fn retry_message(
     {
         node.wake.notify_one();
         info!(message_id = %id, "re-queued by an operator");
-        return Ok((
+        let case_ref = node
+            .store
+            .outbound(&id)
+            .await
+            .ok()
+            .flatten()
+            .map(|r| r.case_ref)
+            .unwrap_or_default();
+        let mut resp = (
             StatusCode::ACCEPTED,
             axum::Json(json!({"message_id": id, "state": "queued"})),
         )
-            .into_response());
+            .into_response();
+        resp.extensions_mut()
+            .insert(Audited(vec![(case_ref, Some(id))]));
+        return Ok(resp);
     }
     match node
         .store
@@ -996,4 +1092,45 @@ async fn metrics(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
         let _ = writeln!(out, "homeward_timers{{state=\"{state}\"}} {n}");
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    case_ref: Option<String>,
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/audit?case_ref=&after=&limit=`: the audit log (admin).
+async fn audit_log(
+    State(node): State<Arc<Node>>,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_limit",
+            "`limit` must be between 1 and 1000",
+        ));
+    }
+    let rows = node
+        .store
+        .audit_rows(q.case_ref.as_deref(), q.after.unwrap_or(0), limit)
+        .await
+        .map_err(|_| ApiError::internal())?;
+    let next = rows.last().map(|r| r.seq);
+    let records: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "seq": r.seq, "at": rfc3339_ms(r.at), "actor": r.actor, "role": r.role, "action": r.action,
+                "case_ref": r.case_ref, "message_id": r.message_id, "result": r.result, "hash": r.hash,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "records": records, "next_cursor": next })).into_response())
 }

@@ -15,6 +15,7 @@ use sqlx::{Row, SqlitePool};
 
 use crate::lifecycle::{self, CaseMessage, CaseState, LifecycleError};
 
+pub mod audit;
 pub mod seal;
 pub mod timers;
 
