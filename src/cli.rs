@@ -70,6 +70,11 @@ enum Command {
         #[command(subcommand)]
         command: OutboxCommand,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print a new random 256-bit key (hex) for `[[encryption.keys]]`.
     Keygen,
     /// Print the SHA-256 to put in a `[[tokens]]` entry for a bearer token
@@ -97,6 +102,15 @@ enum BenchCommand {
         wakeups: usize,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check the hash chain; names the first broken record. Exit 0 intact, 1 broken.
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
     },
 }
 
@@ -189,6 +203,27 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 out.display()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => {
+            let settings = Settings::load(&config)?;
+            runtime()?.block_on(async {
+                let sealer = crate::store::seal::Sealer::from_settings(&settings.encryption)?;
+                let store = crate::store::Store::open(&settings.database.url, sealer).await?;
+                let verdict = store.verify_audit().await?;
+                store.close().await;
+                Ok::<_, anyhow::Error>(match verdict {
+                    crate::store::audit::Verified::Intact { rows } => {
+                        println!("audit log intact: {rows} record(s)");
+                        ExitCode::SUCCESS
+                    }
+                    crate::store::audit::Verified::Broken { seq, reason } => {
+                        println!("audit log BROKEN at record {seq}: {reason}");
+                        ExitCode::from(1)
+                    }
+                })
+            })
         }
         Command::Keygen => {
             println!("{}", crate::store::seal::new_key_hex());

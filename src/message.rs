@@ -199,7 +199,9 @@ fn violations(validator: &jsonschema::Validator, instance: &Value, prefix: &str)
         .map(|e| Violation {
             pointer: format!("{prefix}{}", e.instance_path().as_str()),
             keyword: e.kind().keyword().to_string(),
-            message: e.to_string(),
+            // Masked: the offending value is personal data more often than
+            // not, and error bodies end up in logs and operators' views.
+            message: e.masked().to_string(),
         })
         .collect()
 }
@@ -285,11 +287,11 @@ impl SchemaRegistry {
         if !found.is_empty() {
             return Err(MessageError::Invalid(found));
         }
-        serde_json::from_value(message.clone()).map_err(|e| {
+        serde_json::from_value(message.clone()).map_err(|_| {
             MessageError::Invalid(vec![Violation {
                 pointer: String::new(),
                 keyword: "type".into(),
-                message: e.to_string(),
+                message: "the message does not fit the envelope".into(),
             }])
         })
     }

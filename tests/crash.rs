@@ -7,82 +7,17 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
-use homeward::config::Settings;
 use homeward::devnet::ApiClient;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
-use tokio::process::{Child, Command};
 
 const MESSAGES: usize = 500;
 const CASES: usize = 20;
-
-struct Process {
-    config: PathBuf,
-    log: PathBuf,
-    api: ApiClient,
-    child: Option<Child>,
-}
-
-impl Process {
-    fn new(dir: &Path, settings: &Settings, api: ApiClient) -> Self {
-        let name = settings.node.country.to_ascii_lowercase();
-        let config = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &config,
-            toml::to_string(settings).expect("settings as TOML"),
-        )
-        .expect("config written");
-        Self {
-            config,
-            log: dir.join(format!("{name}.log")),
-            api,
-            child: None,
-        }
-    }
-
-    async fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_homeward"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&self.config)
-            .env("HOMEWARD_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("homeward serve starts");
-        self.child = Some(child);
-        let api = self.api.clone();
-        eventually("the gateway to answer", Duration::from_secs(30), || {
-            let api = api.clone();
-            async move {
-                api.get("/v1/health")
-                    .await
-                    .map(|r| r.status == 200)
-                    .unwrap_or(false)
-            }
-        })
-        .await;
-    }
-
-    async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.start_kill().expect("SIGKILL");
-            child.wait().await.expect("reaped");
-        }
-    }
-}
 
 async fn submit_until_accepted(api: &ApiClient, message: &Value) {
     loop {

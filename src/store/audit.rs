@@ -137,8 +137,7 @@ impl Store {
             .fetch_all(&self.read)
             .await?;
         let mut prev = GENESIS.to_string();
-        let mut expected_seq = 1;
-        for r in &rows {
+        for (expected_seq, r) in (1i64..).zip(rows.iter()) {
             let seq: i64 = r.get("seq");
             if seq != expected_seq {
                 return Ok(Verified::Broken {
@@ -169,7 +168,6 @@ impl Store {
                 });
             }
             prev = hash;
-            expected_seq += 1;
         }
         Ok(Verified::Intact {
             rows: rows.len() as i64,

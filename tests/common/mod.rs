@@ -354,3 +354,69 @@ pub fn update(from: &str, to: &str, case: &str, n: usize) -> Value {
     payload["summary"] = json!(format!("synthetic update {n}"));
     envelope("referral.update", from, to, case, None, payload)
 }
+
+/// A `homeward serve` child process, restartable, logging to a file.
+pub struct Process {
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub api: ApiClient,
+    pub child: Option<tokio::process::Child>,
+    /// `HOMEWARD_LOG` of the child.
+    pub log_filter: String,
+}
+
+impl Process {
+    pub fn new(dir: &Path, settings: &Settings, api: ApiClient) -> Self {
+        let name = settings.node.country.to_ascii_lowercase();
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            toml::to_string(settings).expect("settings as TOML"),
+        )
+        .expect("config written");
+        Self {
+            config,
+            log: dir.join(format!("{name}.log")),
+            api,
+            child: None,
+            log_filter: "warn".into(),
+        }
+    }
+
+    pub async fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_homeward"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .env("HOMEWARD_LOG", &self.log_filter)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("homeward serve starts");
+        self.child = Some(child);
+        let api = self.api.clone();
+        eventually("the gateway to answer", Duration::from_secs(30), || {
+            let api = api.clone();
+            async move {
+                api.get("/v1/health")
+                    .await
+                    .map(|r| r.status == 200)
+                    .unwrap_or(false)
+            }
+        })
+        .await;
+    }
+
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().expect("SIGKILL");
+            child.wait().await.expect("reaped");
+        }
+    }
+}
