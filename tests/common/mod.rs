@@ -65,9 +65,19 @@ pub fn fast_delivery() -> DeliverySettings {
     }
 }
 
+/// A free 127.0.0.1 port below the kernel's ephemeral range, so that
+/// outgoing connections (which take ephemeral ports) never hold the port of
+/// a gateway that restarts on it.
 pub fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
+    use rand::Rng;
+    let mut rng = rand::rng();
+    for _ in 0..1000 {
+        let port = rng.random_range(20_000..32_000);
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return l.local_addr().expect("addr");
+        }
+    }
+    panic!("no free port found in 20000..32000");
 }
 
 /// The at-rest key of `cc` in `data`, made on first use.
@@ -400,17 +410,24 @@ impl Process {
             .spawn()
             .expect("homeward serve starts");
         self.child = Some(child);
-        let api = self.api.clone();
-        eventually("the gateway to answer", Duration::from_secs(30), || {
-            let api = api.clone();
-            async move {
-                api.get("/v1/health")
-                    .await
-                    .map(|r| r.status == 200)
-                    .unwrap_or(false)
+        let start = tokio::time::Instant::now();
+        loop {
+            if let Ok(r) = self.api.get("/v1/health").await
+                && r.status == 200
+            {
+                return;
             }
-        })
-        .await;
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let tail: String = log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+                panic!("homeward serve exited with {status} at start; log tail:\n{tail}");
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                panic!("the gateway did not answer within 60s; log:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn kill(&mut self) {
