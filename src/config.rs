@@ -113,10 +113,24 @@ pub struct ListenSettings {
     /// Largest request body accepted, in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Sustained requests per second per caller (token holder or peer).
+    #[serde(default = "default_rate")]
+    pub rate_per_second: f64,
+    /// Requests a caller may make at once above the sustained rate.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
 }
 
 fn default_max_body_bytes() -> usize {
     1024 * 1024
+}
+
+fn default_rate() -> f64 {
+    200.0
+}
+
+fn default_burst() -> u32 {
+    400
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

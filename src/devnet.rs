@@ -59,10 +59,14 @@ pub fn node_settings(
         peer_api: ListenSettings {
             listen: *listeners.0,
             max_body_bytes: 1024 * 1024,
+            rate_per_second: 2000.0,
+            burst: 4000,
         },
         local_api: ListenSettings {
             listen: *listeners.1,
             max_body_bytes: 1024 * 1024,
+            rate_per_second: 2000.0,
+            burst: 4000,
         },
         database: DatabaseSettings {
             url: database_url.to_string(),

@@ -76,6 +76,10 @@ pub struct Node {
     /// Wakes the webhook sender when an alert is queued.
     pub alert_wake: Notify,
     pub metrics: crate::metrics::Metrics,
+    /// Per token holder on the local API.
+    pub api_limits: crate::ratelimit::RateLimiter,
+    /// Per peer country on the peer API.
+    pub peer_limits: crate::ratelimit::RateLimiter,
 }
 
 /// Who is on the other end of a TLS connection, learnt once after the handshake.
@@ -195,6 +199,14 @@ impl Gateway {
             timer_wake: Notify::new(),
             alert_wake: Notify::new(),
             metrics: crate::metrics::Metrics::default(),
+            api_limits: crate::ratelimit::RateLimiter::new(
+                settings.local_api.rate_per_second,
+                settings.local_api.burst,
+            ),
+            peer_limits: crate::ratelimit::RateLimiter::new(
+                settings.peer_api.rate_per_second,
+                settings.peer_api.burst,
+            ),
             country: settings.node.country.clone(),
             settings,
             registry,

@@ -13,6 +13,7 @@
 //! - [`peer_api`]: the gateway-to-gateway API (mutual TLS 1.3).
 //! - [`local_api`]: the API this country's systems use (TLS, bearer tokens, roles).
 //! - [`timers`]: acknowledgement deadlines, reminders, breaches, SLA figures; business-day calendars.
+//! - [`ratelimit`]: per-caller token buckets (429 with Retry-After).
 //! - [`metrics`]: counters for `/metrics`.
 //! - [`delivery`]: the worker that moves the outbox to peers, with retries.
 //! - [`lifecycle`]: the case state derived from its messages, and what may come next.
@@ -39,6 +40,7 @@ pub mod local_api;
 pub mod message;
 pub mod metrics;
 pub mod peer_api;
+pub mod ratelimit;
 pub mod store;
 pub mod timers;
 pub mod tls;

@@ -265,10 +265,13 @@ async fn authorize(State(node): State<Arc<Node>>, mut req: Request, next: Next) 
             )
             .into_response()
         }
-        Some(p) => {
-            req.extensions_mut().insert(p.clone());
-            next.run(req).await
-        }
+        Some(p) => match node.api_limits.check(&p.name) {
+            Err(wait) => crate::ratelimit::too_many(wait),
+            Ok(()) => {
+                req.extensions_mut().insert(p.clone());
+                next.run(req).await
+            }
+        },
     };
     let Some(action) = rule.audit else {
         return response;

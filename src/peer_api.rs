@@ -76,6 +76,9 @@ async fn receive(
             "the client certificate carries no urn:homeward:node URI",
         ));
     };
+    if let Err(wait) = node.peer_limits.check(&sender) {
+        return Ok(crate::ratelimit::too_many(wait));
+    }
     let (raw, doc) = read_json_body(&headers, body, node.settings.peer_api.max_body_bytes).await?;
     let envelope = node.registry.validate(&doc).map_err(|e| {
         info!(peer = %sender, code = e.code(), "refused an invalid message from a peer");

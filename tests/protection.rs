@@ -393,3 +393,49 @@ async fn the_audit_log_refuses_updates_and_deletes() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn callers_over_their_rate_get_429_and_peers_are_retried_without_loss() {
+    let pki = Pki::new();
+    let data = tempfile::tempdir().unwrap();
+    let kh_addrs = (free_addr(), free_addr());
+    let th_addrs = (free_addr(), free_addr());
+    let mut kh_settings = settings(&pki, "KH", data.path(), kh_addrs, &[("TH", th_addrs.0)]);
+    kh_settings.peer_api.rate_per_second = 5.0;
+    kh_settings.peer_api.burst = 2;
+    let mut th_settings = settings(&pki, "TH", data.path(), th_addrs, &[("KH", kh_addrs.0)]);
+    th_settings.local_api.rate_per_second = 0.5;
+    th_settings.local_api.burst = 8;
+    let kh = start(kh_settings).await;
+    let th = start(th_settings).await;
+    let th_api = api(&pki, "TH", th.api_addr);
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let m = referral("TH", "KH", &case_ref("TH", "KH", 100 + i), i);
+        ids.push(m["message_id"].as_str().unwrap().to_string());
+        assert_eq!(th_api.submit(&m).await.unwrap().status, 202);
+    }
+    // Two more requests exhaust the burst of 8; the ninth is refused.
+    th_api.get("/v1/inbox").await.unwrap();
+    th_api.get("/v1/inbox").await.unwrap();
+    let (client, base, token) = th_api.raw();
+    let resp = client
+        .get(format!("{base}/v1/inbox"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().get("retry-after").is_some());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+
+    // KH's peer port let TH through two at a time; the rest were retried.
+    let kh_api = api(&pki, "KH", kh.api_addr);
+    eventually("all six at KH", WAIT, || async {
+        read_inbox(&kh_api).await.len() == 6
+    })
+    .await;
+    th.stop().await;
+    kh.stop().await;
+}
