@@ -122,6 +122,8 @@ pub struct Agreement {
     /// Personal fields (`type` → payload pointers, `*` for any array index)
     /// that must not cross under this agreement.
     pub withheld: Vec<(String, String)>,
+    /// Days after a case is closed or withdrawn before its payloads are purged.
+    pub retention_days: u32,
 }
 
 impl Agreement {
@@ -167,6 +169,12 @@ struct AgreementFile {
     messages: Vec<MessageFile>,
     #[serde(default)]
     personal_data: PersonalDataFile,
+    #[serde(default = "default_retention_days")]
+    retention_days: u32,
+}
+
+fn default_retention_days() -> u32 {
+    365
 }
 
 #[derive(Deserialize, Default)]
@@ -255,6 +263,16 @@ impl AgreementBook {
 
     pub fn between(&self, a: &str, b: &str) -> Option<&Agreement> {
         self.agreements.iter().find(|ag| ag.involves(a, b))
+    }
+
+    /// Retention of a case, by the agreement between the two countries its
+    /// reference names (365 days when there is none).
+    pub fn retention_days_of(&self, case_ref: &str) -> u32 {
+        let mut parts = case_ref.split('-');
+        match (parts.next(), parts.next()) {
+            (Some(a), Some(b)) => self.between(a, b).map_or(365, |ag| ag.retention_days),
+            _ => 365,
+        }
     }
 
     pub fn all(&self) -> &[Agreement] {
@@ -412,6 +430,7 @@ fn parse_agreement(
         parties: [raw.parties[0].clone(), raw.parties[1].clone()],
         messages,
         withheld,
+        retention_days: raw.retention_days,
     })
 }
 

@@ -70,6 +70,15 @@ enum Command {
         #[command(subcommand)]
         command: OutboxCommand,
     },
+    /// Purge payloads of cases closed or withdrawn longer ago than their
+    /// agreement's retention (metadata and audit are kept).
+    Purge {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only list what would be purged.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -223,6 +232,34 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                         ExitCode::from(1)
                     }
                 })
+            })
+        }
+        Command::Purge { config, dry_run } => {
+            let settings = Settings::load(&config)?;
+            runtime()?.block_on(async {
+                let registry = SchemaRegistry::embedded()?;
+                let agreements =
+                    crate::agreement::AgreementBook::load(&settings.agreements.dir, &registry)?;
+                let sealer = crate::store::seal::Sealer::from_settings(&settings.encryption)?;
+                let store = crate::store::Store::open(&settings.database.url, sealer).await?;
+                let now = crate::clock::system().now_ms();
+                let list = crate::store::retention::purge(&store, now, dry_run, |c| {
+                    agreements.retention_days_of(c)
+                })
+                .await?;
+                store.close().await;
+                let verb = if dry_run { "would purge" } else { "purged" };
+                for c in &list {
+                    println!(
+                        "{verb} {}: {} since {}, {} message(s)",
+                        c.case_ref,
+                        c.state,
+                        crate::clock::rfc3339_ms(c.last_activity),
+                        c.messages
+                    );
+                }
+                println!("{} case(s) {verb}", list.len());
+                Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
             })
         }
         Command::Keygen => {

@@ -285,7 +285,8 @@ impl Gateway {
                 tokio::spawn(async {})
             }
         };
-        let _ = tokio::join!(peer, api, worker, scheduler, alerter);
+        let retention = tokio::spawn(retention_job(node.clone(), shutdown.clone()));
+        let _ = tokio::join!(peer, api, worker, scheduler, alerter, retention);
         node.store.close().await;
         info!(node = %node.country, "gateway stopped");
     }
@@ -303,6 +304,29 @@ impl Gateway {
             api_addr,
             shutdown,
             task,
+        }
+    }
+}
+
+/// Purges payloads past their retention at start and then daily.
+async fn retention_job(node: Arc<Node>, shutdown: CancellationToken) {
+    loop {
+        let now = node.clock.now_ms();
+        match crate::store::retention::purge(&node.store, now, false, |c| {
+            node.agreements.retention_days_of(c)
+        })
+        .await
+        {
+            Ok(purged) => {
+                for c in &purged {
+                    info!(case_ref = %c.case_ref, state = %c.state, "payloads purged after the retention period");
+                }
+            }
+            Err(e) => warn!(error = %e, "retention purge failed; will retry"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
         }
     }
 }

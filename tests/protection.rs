@@ -439,3 +439,103 @@ async fn callers_over_their_rate_get_429_and_peers_are_retried_without_loss() {
     th.stop().await;
     kh.stop().await;
 }
+
+#[tokio::test]
+async fn payloads_of_finished_cases_are_purged_after_retention_and_the_case_remains() {
+    let pki = Pki::new();
+    let data = tempfile::tempdir().unwrap();
+    let agreements = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(agreements_dir().join("kh-th.toml")).unwrap();
+    std::fs::write(
+        agreements.path().join("kh-th.toml"),
+        format!("retention_days = 0\n{text}"),
+    )
+    .unwrap();
+    let kh_addrs = (free_addr(), free_addr());
+    let th_addrs = (free_addr(), free_addr());
+    let mut kh_settings = settings(&pki, "KH", data.path(), kh_addrs, &[("TH", th_addrs.0)]);
+    kh_settings.agreements.dir = agreements.path().to_path_buf();
+    let mut th_settings = settings(&pki, "TH", data.path(), th_addrs, &[("KH", kh_addrs.0)]);
+    th_settings.agreements.dir = agreements.path().to_path_buf();
+    let kh = start(kh_settings.clone()).await;
+    let th = start(th_settings).await;
+    let (th_api, kh_api) = (api(&pki, "TH", th.api_addr), api(&pki, "KH", kh.api_addr));
+
+    let done = case_ref("TH", "KH", 7);
+    let open = case_ref("TH", "KH", 8);
+    let m = secret_referral(&done);
+    assert_eq!(th_api.submit(&m).await.unwrap().status, 202);
+    assert_eq!(
+        th_api.submit(&secret_referral(&open)).await.unwrap().status,
+        202
+    );
+    eventually("both referrals at KH", WAIT, || async {
+        read_inbox(&kh_api).await.len() == 2
+    })
+    .await;
+    let withdraw = envelope(
+        "referral.withdraw",
+        "KH",
+        "TH",
+        &done,
+        None,
+        example_payload("referral.withdraw", |p| p["reason"] == "not_a_national"),
+    );
+    assert_eq!(kh_api.submit(&withdraw).await.unwrap().status, 202);
+    kh_api
+        .wait_final(withdraw["message_id"].as_str().unwrap(), WAIT)
+        .await
+        .expect("delivered");
+    kh.stop().await;
+
+    let config = data.path().join("kh-purge.toml");
+    std::fs::write(&config, toml::to_string(&kh_settings).unwrap()).unwrap();
+    let purge = |dry: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_homeward"));
+        cmd.args(["purge", "--config"]).arg(&config);
+        if dry {
+            cmd.arg("--dry-run");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = purge(true);
+    assert!(
+        listed.contains(&format!("would purge {done}: withdrawn")),
+        "{listed}"
+    );
+    assert!(!listed.contains(&open), "an open case is kept: {listed}");
+    assert!(purge(false).contains("1 case(s) purged"));
+    assert!(purge(true).contains("0 case(s) would purge"));
+
+    let kh = start(kh_settings).await;
+    let kh_api = api(&pki, "KH", kh.api_addr);
+    let view = kh_api.get(&format!("/v1/cases/{done}")).await.unwrap().body;
+    assert_eq!(
+        view["state"], "withdrawn",
+        "the case and its state remain: {view}"
+    );
+    assert_eq!(view["timeline"].as_array().unwrap().len(), 2);
+    let inbox = read_inbox(&kh_api).await;
+    let purged = inbox
+        .iter()
+        .find(|e| e["case_ref"] == done.as_str())
+        .unwrap();
+    assert_clean("a purged message", &purged["envelope"].to_string());
+    assert!(purged["envelope"]["purged_at"].is_string());
+    let kept = inbox
+        .iter()
+        .find(|e| e["case_ref"] == open.as_str())
+        .unwrap();
+    assert!(
+        kept["envelope"].to_string().contains(SECRETS[0]),
+        "open cases keep their data"
+    );
+    th.stop().await;
+    kh.stop().await;
+}

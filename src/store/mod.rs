@@ -16,6 +16,7 @@ use sqlx::{Row, SqlitePool};
 use crate::lifecycle::{self, CaseMessage, CaseState, LifecycleError};
 
 pub mod audit;
+pub mod retention;
 pub mod seal;
 pub mod timers;
 
