@@ -107,22 +107,6 @@ impl Store {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn skeletons_keep_only_what_the_lifecycle_needs() {
-        let body = json!({"message_id": "m", "case_ref": "TH-KH-2026-000001", "type": "reintegration.report",
-            "schema_version": 1, "from": "KH", "to": "TH", "in_reply_to": null, "created_at": "2026-01-01T00:00:00Z",
-            "payload": {"case_status": "closed", "notes": "Synthetic personal note"}})
-        .to_string();
-        let s = skeleton(&body, 0).unwrap();
-        assert!(s.contains("\"case_status\":\"closed\""));
-        assert!(!s.contains("Synthetic personal note"));
-    }
-}
-
 /// Purges (or, with `dry_run`, lists) every case past its retention.
 /// `retention_days_of` gives the retention of a case's agreement.
 pub async fn purge(
@@ -140,4 +124,20 @@ pub async fn purge(
         }
     }
     Ok(candidates)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skeletons_keep_only_what_the_lifecycle_needs() {
+        let body = json!({"message_id": "m", "case_ref": "TH-KH-2026-000001", "type": "reintegration.report",
+            "schema_version": 1, "from": "KH", "to": "TH", "in_reply_to": null, "created_at": "2026-01-01T00:00:00Z",
+            "payload": {"case_status": "closed", "notes": "Synthetic personal note"}})
+        .to_string();
+        let s = skeleton(&body, 0).unwrap();
+        assert!(s.contains("\"case_status\":\"closed\""));
+        assert!(!s.contains("Synthetic personal note"));
+    }
 }
