@@ -31,6 +31,7 @@ const SECTIONS: &[&str] = &[
     "timers",
     "alerts",
     "encryption",
+    "client_certs",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,9 @@ pub struct Settings {
     pub peers: Vec<PeerSettings>,
     #[serde(default)]
     pub tokens: Vec<TokenSettings>,
+    /// Client certificates (by subject) allowed on the local API, with roles.
+    #[serde(default)]
+    pub client_certs: Vec<ClientCertSettings>,
     /// This country's working calendar: deadlines in business days that
     /// this node owes are counted in it.
     #[serde(default)]
@@ -119,6 +123,10 @@ pub struct ListenSettings {
     /// Requests a caller may make at once above the sustained rate.
     #[serde(default = "default_burst")]
     pub burst: u32,
+    /// Local API only: CA whose client certificates are accepted; each
+    /// certificate's subject must be listed in `[[client_certs]]`.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 fn default_max_body_bytes() -> usize {
@@ -211,6 +219,16 @@ pub struct TokenSettings {
     pub role: crate::local_api::Role,
     /// Hex SHA-256 of the bearer token; the token itself is never stored.
     pub sha256: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertSettings {
+    /// Who holds the certificate (logs and audit).
+    pub name: String,
+    pub role: crate::local_api::Role,
+    /// The certificate's subject as `homeward` prints it, e.g. `CN=kh-cms, O=MOSVY`.
+    pub subject: String,
 }
 
 impl std::fmt::Debug for TokenSettings {
@@ -322,6 +340,20 @@ impl Settings {
                     format!("file `{}` not found", peer.ca.display()),
                 ));
             }
+        }
+        if !self.client_certs.is_empty() && self.local_api.client_ca.is_none() {
+            return Err(invalid(
+                "local_api.client_ca",
+                "required when [[client_certs]] are listed".into(),
+            ));
+        }
+        if let Some(ca) = &self.local_api.client_ca
+            && !ca.is_file()
+        {
+            return Err(invalid(
+                "local_api.client_ca",
+                format!("file `{}` not found", ca.display()),
+            ));
         }
         if let Err(e) = crate::store::seal::Sealer::from_settings(&self.encryption) {
             return Err(invalid("encryption", e.to_string()));

@@ -61,12 +61,14 @@ pub fn node_settings(
             max_body_bytes: 1024 * 1024,
             rate_per_second: 2000.0,
             burst: 4000,
+            client_ca: None,
         },
         local_api: ListenSettings {
             listen: *listeners.1,
             max_body_bytes: 1024 * 1024,
             rate_per_second: 2000.0,
             burst: 4000,
+            client_ca: None,
         },
         database: DatabaseSettings {
             url: database_url.to_string(),
@@ -105,6 +107,7 @@ pub fn node_settings(
                 env: None,
             }],
         },
+        client_certs: Vec::new(),
         calendar: crate::timers::calendar::Calendar::default(),
         timers: crate::config::TimerSettings::default(),
         alerts: crate::config::AlertSettings::default(),

@@ -69,6 +69,8 @@ pub struct Node {
     pub wake: Notify,
     /// Token hash → who holds it.
     pub tokens: BTreeMap<String, Principal>,
+    /// Client certificate subject → who holds it.
+    pub cert_subjects: BTreeMap<String, Principal>,
     /// This country's working calendar, for deadlines this node owes.
     pub calendar: crate::timers::calendar::WorkCalendar,
     /// Wakes the timer scheduler when a timer opens.
@@ -88,6 +90,8 @@ pub struct ConnInfo {
     pub remote: SocketAddr,
     /// Country from the client certificate's node URI (peer port only).
     pub node: Option<String>,
+    /// Subject of the verified client certificate, if one was presented.
+    pub subject: Option<String>,
 }
 
 /// Pre-bound listeners, so tests and the demo can learn every port before
@@ -173,7 +177,11 @@ impl Gateway {
             peer_cas.insert(peer.country.clone(), tls::load_certs(&peer.ca)?);
         }
         let peer_tls = tls::peer_server_config(&identity, &peer_cas)?;
-        let api_tls = tls::api_server_config(&api_identity)?;
+        let client_cas = match &settings.local_api.client_ca {
+            Some(path) => tls::load_certs(path)?,
+            None => Vec::new(),
+        };
+        let api_tls = tls::api_server_config(&api_identity, &client_cas)?;
         let sealer = crate::store::seal::Sealer::from_settings(&settings.encryption)
             .map_err(|e| GatewayError::Config(e.to_string()))?;
         let store = Store::open(&settings.database.url, sealer).await?;
@@ -194,7 +202,21 @@ impl Gateway {
             .calendar
             .compile()
             .map_err(|e| GatewayError::Config(format!("calendar.{}: {}", e.key, e.message)))?;
+        let cert_subjects = settings
+            .client_certs
+            .iter()
+            .map(|c| {
+                (
+                    c.subject.clone(),
+                    Principal {
+                        name: c.name.clone(),
+                        role: c.role,
+                    },
+                )
+            })
+            .collect();
         let node = Arc::new(Node {
+            cert_subjects,
             calendar,
             timer_wake: Notify::new(),
             alert_wake: Notify::new(),
@@ -399,13 +421,16 @@ async fn serve_tls(
                         return;
                     }
                 };
-                let node = tls
+                let leaf = tls
                     .get_ref()
                     .1
                     .peer_certificates()
-                    .and_then(|certs| certs.first())
-                    .and_then(tls::node_of);
-                let info = ConnInfo { remote, node };
+                    .and_then(|certs| certs.first());
+                let info = ConnInfo {
+                    remote,
+                    node: leaf.and_then(tls::node_of),
+                    subject: leaf.and_then(tls::subject_of),
+                };
                 let service =
                     hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                         req.extensions_mut().insert(info.clone());

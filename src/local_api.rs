@@ -230,7 +230,18 @@ async fn authorize(State(node): State<Arc<Node>>, mut req: Request, next: Next) 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let principal = token.and_then(|t| node.tokens.get(&hash_token(t))).cloned();
+    // A bearer token wins; otherwise a verified client certificate whose
+    // subject is configured.
+    let principal = token
+        .and_then(|t| node.tokens.get(&hash_token(t)))
+        .cloned()
+        .or_else(|| {
+            req.extensions()
+                .get::<crate::gateway::ConnInfo>()
+                .and_then(|c| c.subject.as_ref())
+                .and_then(|s| node.cert_subjects.get(s))
+                .cloned()
+        });
     let path_case = req
         .uri()
         .path()
@@ -241,7 +252,7 @@ async fn authorize(State(node): State<Arc<Node>>, mut req: Request, next: Next) 
             let mut resp = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
-                "a valid bearer token is required (Authorization: Bearer <token>)",
+                "a valid bearer token (Authorization: Bearer <token>) or a configured client certificate is required",
             )
             .into_response();
             resp.headers_mut().insert(

@@ -539,3 +539,97 @@ async fn payloads_of_finished_cases_are_purged_after_retention_and_the_case_rema
     th.stop().await;
     kh.stop().await;
 }
+
+/// A client CA and one client certificate signed by it, as PEM.
+fn client_cert(
+    dir: &std::path::Path,
+    cn: &str,
+) -> (std::path::PathBuf, homeward::tls::Identity, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name
+        .push(DnType::CommonName, "Synthetic client CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, &ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Synthetic Ministry");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let ca_path = dir.join(format!("{cn}-ca.pem"));
+    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
+    let identity = homeward::tls::Identity::from_pem(&cert.pem(), &key.serialize_pem()).unwrap();
+    let subject = homeward::tls::subject_of(&identity.chain[0]).unwrap();
+    (ca_path, identity, subject)
+}
+
+fn api_client_with_cert(pki: &Pki, identity: &homeward::tls::Identity) -> reqwest::Client {
+    let ca = homeward::tls::load_certs(&pki.paths("KH").ca_cert).unwrap();
+    let roots = homeward::tls::roots_from(&ca).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(homeward::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+        .unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_client_certificate_maps_to_a_role_by_its_subject() {
+    let pki = Pki::new();
+    let data = tempfile::tempdir().unwrap();
+    let (ca_path, embassy_id, subject) = client_cert(data.path(), "embassy-desk-1");
+    let mut s = settings(
+        &pki,
+        "KH",
+        data.path(),
+        (free_addr(), free_addr()),
+        &[("TH", free_addr())],
+    );
+    s.local_api.client_ca = Some(ca_path);
+    s.client_certs.push(homeward::config::ClientCertSettings {
+        name: "embassy-desk-1".into(),
+        role: Role::Embassy,
+        subject: subject.clone(),
+    });
+    let kh = start(s).await;
+    let base = format!("https://127.0.0.1:{}", kh.api_addr.port());
+    let client = api_client_with_cert(&pki, &embassy_id);
+    // Embassy may read the schema list but not submit.
+    let r = client
+        .get(format!("{base}/v1/schemas"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .post(format!("{base}/v1/messages"))
+        .json(&referral("KH", "TH", &case_ref("KH", "TH", 1), 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // A valid certificate whose subject is not configured gets no role.
+    let (_, stranger, _) = client_cert(data.path(), "someone-else");
+    let r = api_client_with_cert(&pki, &stranger)
+        .get(format!("{base}/v1/schemas"))
+        .send()
+        .await;
+    assert!(
+        r.is_err() || r.unwrap().status() == 401,
+        "unknown CA or unknown subject: refused"
+    );
+    kh.stop().await;
+}

@@ -228,11 +228,30 @@ pub fn peer_server_config(
 }
 
 /// Server configuration of the local API: TLS 1.2+, no client certificate needed.
-pub fn api_server_config(identity: &Identity) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+/// With `client_cas`, a client certificate from one of them is accepted
+/// (and mapped to a role by its subject) but not required: bearer tokens
+/// remain the other way in.
+pub fn api_server_config(
+    identity: &Identity,
+    client_cas: &[CertificateDer<'static>],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = provider();
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = if client_cas.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let verifier = WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots_from(client_cas)?),
+            provider,
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::Config(format!("local API client CA: {e}")))?;
+        builder.with_client_cert_verifier(verifier)
+    };
+    let mut config = builder
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())
         .map_err(|e| TlsError::Config(format!("API certificate: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
