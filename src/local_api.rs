@@ -77,6 +77,12 @@ pub static ROUTES: &[RouteRule] = &[
         audit: None,
     },
     RouteRule {
+        method: Method::GET,
+        path: "/openapi.json",
+        roles: &[],
+        audit: None,
+    },
+    RouteRule {
         method: Method::POST,
         path: "/v1/messages",
         roles: &[Caseworker],
@@ -158,6 +164,7 @@ pub fn router(node: Arc<Node>) -> Router {
     let limit = node.settings.local_api.max_body_bytes;
     Router::new()
         .route("/v1/health", get(health))
+        .route("/openapi.json", get(openapi))
         .route("/v1/messages", post(submit))
         .route("/v1/messages/{id}", get(message_status))
         .route("/v1/inbox", get(inbox))
@@ -321,6 +328,13 @@ async fn authorize(State(node): State<Arc<Node>>, mut req: Request, next: Next) 
         return ApiError::internal().into_response();
     }
     response
+}
+
+/// The OpenAPI 3.1 description of the local and peer APIs.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn health(State(node): State<Arc<Node>>) -> impl IntoResponse {
