@@ -70,6 +70,17 @@ enum Command {
         #[command(subcommand)]
         command: OutboxCommand,
     },
+    /// Deadlines on a gateway's store.
+    Timers {
+        #[command(subcommand)]
+        command: TimersCommand,
+    },
+    /// Load configuration, agreements, schemas and certificates; report what
+    /// is wrong or expiring within 30 days. Exit 0 fine, 1 problems, 2 unusable.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Purge payloads of cases closed or withdrawn longer ago than their
     /// agreement's retention (metadata and audit are kept).
     Purge {
@@ -125,6 +136,22 @@ enum AuditCommand {
 
 #[derive(Subcommand, Debug)]
 enum OutboxCommand {
+    /// Outbound messages, newest first.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this state: queued, delivering, delivered, rejected, dead.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// One message: state, attempts, last error, receipt.
+    Show {
+        id: String,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Re-queue a `dead` or `rejected` message with a fresh delivery deadline.
     /// A running gateway picks it up within 30 seconds.
     Retry {
@@ -133,6 +160,249 @@ enum OutboxCommand {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Stop delivering a queued message (it becomes `dead`, reason cancelled).
+    Cancel {
+        id: String,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TimersCommand {
+    /// Deadlines, soonest due first.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// open, breached, met or overdue.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<crate::store::Store> {
+    let sealer = crate::store::seal::Sealer::from_settings(&settings.encryption)?;
+    Ok(crate::store::Store::open(&settings.database.url, sealer).await?)
+}
+
+fn print_outbox_row(r: &crate::store::OutboxRow) {
+    println!(
+        "{}  {}  {:<24} -> {}  {:<10} attempts {:<3} submitted {}",
+        r.message_id,
+        r.case_ref,
+        r.message_type,
+        r.peer,
+        r.state.as_str(),
+        r.attempts,
+        crate::clock::rfc3339_ms(r.submitted_at)
+    );
+}
+
+fn outbox_command(command: OutboxCommand) -> anyhow::Result<ExitCode> {
+    let (config, id) = match &command {
+        OutboxCommand::List { config, .. } => (config.clone(), None),
+        OutboxCommand::Show { config, id }
+        | OutboxCommand::Retry { config, id }
+        | OutboxCommand::Cancel { config, id } => (
+            config.clone(),
+            Some(
+                uuid::Uuid::parse_str(id)
+                    .context("the message id must be a UUID")?
+                    .to_string(),
+            ),
+        ),
+    };
+    let settings = Settings::load(&config)?;
+    runtime()?.block_on(async {
+        let store = open_store(&settings).await?;
+        let now = crate::clock::system().now_ms();
+        let id = id.unwrap_or_default();
+        let code = match command {
+            OutboxCommand::List { state, limit, .. } => {
+                for r in store
+                    .outbox_list(state.as_deref(), limit.clamp(1, 10_000))
+                    .await?
+                {
+                    print_outbox_row(&r);
+                }
+                ExitCode::SUCCESS
+            }
+            OutboxCommand::Show { .. } => match store.outbound(&id).await? {
+                Some(r) => {
+                    print_outbox_row(&r);
+                    if let Some(e) = &r.last_error {
+                        println!("  last error: {e}");
+                    }
+                    if let Some(receipt) = &r.receipt {
+                        println!("  receipt: {receipt}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!("{id}: no such message in the outbox");
+                    ExitCode::from(1)
+                }
+            },
+            OutboxCommand::Retry { .. } => {
+                let deadline = now + settings.delivery.deadline_hours as i64 * 3_600_000;
+                if store.requeue(&id, now, deadline).await? {
+                    println!("{id}: re-queued");
+                    ExitCode::SUCCESS
+                } else {
+                    let state = store.outbound(&id).await?.map(|r| r.state.as_str());
+                    eprintln!(
+                        "{id}: {}",
+                        match state {
+                            None => "no such message in the outbox".to_string(),
+                            Some(s) => format!(
+                                "message is `{s}`; only dead or rejected messages can be re-queued"
+                            ),
+                        }
+                    );
+                    ExitCode::from(1)
+                }
+            }
+            OutboxCommand::Cancel { .. } => {
+                let who = std::env::var("USER").unwrap_or_else(|_| "an operator".into());
+                if store.cancel(&id, &who).await? {
+                    println!("{id}: cancelled");
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!("{id}: only queued or delivering messages can be cancelled");
+                    ExitCode::from(1)
+                }
+            }
+        };
+        store.close().await;
+        Ok(code)
+    })
+}
+
+fn timers_command(command: TimersCommand) -> anyhow::Result<ExitCode> {
+    let TimersCommand::List {
+        config,
+        state,
+        limit,
+    } = command;
+    let settings = Settings::load(&config)?;
+    runtime()?.block_on(async {
+        let store = open_store(&settings).await?;
+        let now = crate::clock::system().now_ms();
+        let overdue = state.as_deref() == Some("overdue");
+        let filter = crate::store::timers::TimerFilter {
+            state: state.filter(|s| s != "overdue"),
+            peer: None,
+            due_before: overdue.then_some(now),
+            after_id: 0,
+            limit: limit.clamp(1, 10_000),
+        };
+        let mut timers = store.timers(&filter).await?;
+        timers.retain(|t| !overdue || t.state != "met");
+        timers.sort_by_key(|t| t.due_at);
+        for t in &timers {
+            println!(
+                "{}  {:<16} {:<24} -> {:<24} peer {}  due {}  {}",
+                t.case_ref,
+                t.side,
+                t.message_type,
+                t.expected_type,
+                t.peer,
+                crate::clock::rfc3339_ms(t.due_at),
+                t.state
+            );
+        }
+        store.close().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `homeward check-config`: everything a start would load, plus
+/// certificates that expire within 30 days.
+fn check_config(config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(config)?;
+    let registry = SchemaRegistry::embedded()?;
+    let agreements = crate::agreement::AgreementBook::load(&settings.agreements.dir, &registry)?;
+    let mut problems = 0;
+    let now = time::OffsetDateTime::now_utc();
+    let mut certs = vec![
+        ("tls.cert", settings.tls.cert.clone()),
+        ("tls.api_cert", settings.tls.api_cert.clone()),
+    ];
+    for p in &settings.peers {
+        certs.push(("peers[].ca", p.ca.clone()));
+    }
+    if let Some(ca) = &settings.local_api.client_ca {
+        certs.push(("local_api.client_ca", ca.clone()));
+    }
+    for (key, path) in certs {
+        for cert in crate::tls::load_certs(&path)? {
+            let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+                .map_err(|e| anyhow::anyhow!("{key} `{}`: {e}", path.display()))?;
+            let not_after = parsed.validity().not_after.to_datetime();
+            let days = (not_after - now).whole_days();
+            let subject = parsed.subject().to_string();
+            if days < 0 {
+                println!(
+                    "EXPIRED  {key} `{}` ({subject}) expired {}",
+                    path.display(),
+                    not_after.date()
+                );
+                problems += 1;
+            } else if days < 30 {
+                println!(
+                    "EXPIRING {key} `{}` ({subject}) expires in {days} days",
+                    path.display()
+                );
+                problems += 1;
+            } else {
+                println!(
+                    "ok       {key} `{}` ({subject}) valid {days} more days",
+                    path.display()
+                );
+            }
+        }
+    }
+    let identity = crate::tls::Identity::load(&settings.tls.cert, &settings.tls.key)?;
+    anyhow::ensure!(
+        identity.node().as_deref() == Some(settings.node.country.as_str()),
+        "tls.cert does not name urn:homeward:node:{}",
+        settings.node.country
+    );
+    for p in &settings.peers {
+        match agreements.between(&settings.node.country, &p.country) {
+            Some(a) => println!(
+                "ok       peer {} under agreement `{}` ({})",
+                p.country, a.id, a.year
+            ),
+            None => {
+                println!(
+                    "WARNING  peer {} is configured but no agreement covers it",
+                    p.country
+                );
+                problems += 1;
+            }
+        }
+    }
+    println!(
+        "{}: {} schema types, {} agreements, {} peers, {} tokens{}",
+        config.display(),
+        registry.schemas().count(),
+        agreements.all().len(),
+        settings.peers.len(),
+        settings.tokens.len(),
+        if problems == 0 {
+            String::new()
+        } else {
+            format!("; {problems} problem(s)")
+        }
+    );
+    Ok(if problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 pub fn main() -> ExitCode {
@@ -305,37 +575,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Outbox {
-            command: OutboxCommand::Retry { id, config },
-        } => {
-            let settings = Settings::load(&config)?;
-            let id = uuid::Uuid::parse_str(&id)
-                .context("the message id must be a UUID")?
-                .to_string();
-            runtime()?.block_on(async {
-                let sealer = crate::store::seal::Sealer::from_settings(&settings.encryption)?;
-                let store = crate::store::Store::open(&settings.database.url, sealer).await?;
-                let now = crate::clock::system().now_ms();
-                let deadline = now + settings.delivery.deadline_hours as i64 * 3_600_000;
-                let done = store.requeue(&id, now, deadline).await?;
-                let state = store.outbound(&id).await?.map(|r| r.state.as_str());
-                store.close().await;
-                match (done, state) {
-                    (true, _) => {
-                        println!("{id}: re-queued");
-                        Ok(ExitCode::SUCCESS)
-                    }
-                    (false, None) => {
-                        eprintln!("{id}: no such message in the outbox");
-                        Ok(ExitCode::from(1))
-                    }
-                    (false, Some(s)) => {
-                        eprintln!("{id}: message is `{s}`; only dead or rejected messages can be re-queued");
-                        Ok(ExitCode::from(1))
-                    }
-                }
-            })
-        }
+        Command::Outbox { command } => outbox_command(command),
+        Command::Timers { command } => timers_command(command),
+        Command::CheckConfig { config } => check_config(&config),
     }
 }
 

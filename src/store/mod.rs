@@ -702,6 +702,41 @@ impl Store {
         ))
     }
 
+    /// Outbound messages, newest first, optionally in one state.
+    pub async fn outbox_list(
+        &self,
+        state: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE (? IS NULL OR state = ?) ORDER BY seq DESC LIMIT ?"
+        ))
+        .bind(state)
+        .bind(state)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(outbox_row).collect())
+    }
+
+    /// Stops delivery of a message not yet delivered: it becomes `dead`
+    /// with the operator's cancellation as its error. An attempt already in
+    /// flight may still deliver it, and then it is recorded as delivered.
+    pub async fn cancel(&self, message_id: &str, by: &str) -> Result<bool, StoreError> {
+        let error =
+            serde_json::json!({"kind": "cancelled", "message": format!("cancelled by {by}")})
+                .to_string();
+        let done = sqlx::query(
+            "UPDATE outbox SET state = 'dead', last_error = ? WHERE message_id = ? AND state IN ('queued', 'delivering')",
+        )
+        .bind(error)
+        .bind(message_id)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
     /// Counts of outbound messages by state (for health and the demo).
     pub async fn outbox_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
         let rows = sqlx::query("SELECT peer, state, COUNT(*) AS n FROM outbox GROUP BY peer, state ORDER BY peer, state")

@@ -1,0 +1,98 @@
+//! The operator commands against a real gateway's store: outbox list, show,
+//! cancel and retry, timers list, check-config.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn homeward(args: &[&str], config: &std::path::Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_homeward"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test]
+async fn outbox_and_timer_commands_work_on_a_stopped_gateway() {
+    let pki = Pki::new();
+    let data = tempfile::tempdir().unwrap();
+    // KH is never started: TH's messages stay queued.
+    let s = settings(
+        &pki,
+        "TH",
+        data.path(),
+        (free_addr(), free_addr()),
+        &[("KH", free_addr())],
+    );
+    let th = start(s.clone()).await;
+    let th_api = api(&pki, "TH", th.api_addr);
+    let a = referral("TH", "KH", &case_ref("TH", "KH", 1), 1);
+    let b = referral("TH", "KH", &case_ref("TH", "KH", 2), 2);
+    for m in [&a, &b] {
+        assert_eq!(th_api.submit(m).await.unwrap().status, 202);
+    }
+    th.stop().await;
+    let config = data.path().join("th-cli.toml");
+    std::fs::write(&config, toml::to_string(&s).unwrap()).unwrap();
+    let (ida, idb) = (
+        a["message_id"].as_str().unwrap(),
+        b["message_id"].as_str().unwrap(),
+    );
+
+    let (code, out) = homeward(&["outbox", "list"], &config);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(ida) && out.contains(idb), "{out}");
+    let (code, out) = homeward(&["outbox", "show", ida], &config);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("TH-KH-2026-000001"), "{out}");
+
+    let (code, out) = homeward(&["outbox", "retry", ida], &config);
+    assert_eq!(code, 1, "a queued message is not retried: {out}");
+    let (code, out) = homeward(&["outbox", "cancel", ida], &config);
+    assert_eq!(code, 0, "{out}");
+    let (_, out) = homeward(&["outbox", "list", "--state", "dead"], &config);
+    assert!(out.contains(ida) && !out.contains(idb), "{out}");
+    let (code, out) = homeward(&["outbox", "retry", ida], &config);
+    assert_eq!(code, 0, "{out}");
+    let (_, out) = homeward(&["outbox", "list", "--state", "queued"], &config);
+    assert!(out.contains(ida), "{out}");
+    let (code, out) = homeward(
+        &["outbox", "show", "01936f3e-5b7a-7c2d-9a61-ffffffffffff"],
+        &config,
+    );
+    assert_eq!(code, 1, "{out}");
+
+    let (code, out) = homeward(&["timers", "list", "--state", "open"], &config);
+    assert_eq!(code, 0, "{out}");
+
+    // The test PKI lives 30 days: check-config says so and exits 1.
+    let (code, out) = homeward(&["check-config"], &config);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("EXPIRING") && out.contains("tls.cert"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_config_passes_on_the_shipped_configuration() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(env!("CARGO_BIN_EXE_homeward"))
+        .current_dir(root)
+        .args(["check-config", "--config", "config/nodes/kh.toml"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("agreement `kh-th`"), "{text}");
+}
