@@ -96,6 +96,7 @@ impl Worker {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
                 Err(e) => {
+                    crate::metrics::Metrics::inc(&this.node.metrics.store_errors);
                     error!(error = %e, "delivery step failed; retrying shortly");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -135,9 +136,11 @@ impl Worker {
             return Ok(0);
         }
         let mut set = JoinSet::new();
+        let mut submitted = std::collections::HashMap::new();
         for c in claimed {
             let this = self.clone();
             let span = tracing::info_span!("deliver", message_id = %c.message_id, case_ref = %c.case_ref, peer = %c.peer, attempt = c.attempts);
+            submitted.insert(c.seq, c.submitted_at);
             set.spawn(async move { (c.seq, this.attempt(&c).await) }.instrument(span));
         }
         let mut results = Vec::with_capacity(set.len());
@@ -151,11 +154,14 @@ impl Worker {
         }
         let n = results.len();
         self.node.store.record(&results).await?;
-        for (_, outcome) in &results {
+        for (seq, outcome) in &results {
             let m = &self.node.metrics;
             match outcome {
-                Outcome::Delivered { timer, .. } => {
+                Outcome::Delivered { timer, at, .. } => {
                     crate::metrics::Metrics::inc(&m.delivered);
+                    if let Some(submitted_at) = submitted.get(seq) {
+                        m.observe_latency((*at - *submitted_at).max(0) as f64 / 1000.0);
+                    }
                     if timer.is_some() {
                         self.node.timer_wake.notify_one();
                     }
@@ -189,6 +195,9 @@ impl Worker {
             Ok(r) => r,
             Err(e) => {
                 let message = error_chain(&e);
+                self.node
+                    .metrics
+                    .peer_attempt(&c.peer, false, false, self.node.clock.now_ms());
                 warn!(error = %message, "peer unreachable");
                 return self.retry_or_dead(c, json!({"kind": "transport", "message": message}));
             }
@@ -200,6 +209,12 @@ impl Worker {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let text = resp.text().await.unwrap_or_default();
+        self.node.metrics.peer_attempt(
+            &c.peer,
+            true,
+            status.is_success(),
+            self.node.clock.now_ms(),
+        );
         if status.is_success() {
             return match serde_json::from_str::<Receipt>(&text) {
                 Ok(r) if r.message_id == c.message_id && r.envelope_sha256 == c.body_sha256 => {

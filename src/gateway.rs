@@ -284,6 +284,7 @@ impl Gateway {
         let peer_router = crate::peer_api::router(node.clone());
         let api_router = crate::local_api::router(node.clone());
         let peer = tokio::spawn(serve_tls(
+            node.clone(),
             "peer",
             self.peer_listener,
             TlsAcceptor::from(self.peer_tls),
@@ -291,6 +292,7 @@ impl Gateway {
             shutdown.clone(),
         ));
         let api = tokio::spawn(serve_tls(
+            node.clone(),
             "api",
             self.api_listener,
             TlsAcceptor::from(self.api_tls),
@@ -373,6 +375,7 @@ impl RunningGateway {
 /// The handshake runs inside the per-connection task under a deadline, and
 /// the peer certificate becomes a [`ConnInfo`] attached to every request.
 async fn serve_tls(
+    node: Arc<Node>,
     port_name: &'static str,
     listener: TcpListener,
     acceptor: TlsAcceptor,
@@ -404,6 +407,7 @@ async fn serve_tls(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
+        let node = node.clone();
         let watcher = graceful.watcher();
         let span = tracing::debug_span!("connection", port = port_name, %remote);
         tokio::spawn(
@@ -412,11 +416,14 @@ async fn serve_tls(
                 let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
                 {
                     Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        info!(port = port_name, %remote, error = %e, "TLS handshake refused");
+                                        Ok(Err(e)) => {
+                        let reason = crate::metrics::handshake_reason(&e);
+                        node.metrics.handshake_failed(port_name, reason);
+                        info!(port = port_name, %remote, reason, error = %e, "TLS handshake refused");
                         return;
                     }
                     Err(_) => {
+                        node.metrics.handshake_failed(port_name, "timeout");
                         info!(port = port_name, %remote, "TLS handshake timed out");
                         return;
                     }

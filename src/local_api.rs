@@ -450,6 +450,7 @@ async fn submit(
             case_message: case_message(&envelope),
         };
         let enqueued = node.store.enqueue(&new).await.map_err(|e| {
+            crate::metrics::Metrics::inc(&node.metrics.store_errors);
             warn!(error = %e, "could not commit to the outbox");
             ApiError::internal()
         })?;
@@ -1078,6 +1079,11 @@ async fn metrics(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
             "Deadlines breached.",
             M::get(&m.breaches),
         ),
+        (
+            "homeward_store_errors_total",
+            "Store operations that failed.",
+            M::get(&m.store_errors),
+        ),
     ];
     let mut seen = std::collections::BTreeSet::new();
     for (name, help, value) in counters {
@@ -1107,6 +1113,7 @@ async fn metrics(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
             "homeward_outbox_messages{{peer=\"{peer}\",state=\"{state}\"}} {n}"
         );
     }
+    m.render_dynamic(&mut out);
     let _ = writeln!(
         out,
         "# HELP homeward_timers Timers by state.\n# TYPE homeward_timers gauge"

@@ -1,7 +1,15 @@
 //! In-process counters, exported in Prometheus text format at `/metrics`.
-//! Labels carry node, peer, state and event kinds only, never personal data.
+//! Labels carry node, peer, state, outcome and reason classes only, never
+//! personal data.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Upper bounds of the submit→receipt latency buckets, in seconds.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+];
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -13,6 +21,28 @@ pub struct Metrics {
     pub retried: AtomicU64,
     pub received: AtomicU64,
     pub submitted: AtomicU64,
+    pub store_errors: AtomicU64,
+    latency: Mutex<Histogram>,
+    handshake_failures: Mutex<BTreeMap<(String, String), u64>>,
+    peers: Mutex<BTreeMap<String, PeerHealth>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+/// What the gateway last saw of a peer.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct PeerHealth {
+    /// Whether the last attempt got an HTTP answer (any status).
+    pub reachable: bool,
+    /// Unix ms of the last delivery with a receipt.
+    pub last_success: Option<i64>,
+    /// Unix ms of the last attempt.
+    pub last_attempt: Option<i64>,
 }
 
 impl Metrics {
@@ -30,5 +60,126 @@ impl Metrics {
 
     pub fn inc(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn observe_latency(&self, seconds: f64) {
+        let mut h = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        if h.counts.is_empty() {
+            h.counts = vec![0; LATENCY_BUCKETS.len()];
+        }
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            if seconds <= *b {
+                h.counts[i] += 1;
+            }
+        }
+        h.sum += seconds;
+        h.count += 1;
+    }
+
+    pub fn handshake_failed(&self, port: &str, reason: &str) {
+        *self
+            .handshake_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((port.to_string(), reason.to_string()))
+            .or_default() += 1;
+    }
+
+    pub fn peer_attempt(&self, peer: &str, reachable: bool, success: bool, now: i64) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let p = peers.entry(peer.to_string()).or_default();
+        p.reachable = reachable;
+        p.last_attempt = Some(now);
+        if success {
+            p.last_success = Some(now);
+        }
+    }
+
+    pub fn peer_health(&self) -> BTreeMap<String, PeerHealth> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The histogram, handshake failures and peer gauges as Prometheus text.
+    pub fn render_dynamic(&self, out: &mut String) {
+        use std::fmt::Write;
+        let h = self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let _ = writeln!(
+            out,
+            "# HELP homeward_delivery_latency_seconds Submission to peer receipt.\n# TYPE homeward_delivery_latency_seconds histogram"
+        );
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "homeward_delivery_latency_seconds_bucket{{le=\"{b}\"}} {}",
+                h.counts.get(i).copied().unwrap_or(0)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "homeward_delivery_latency_seconds_bucket{{le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(out, "homeward_delivery_latency_seconds_sum {}", h.sum);
+        let _ = writeln!(out, "homeward_delivery_latency_seconds_count {}", h.count);
+        let _ = writeln!(
+            out,
+            "# HELP homeward_tls_handshake_failures_total Refused or failed TLS handshakes by port and reason.\n# TYPE homeward_tls_handshake_failures_total counter"
+        );
+        for ((port, reason), n) in self
+            .handshake_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "homeward_tls_handshake_failures_total{{port=\"{port}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+        let peers = self.peer_health();
+        let _ = writeln!(
+            out,
+            "# HELP homeward_peer_up Whether the last delivery attempt reached the peer.\n# TYPE homeward_peer_up gauge"
+        );
+        for (peer, p) in &peers {
+            let _ = writeln!(
+                out,
+                "homeward_peer_up{{peer=\"{peer}\"}} {}",
+                u8::from(p.reachable)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP homeward_peer_last_success_timestamp_seconds Last delivery with a receipt.\n# TYPE homeward_peer_last_success_timestamp_seconds gauge"
+        );
+        for (peer, p) in &peers {
+            if let Some(t) = p.last_success {
+                let _ = writeln!(
+                    out,
+                    "homeward_peer_last_success_timestamp_seconds{{peer=\"{peer}\"}} {}",
+                    t as f64 / 1000.0
+                );
+            }
+        }
+    }
+}
+
+/// A reason class for a failed handshake, for the metric label.
+pub fn handshake_reason(e: &std::io::Error) -> &'static str {
+    use rustls::{CertificateError, Error};
+    match e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+        Some(Error::NoCertificatesPresented) => "no_client_certificate",
+        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => "unknown_issuer",
+        Some(Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        )) => "expired",
+        Some(Error::InvalidCertificate(_)) => "bad_certificate",
+        Some(Error::PeerIncompatible(_)) => "incompatible",
+        Some(_) => "protocol",
+        None => "io",
     }
 }

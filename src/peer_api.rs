@@ -170,7 +170,8 @@ async fn receive(
                     envelope.message_id
                 ),
             )),
-            Err(e) => {
+                        Err(e) => {
+                crate::metrics::Metrics::inc(&node.metrics.store_errors);
                 warn!(error = %e, "could not commit to the inbox");
                 Err(ApiError::internal())
             }

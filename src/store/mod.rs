@@ -155,6 +155,7 @@ pub struct Claimed {
     pub in_reply_to: Option<String>,
     pub case_ref: String,
     pub peer: String,
+    pub submitted_at: i64,
     pub body: String,
     pub body_sha256: String,
     pub attempts: i64,
@@ -439,7 +440,7 @@ impl Store {
     pub async fn claim_due(&self, now: i64, limit: i64) -> Result<Vec<Claimed>, StoreError> {
         let mut tx = self.write.begin().await?;
         let rows = sqlx::query(
-            "SELECT o.seq, o.message_id, o.type, o.in_reply_to, o.case_ref, o.peer, o.body, o.body_sha256, o.attempts, o.deadline_at \
+            "SELECT o.seq, o.message_id, o.type, o.in_reply_to, o.submitted_at, o.case_ref, o.peer, o.body, o.body_sha256, o.attempts, o.deadline_at \
              FROM outbox o \
              WHERE o.state IN ('queued', 'delivering') AND o.next_attempt_at <= ? \
                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.peer = o.peer AND p.case_ref = o.case_ref \
@@ -457,6 +458,7 @@ impl Store {
                 message_id: r.get("message_id"),
                 message_type: r.get("type"),
                 in_reply_to: r.get("in_reply_to"),
+                submitted_at: r.get("submitted_at"),
                 case_ref: r.get("case_ref"),
                 peer: r.get("peer"),
                 body: r.get("body"),

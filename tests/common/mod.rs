@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 pub const TOKEN: &str = "test-caseworker-token";
+pub const OPERATOR_TOKEN: &str = "test-operator-token";
 pub const COUNTRIES: &[&str] = &["KH", "TH", "VN", "MY"];
 
 /// A fresh PKI for the four countries, plus a rogue CA that also claims
@@ -109,11 +110,18 @@ pub fn settings(
         &format!("sqlite://{}", db.display()),
         (&addrs.0, &addrs.1),
         &peers,
-        &[(
-            format!("{cc}-case-system"),
-            Role::Caseworker,
-            TOKEN.to_string(),
-        )],
+        &[
+            (
+                format!("{cc}-case-system"),
+                Role::Caseworker,
+                TOKEN.to_string(),
+            ),
+            (
+                format!("{cc}-operator"),
+                Role::Operator,
+                OPERATOR_TOKEN.to_string(),
+            ),
+        ],
         fast_delivery(),
         &key_file(data, cc),
     )
