@@ -704,6 +704,16 @@ impl Store {
         ))
     }
 
+    /// The oldest message still waiting for delivery.
+    pub async fn oldest_pending(&self) -> Result<Option<OutboxRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state IN ('queued', 'delivering') ORDER BY seq LIMIT 1"
+        ))
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.as_ref().map(outbox_row))
+    }
+
     /// Outbound messages, newest first, optionally in one state.
     pub async fn outbox_list(
         &self,
