@@ -115,3 +115,412 @@ pub async fn timers(sizes: &[usize], wakeups: usize) -> anyhow::Result<Value> {
         "ratio_largest_to_smallest": last / first,
     }))
 }
+
+// ---------------------------------------------------------------------------
+// End to end: two gateway processes, real mutual TLS, SQLite.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::devnet::ApiClient;
+use crate::local_api::Role;
+
+/// What `homeward bench e2e` measures.
+#[derive(Debug, Clone)]
+pub struct E2eOptions {
+    pub messages: usize,
+    pub concurrency: Vec<usize>,
+    pub rate: u32,
+    pub rate_seconds: u32,
+    pub runs: usize,
+}
+
+const BENCH_TOKEN: &str = "bench-caseworker";
+const BENCH_OPERATOR: &str = "bench-operator";
+
+struct Proc {
+    child: std::process::Child,
+    api: ApiClient,
+    db: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn proc_status(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User + system CPU seconds of a process.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = text.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+fn free_port() -> std::io::Result<std::net::SocketAddr> {
+    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+async fn start_pair(dir: &Path) -> anyhow::Result<(Proc, Proc)> {
+    crate::tls::pki::write_dev_pki(dir, &["KH", "TH"], 30)?;
+    let agreements = dir.join("agreements");
+    std::fs::create_dir_all(&agreements)?;
+    let shipped = Path::new("config/agreements/kh-th.toml");
+    let text = std::fs::read_to_string(shipped).map_err(|e| {
+        anyhow::anyhow!("{}: {e} (run from the repository root)", shipped.display())
+    })?;
+    std::fs::write(agreements.join("kh-th.toml"), text)?;
+    let kh = (free_port()?, free_port()?);
+    let th = (free_port()?, free_port()?);
+    let exe = std::env::current_exe()?;
+    let mut procs = Vec::new();
+    for (cc, addrs, peer, peer_addr) in [("KH", kh, "TH", th.0), ("TH", th, "KH", kh.0)] {
+        let lc = cc.to_ascii_lowercase();
+        let key = dir.join(format!("{lc}.key"));
+        std::fs::write(&key, crate::store::seal::new_key_hex())?;
+        let db = dir.join(format!("{lc}.db"));
+        let mut settings = crate::devnet::node_settings(
+            cc,
+            dir,
+            &agreements,
+            &format!("sqlite://{}", db.display()),
+            (&addrs.0, &addrs.1),
+            &[(
+                peer.to_string(),
+                format!("https://127.0.0.1:{}", peer_addr.port()),
+            )],
+            &[
+                ("bench".into(), Role::Caseworker, BENCH_TOKEN.into()),
+                (
+                    "bench-operator".into(),
+                    Role::Operator,
+                    BENCH_OPERATOR.into(),
+                ),
+            ],
+            crate::config::DeliverySettings {
+                initial_backoff_ms: 50,
+                max_backoff_ms: 1000,
+                ..Default::default()
+            },
+            &key,
+        );
+        settings.local_api.rate_per_second = 1e9;
+        settings.local_api.burst = u32::MAX;
+        settings.peer_api.rate_per_second = 1e9;
+        settings.peer_api.burst = u32::MAX;
+        let config = dir.join(format!("{lc}.toml"));
+        std::fs::write(&config, toml_text(&settings)?)?;
+        let child = std::process::Command::new(&exe)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("HOMEWARD_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let api = ApiClient::new(
+            addrs.1,
+            &crate::tls::pki::CountryPaths::new(dir, cc).ca_cert,
+            BENCH_TOKEN,
+        )?;
+        procs.push(Proc { child, api, db });
+    }
+    for p in &procs {
+        let start = Instant::now();
+        while p
+            .api
+            .get("/v1/health")
+            .await
+            .map(|r| r.status != 200)
+            .unwrap_or(true)
+        {
+            anyhow::ensure!(
+                start.elapsed() < Duration::from_secs(30),
+                "a gateway did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let th = procs.pop().expect("two");
+    let kh = procs.pop().expect("two");
+    Ok((th, kh))
+}
+
+/// Settings as TOML text (figment reads TOML; serde_json's value model maps onto it).
+fn toml_text(settings: &crate::config::Settings) -> anyhow::Result<String> {
+    let value = serde_json::to_value(settings)?;
+    let mut out = String::new();
+    write_toml(&mut out, "", &value);
+    Ok(out)
+}
+
+fn toml_scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(toml_scalar).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(o) => format!(
+            "{{ {} }}",
+            o.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| format!("{k} = {}", toml_scalar(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Value::Null => "\"\"".into(),
+    }
+}
+
+fn write_toml(out: &mut String, prefix: &str, v: &Value) {
+    use std::fmt::Write;
+    let Some(obj) = v.as_object() else { return };
+    for (k, v) in obj {
+        let is_table = v.is_object();
+        let is_table_array = v
+            .as_array()
+            .is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_object));
+        if !is_table && !is_table_array && !v.is_null() {
+            let _ = writeln!(out, "{k} = {}", toml_scalar(v));
+        }
+    }
+    for (k, v) in obj {
+        let name = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        if v.is_object() {
+            let _ = writeln!(out, "\n[{name}]");
+            write_toml(out, &name, v);
+        } else if let Some(items) = v
+            .as_array()
+            .filter(|a| !a.is_empty() && a.iter().all(Value::is_object))
+        {
+            for item in items {
+                let _ = writeln!(out, "\n[[{name}]]");
+                write_toml(out, &name, item);
+            }
+        }
+    }
+}
+
+/// A synthetic ~2 KB referral on its own case.
+fn bench_message(i: usize) -> Value {
+    json!({
+        "message_id": uuid::Uuid::now_v7().to_string(),
+        "case_ref": format!("TH-KH-2026-{:06}", i % 1_000_000),
+        "type": "referral.notify",
+        "schema_version": 1,
+        "to": "KH",
+        "payload": {
+            "person": {"name_native": "សាកល្បង", "name_latin": format!("Bench Person {i}"), "sex": "male",
+                       "estimated_age": 30, "presumed_minor": false, "nationality_claimed": "KH"},
+            "identification": {"date": "2026-11-01", "place": "Synthetic Port", "identifying_agency": "Synthetic Agency",
+                               "status": "presumed", "reflection_period_start": "2026-11-01"},
+            "exploitation_type": "fishing",
+            "placement": {"shelter_name": "Synthetic Shelter", "shelter_type": "government", "city": "Synthetic City", "country": "TH"},
+            "needs": {"medical": true, "psychosocial": true, "legal": false, "interpreter_language": "km",
+                      "notes": "x".repeat(1200)},
+            "risk_level": "low",
+            "consent": {"to_share_information": true, "to_return": true, "recorded_by": "Synthetic worker",
+                        "recorded_at": "2026-11-02T08:00:00Z"}
+        }
+    })
+}
+
+async fn received(kh: &Proc) -> u64 {
+    let Ok(r) = kh
+        .api
+        .with_token(BENCH_OPERATOR)
+        .raw()
+        .0
+        .get(format!("{}/metrics", kh.api.raw().1))
+        .bearer_auth(BENCH_OPERATOR)
+        .send()
+        .await
+    else {
+        return 0;
+    };
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("homeward_messages_received_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn latencies(db: &Path, since_seq: i64) -> anyhow::Result<Vec<f64>> {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display())).await?;
+    let rows: Vec<(i64,)> = sqlx::query_as(
+        "SELECT delivered_at - submitted_at FROM outbox WHERE seq > ? AND state = 'delivered' ORDER BY 1",
+    )
+    .bind(since_seq)
+    .fetch_all(&pool)
+    .await?;
+    pool.close().await;
+    Ok(rows.into_iter().map(|(ms,)| ms as f64).collect())
+}
+
+async fn max_seq(db: &Path) -> anyhow::Result<i64> {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display())).await?;
+    let (seq,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM outbox")
+        .fetch_one(&pool)
+        .await?;
+    pool.close().await;
+    Ok(seq.unwrap_or(0))
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Submits `n` messages from `w` concurrent submitters, optionally paced to
+/// `rate` per second; returns (submit seconds, delivered seconds).
+async fn load(
+    th: &Proc,
+    kh: &Proc,
+    n: usize,
+    w: usize,
+    rate: Option<u32>,
+    offset: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let before = received(kh).await;
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..w {
+        let (api, next) = (th.api.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                if let Some(rate) = rate {
+                    let at = Duration::from_secs_f64(i as f64 / f64::from(rate));
+                    if let Some(wait) = at.checked_sub(start.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+                let r = api.submit(&bench_message(offset + i)).await?;
+                anyhow::ensure!(
+                    r.status == 202,
+                    "submission refused: {} {}",
+                    r.status,
+                    r.body
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let submitted = start.elapsed().as_secs_f64();
+    while received(kh).await < before + n as u64 {
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(3600),
+            "delivery did not finish in an hour"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((submitted, start.elapsed().as_secs_f64()))
+}
+
+fn median_of(values: &[f64]) -> f64 {
+    median(values.to_vec())
+}
+
+/// Runs the end-to-end benchmark; every figure is the median of `runs`.
+pub async fn e2e(opts: &E2eOptions) -> anyhow::Result<Value> {
+    let mut results = Vec::new();
+    let mut offset = 0;
+    for &w in &opts.concurrency {
+        let mut accepted = Vec::new();
+        let mut delivered = Vec::new();
+        let mut p50 = Vec::new();
+        let mut p99 = Vec::new();
+        let mut cpu = Vec::new();
+        let mut idle_rss = Vec::new();
+        let mut peak_rss = Vec::new();
+        for _ in 0..opts.runs {
+            let dir = tempfile::tempdir()?;
+            let (th, kh) = start_pair(dir.path()).await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let pids = [th.child.id(), kh.child.id()];
+            idle_rss.push(
+                pids.iter()
+                    .filter_map(|p| proc_status(*p, "VmRSS:"))
+                    .map(|kb| kb as f64 / 1024.0)
+                    .fold(0.0, f64::max),
+            );
+            let cpu_before: f64 = pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
+            let since = max_seq(&th.db).await?;
+            let (sub, del) = load(&th, &kh, opts.messages, w, None, offset).await?;
+            offset += opts.messages;
+            let cpu_after: f64 = pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
+            accepted.push(opts.messages as f64 / sub);
+            delivered.push(opts.messages as f64 / del);
+            cpu.push((cpu_after - cpu_before) / opts.messages as f64 * 1000.0);
+            peak_rss.push(
+                pids.iter()
+                    .filter_map(|p| proc_status(*p, "VmHWM:"))
+                    .map(|kb| kb as f64 / 1024.0)
+                    .fold(0.0, f64::max),
+            );
+            let lat = latencies(&th.db, since).await?;
+            p50.push(pct(&lat, 0.5));
+            p99.push(pct(&lat, 0.99));
+        }
+        results.push(json!({
+            "concurrency": w,
+            "messages": opts.messages,
+            "accepted_per_s": median_of(&accepted),
+            "delivered_per_s": median_of(&delivered),
+            "latency_ms_p50": median_of(&p50),
+            "latency_ms_p99": median_of(&p99),
+            "cpu_seconds_per_1000_messages_both_gateways": median_of(&cpu),
+            "idle_rss_mb_max_gateway": median_of(&idle_rss),
+            "peak_rss_mb_max_gateway": median_of(&peak_rss),
+        }));
+    }
+    // Latency at a fixed offered rate.
+    let mut fixed = Vec::new();
+    for _ in 0..opts.runs {
+        let dir = tempfile::tempdir()?;
+        let (th, kh) = start_pair(dir.path()).await?;
+        let n = (opts.rate * opts.rate_seconds) as usize;
+        let since = max_seq(&th.db).await?;
+        let (sub, _) = load(&th, &kh, n, 64, Some(opts.rate), offset).await?;
+        offset += n;
+        let lat = latencies(&th.db, since).await?;
+        fixed.push((n as f64 / sub, pct(&lat, 0.5), pct(&lat, 0.99)));
+    }
+    Ok(json!({
+        "benchmark": "end to end, two gateway processes on 127.0.0.1, mutual TLS, SQLite (synchronous=FULL)",
+        "runs_per_figure": opts.runs,
+        "saturation": results,
+        "fixed_rate": {
+            "offered_per_s": opts.rate,
+            "achieved_per_s": median_of(&fixed.iter().map(|f| f.0).collect::<Vec<_>>()),
+            "latency_ms_p50": median_of(&fixed.iter().map(|f| f.1).collect::<Vec<_>>()),
+            "latency_ms_p99": median_of(&fixed.iter().map(|f| f.2).collect::<Vec<_>>()),
+        },
+    }))
+}

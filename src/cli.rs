@@ -112,6 +112,26 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
+    /// Two gateway processes on 127.0.0.1 (mutual TLS, SQLite): accepted/s,
+    /// delivered/s, submit-to-receipt latency, RSS, CPU per 1,000 messages.
+    /// Run from the repository root.
+    E2e {
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// Concurrent submitters, one measurement each.
+        #[arg(long, value_delimiter = ',', default_value = "1,64")]
+        concurrency: Vec<usize>,
+        /// Offered rate (messages/s) for the fixed-rate latency run.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        #[arg(long, default_value_t = 5)]
+        rate_seconds: u32,
+        /// Runs per figure (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Scheduler cost per wake-up with many open timers.
     Timers {
         /// Open-timer counts to measure.
@@ -547,6 +567,57 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { files, json } => validate(&files, json),
+        Command::Bench {
+            command:
+                BenchCommand::E2e {
+                    messages,
+                    concurrency,
+                    rate,
+                    rate_seconds,
+                    runs,
+                    json,
+                },
+        } => {
+            let opts = crate::bench::E2eOptions {
+                messages,
+                concurrency,
+                rate,
+                rate_seconds,
+                runs: runs.max(1),
+            };
+            let report = runtime()?.block_on(crate::bench::e2e(&opts))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}", report["benchmark"].as_str().unwrap_or(""));
+                for r in report["saturation"].as_array().into_iter().flatten() {
+                    let f = |k: &str| r[k].as_f64().unwrap_or(0.0);
+                    println!(
+                        "  W={:<3} N={}: accepted {:.0}/s, delivered {:.0}/s, latency p50 {:.1} ms p99 {:.1} ms, \
+                         CPU {:.2} s per 1,000, RSS idle {:.1} MB peak {:.1} MB",
+                        r["concurrency"],
+                        r["messages"],
+                        f("accepted_per_s"),
+                        f("delivered_per_s"),
+                        f("latency_ms_p50"),
+                        f("latency_ms_p99"),
+                        f("cpu_seconds_per_1000_messages_both_gateways"),
+                        f("idle_rss_mb_max_gateway"),
+                        f("peak_rss_mb_max_gateway")
+                    );
+                }
+                let f = &report["fixed_rate"];
+                println!(
+                    "  offered {}/s (achieved {:.0}/s): latency p50 {:.1} ms p99 {:.1} ms",
+                    f["offered_per_s"],
+                    f["achieved_per_s"].as_f64().unwrap_or(0.0),
+                    f["latency_ms_p50"].as_f64().unwrap_or(0.0),
+                    f["latency_ms_p99"].as_f64().unwrap_or(0.0)
+                );
+                println!("  (median of {} runs)", report["runs_per_figure"]);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench {
             command:
                 BenchCommand::Timers {

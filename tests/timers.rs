@@ -349,3 +349,100 @@ async fn an_undeliverable_message_dies_at_its_deadline_and_can_be_requeued() {
     kh.stop().await;
     let _ = clock.now();
 }
+
+/// A tiny HTTPS server standing in for an operator's alert webhook; it
+/// fails the first request to prove alerts are retried.
+async fn webhook(pki: &Pki) -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<Value>>>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let paths = pki.paths("MY");
+    let id = homeward::tls::Identity::load(&paths.api_cert, &paths.api_key).unwrap();
+    let config = homeward::tls::api_server_config(&id, &[]).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (seen2, calls2) = (seen.clone(), calls.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, seen, calls) = (acceptor.clone(), seen2.clone(), calls2.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (seen, calls) = (seen.clone(), calls.clone());
+                        async move {
+                            use http_body_util::BodyExt;
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let status = if n == 0 { 500 } else { 200 };
+                            if status == 200 {
+                                seen.lock()
+                                    .unwrap()
+                                    .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                            }
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .body(http_body_util::Full::new(hyper::body::Bytes::new()))
+                                    .unwrap(),
+                            )
+                        }
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn reminders_and_breaches_reach_the_operator_webhook_with_retries() {
+    let pki = Pki::new();
+    let (hook, seen) = webhook(&pki).await;
+    let hook_ca = pki.paths("MY").ca_cert;
+    let net = Net::start(move |s| {
+        if s.node.country == "TH" {
+            s.alerts.webhook_url = Some(format!("https://127.0.0.1:{}/hook", hook.port()));
+            s.alerts.webhook_ca = Some(hook_ca.clone());
+        }
+    })
+    .await;
+    let case_ref = case_ref("TH", "KH", 9);
+    let mut msg = referral("TH", "KH", &case_ref, 9);
+    msg["payload"]["person"]["name_latin"] = serde_json::json!("Vexlorin Quabble");
+    send(&net.th(), msg).await;
+    net.advance(time::Duration::hours(37));
+    both_show(&net, &case_ref, "reminder", 1).await;
+    // The first delivery to the webhook fails; the retry comes a second later.
+    for _ in 0..100 {
+        if !seen.lock().unwrap().is_empty() {
+            break;
+        }
+        net.advance(time::Duration::seconds(2));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["event"], "reminder");
+    assert_eq!(got[0]["case_ref"], case_ref.as_str());
+    assert_eq!(got[0]["node"], "TH");
+    assert!(
+        !serde_json::to_string(&got).unwrap().contains("Vexlorin"),
+        "no personal data in alerts"
+    );
+    net.stop().await;
+}

@@ -441,7 +441,7 @@ impl Store {
         let mut tx = self.write.begin().await?;
         let rows = sqlx::query(
             "SELECT o.seq, o.message_id, o.type, o.in_reply_to, o.submitted_at, o.case_ref, o.peer, o.body, o.body_sha256, o.attempts, o.deadline_at \
-             FROM outbox o \
+             FROM outbox o INDEXED BY outbox_pending \
              WHERE o.state IN ('queued', 'delivering') AND o.next_attempt_at <= ? \
                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.peer = o.peer AND p.case_ref = o.case_ref \
                                AND p.seq < o.seq AND p.state IN ('queued', 'delivering')) \
@@ -484,7 +484,7 @@ impl Store {
     /// The earliest time a head-of-queue message becomes due, if any.
     pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
         let row = sqlx::query(
-            "SELECT MIN(o.next_attempt_at) AS due FROM outbox o \
+            "SELECT MIN(o.next_attempt_at) AS due FROM outbox o INDEXED BY outbox_pending \
              WHERE o.state IN ('queued', 'delivering') \
                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.peer = o.peer AND p.case_ref = o.case_ref \
                                AND p.seq < o.seq AND p.state IN ('queued', 'delivering'))",
