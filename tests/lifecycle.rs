@@ -267,14 +267,8 @@ async fn the_receiver_refuses_a_message_its_view_of_the_case_does_not_allow() {
         None,
         example_payload("repatriation.handover", |p| p["record"] == "handover"),
     );
-    let resp = client
-        .post(pair.kh_peer_url())
-        .json(&msg)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 409);
-    let body: Value = resp.json().await.unwrap();
+    let (status, body) = pair.peer_post(&client, &msg).await;
+    assert_eq!(status, 409);
     assert_eq!(body["error"]["code"], "case_state_conflict");
     assert!(read_inbox(&pair.kh_api()).await.is_empty());
     pair.stop().await;

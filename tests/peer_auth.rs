@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
 
 #[tokio::test]
 async fn certificate_from_an_unknown_ca_is_refused_and_nothing_stored() {
@@ -24,6 +23,24 @@ async fn certificate_from_an_unknown_ca_is_refused_and_nothing_stored() {
         result.map(|r| r.status())
     );
     assert!(read_inbox(&pair.kh_api()).await.is_empty());
+    // Operators see the refusal, by reason.
+    let kh_api = pair.kh_api();
+    let (client, base, _) = kh_api.raw();
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "homeward_tls_handshake_failures_total{port=\"peer\",reason=\"unknown_issuer\"} 1"
+        ),
+        "{metrics}"
+    );
     pair.stop().await;
 }
 
@@ -48,14 +65,8 @@ async fn valid_th_certificate_cannot_send_as_vn() {
     let th = pair.pki.identity(&pair.pki.paths("TH"));
     let client = pair.kh_peer_client(Some(&th));
     let msg = referral("VN", "KH", &case_ref("VN", "KH", 1), 1);
-    let resp = client
-        .post(pair.kh_peer_url())
-        .json(&msg)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 403);
-    let body: Value = resp.json().await.unwrap();
+    let (status, body) = pair.peer_post(&client, &msg).await;
+    assert_eq!(status, 403);
     assert_eq!(body["error"]["code"], "sender_mismatch");
     assert!(
         body["error"]["message"]
@@ -73,26 +84,14 @@ async fn peer_refuses_messages_for_another_node_or_outside_the_agreement() {
     let th = pair.pki.identity(&pair.pki.paths("TH"));
     let client = pair.kh_peer_client(Some(&th));
     let msg = referral("TH", "MY", &case_ref("TH", "MY", 1), 1);
-    let resp = client
-        .post(pair.kh_peer_url())
-        .json(&msg)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 403);
-    let body: Value = resp.json().await.unwrap();
+    let (status, body) = pair.peer_post(&client, &msg).await;
+    assert_eq!(status, 403);
     assert_eq!(body["error"]["code"], "wrong_receiver");
 
     let mut bad = referral("TH", "KH", &case_ref("TH", "KH", 2), 2);
     bad["payload"]["person"]["sex"] = serde_json::json!("?");
-    let resp = client
-        .post(pair.kh_peer_url())
-        .json(&bad)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
-    let body: Value = resp.json().await.unwrap();
+    let (status, body) = pair.peer_post(&client, &bad).await;
+    assert_eq!(status, 400);
     assert_eq!(
         body["error"]["details"][0]["pointer"],
         "/payload/person/sex"

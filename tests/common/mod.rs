@@ -196,6 +196,18 @@ impl Pair {
             .expect("client")
     }
 
+    /// POSTs `msg` to KH's peer port with `client`; status and JSON body.
+    pub async fn peer_post(&self, client: &reqwest::Client, msg: &Value) -> (u16, Value) {
+        let resp = client
+            .post(self.kh_peer_url())
+            .json(msg)
+            .send()
+            .await
+            .expect("peer port answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     pub fn kh_peer_url(&self) -> String {
         format!(
             "https://127.0.0.1:{}/peer/v1/messages",
