@@ -18,7 +18,7 @@ use tracing::{Instrument, error, info, warn};
 
 use crate::config::DeliverySettings;
 use crate::gateway::{GatewayError, Node};
-use crate::peer_api::{MESSAGES_PATH, Receipt};
+use crate::peer_api::{BATCH_PATH, MESSAGES_PATH, Receipt};
 use crate::store::timers::Side;
 use crate::store::{Claimed, Outcome, StoreError};
 use crate::tls::{self, Identity};
@@ -30,6 +30,7 @@ const MAX_IDLE: Duration = Duration::from_secs(30);
 struct PeerClient {
     client: reqwest::Client,
     url: reqwest::Url,
+    batch_url: reqwest::Url,
 }
 
 pub struct Worker {
@@ -77,10 +78,22 @@ impl Worker {
                 .pool_idle_timeout(Duration::from_secs(60))
                 .build()
                 .map_err(|e| err(e.to_string()))?;
-            let url = reqwest::Url::parse(&peer.base_url)
-                .and_then(|u| u.join(MESSAGES_PATH))
+            let base =
+                reqwest::Url::parse(&peer.base_url).map_err(|e| err(format!("base_url: {e}")))?;
+            let url = base
+                .join(MESSAGES_PATH)
                 .map_err(|e| err(format!("base_url: {e}")))?;
-            peers.insert(peer.country.clone(), PeerClient { client, url });
+            let batch_url = base
+                .join(BATCH_PATH)
+                .map_err(|e| err(format!("base_url: {e}")))?;
+            peers.insert(
+                peer.country.clone(),
+                PeerClient {
+                    client,
+                    url,
+                    batch_url,
+                },
+            );
         }
         Ok(Self { node, peers })
     }
@@ -137,16 +150,35 @@ impl Worker {
         }
         let mut set = JoinSet::new();
         let mut submitted = std::collections::HashMap::new();
+        // Several messages for one peer travel as one batch (one TLS request,
+        // one commit at the receiver); a lone message goes on its own.
+        let mut by_peer: BTreeMap<String, Vec<Claimed>> = BTreeMap::new();
         for c in claimed {
+            by_peer.entry(c.peer.clone()).or_default().push(c);
+        }
+        let mut singles = Vec::new();
+        for (peer, group) in by_peer {
+            if group.len() == 1 || !self.peers.contains_key(&peer) {
+                singles.extend(group);
+                continue;
+            }
+            for c in &group {
+                submitted.insert(c.seq, c.submitted_at);
+            }
+            let this = self.clone();
+            let span = tracing::info_span!("deliver_batch", peer = %peer, messages = group.len());
+            set.spawn(async move { this.attempt_batch(group).await }.instrument(span));
+        }
+        for c in singles {
             let this = self.clone();
             let span = tracing::info_span!("deliver", message_id = %c.message_id, case_ref = %c.case_ref, peer = %c.peer, attempt = c.attempts);
             submitted.insert(c.seq, c.submitted_at);
-            set.spawn(async move { (c.seq, this.attempt(&c).await) }.instrument(span));
+            set.spawn(async move { vec![(c.seq, this.attempt(&c).await)] }.instrument(span));
         }
         let mut results = Vec::with_capacity(set.len());
         while let Some(joined) = set.join_next().await {
             match joined {
-                Ok(r) => results.push(r),
+                Ok(r) => results.extend(r),
                 // A panicking attempt leaves its row `delivering`; it will be
                 // tried again when due.
                 Err(e) => error!(error = %e, "delivery attempt panicked"),
@@ -215,6 +247,17 @@ impl Worker {
             status.is_success(),
             self.node.clock.now_ms(),
         );
+        self.classify(c, status, retry_after, text)
+    }
+
+    /// Turns the peer's answer for one message into an outcome.
+    fn classify(
+        &self,
+        c: &Claimed,
+        status: reqwest::StatusCode,
+        retry_after: Option<u64>,
+        text: String,
+    ) -> Outcome {
         if status.is_success() {
             return match serde_json::from_str::<Receipt>(&text) {
                 Ok(r) if r.message_id == c.message_id && r.envelope_sha256 == c.body_sha256 => {
@@ -288,6 +331,84 @@ impl Worker {
             warn!(status = status.as_u16(), "peer rejected the message");
             Outcome::Rejected {
                 reason: detail.to_string(),
+            }
+        }
+    }
+
+    /// Sends a group of messages for one peer as a batch. A peer without
+    /// the batch route (404) or refusing the batch as a whole gets the
+    /// messages one by one instead.
+    async fn attempt_batch(self: Arc<Self>, group: Vec<Claimed>) -> Vec<(i64, Outcome)> {
+        let peer = &self.peers[&group[0].peer];
+        let body = json!({ "messages": group.iter().map(|c| c.body.as_str()).collect::<Vec<_>>() });
+        let sent = peer
+            .client
+            .post(peer.batch_url.clone())
+            .json(&body)
+            .send()
+            .await;
+        let now = self.node.clock.now_ms();
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                let message = error_chain(&e);
+                self.node
+                    .metrics
+                    .peer_attempt(&group[0].peer, false, false, now);
+                warn!(error = %message, "peer unreachable");
+                return group
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.seq,
+                            self.retry_or_dead(c, json!({"kind": "transport", "message": message})),
+                        )
+                    })
+                    .collect();
+            }
+        };
+        let status = resp.status();
+        self.node
+            .metrics
+            .peer_attempt(&group[0].peer, true, status.is_success(), now);
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let text = resp.text().await.unwrap_or_default();
+        let results = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("results").and_then(Value::as_array).cloned())
+            .filter(|r| r.len() == group.len());
+        match (status.as_u16(), results) {
+            (200, Some(results)) => group
+                .iter()
+                .zip(results)
+                .map(|(c, r)| {
+                    let item_status = r["status"]
+                        .as_u64()
+                        .and_then(|s| reqwest::StatusCode::from_u16(s as u16).ok())
+                        .unwrap_or(reqwest::StatusCode::BAD_GATEWAY);
+                    let item_text = if item_status.is_success() {
+                        r["receipt"].to_string()
+                    } else {
+                        json!({ "error": r["error"] }).to_string()
+                    };
+                    let span = tracing::info_span!("deliver", message_id = %c.message_id, case_ref = %c.case_ref, peer = %c.peer, attempt = c.attempts);
+                    (c.seq, span.in_scope(|| self.classify(c, item_status, None, item_text)))
+                })
+                .collect(),
+            (s, _) if s == 429 || s >= 500 => group
+                .iter()
+                .map(|c| (c.seq, self.classify(c, status, retry_after, text.clone())))
+                .collect(),
+            _ => {
+                let mut out = Vec::with_capacity(group.len());
+                for c in &group {
+                    out.push((c.seq, self.attempt(c).await));
+                }
+                out
             }
         }
     }

@@ -53,10 +53,11 @@ fn every_route_is_documented_and_every_example_validates() {
         );
     }
     assert!(paths["/peer/v1/messages"]["post"].is_object());
+    assert!(paths["/peer/v1/messages/batch"]["post"].is_object());
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
     assert_eq!(
         documented,
-        ROUTES.len() + 1,
+        ROUTES.len() + 2,
         "openapi.json documents a route the code does not have"
     );
     let mut examples = 0;

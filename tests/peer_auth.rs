@@ -147,3 +147,58 @@ async fn sender_refuses_a_server_that_is_not_the_expected_node() {
     th.stop().await;
     vn.stop().await;
 }
+
+#[tokio::test]
+async fn a_batch_is_checked_message_by_message_and_resends_get_the_same_receipts() {
+    let pair = Pair::start().await;
+    let th = pair.pki.identity(&pair.pki.paths("TH"));
+    let client = pair.kh_peer_client(Some(&th));
+    let url = format!(
+        "https://127.0.0.1:{}/peer/v1/messages/batch",
+        pair.kh.peer_addr.port()
+    );
+    let good = referral("TH", "KH", &case_ref("TH", "KH", 1), 1);
+    let as_vn = referral("VN", "KH", &case_ref("VN", "KH", 2), 2);
+    let early = update("TH", "KH", &case_ref("TH", "KH", 3), 3);
+    let texts: Vec<String> = [&good, &as_vn, &early]
+        .iter()
+        .map(|m| serde_json::to_string(m).unwrap())
+        .collect();
+    let post = || async {
+        let resp = client
+            .post(&url)
+            .json(&serde_json::json!({ "messages": texts }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.json::<serde_json::Value>().await.unwrap()
+    };
+    let first = post().await;
+    let r = first["results"].as_array().unwrap();
+    assert_eq!(r[0]["status"], 200, "{first}");
+    assert_eq!(r[0]["receipt"]["message_id"], good["message_id"]);
+    assert_eq!(
+        (r[1]["status"].as_u64(), r[1]["error"]["code"].as_str()),
+        (Some(403), Some("sender_mismatch"))
+    );
+    assert_eq!(
+        (r[2]["status"].as_u64(), r[2]["error"]["code"].as_str()),
+        (Some(409), Some("case_state_conflict"))
+    );
+    let again = post().await;
+    assert_eq!(
+        again["results"][0], first["results"][0],
+        "a resend gets the same receipt"
+    );
+    let inbox = read_inbox(&pair.kh_api()).await;
+    assert_eq!(inbox.len(), 1);
+    let resp = client
+        .post(&url)
+        .json(&serde_json::json!({ "messages": [] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    pair.stop().await;
+}

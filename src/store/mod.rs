@@ -204,7 +204,7 @@ pub struct NewInbound {
     pub timer: Option<NewTimer>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Received {
     /// Committed now, or earlier with identical content: the stored receipt.
     Stored { receipt: String, fresh: bool },
@@ -596,6 +596,28 @@ impl Store {
     /// idempotently by `message_id`: a resend gets the stored receipt.
     pub async fn receive(&self, m: &NewInbound) -> Result<Received, StoreError> {
         let mut tx = self.write.begin().await?;
+        let received = self.receive_in(&mut tx, m).await?;
+        tx.commit().await?;
+        Ok(received)
+    }
+
+    /// Stores several messages from a peer in one transaction (one fsync),
+    /// each checked as [`Store::receive`] would, in order.
+    pub async fn receive_many(&self, messages: &[NewInbound]) -> Result<Vec<Received>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let mut out = Vec::with_capacity(messages.len());
+        for m in messages {
+            out.push(self.receive_in(&mut tx, m).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn receive_in(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        m: &NewInbound,
+    ) -> Result<Received, StoreError> {
         let existing = sqlx::query("SELECT body_sha256, receipt FROM inbox WHERE message_id = ?")
             .bind(&m.message_id)
             .fetch_optional(&mut *tx)
@@ -609,7 +631,7 @@ impl Store {
                 fresh: false,
             });
         }
-        let history = case_history(&mut tx, &self.sealer, &m.case_ref).await?;
+        let history = case_history(&mut *tx, &self.sealer, &m.case_ref).await?;
         if let Err(e) = check_lifecycle(&m.case_ref, &history, &m.case_message) {
             return Ok(Received::Refused(e));
         }
@@ -629,13 +651,13 @@ impl Store {
         .bind(&m.receipt)
         .execute(&mut *tx)
         .await?;
-        log_case(&mut tx, &m.case_ref, &m.message_id, "in").await?;
+        log_case(&mut *tx, &m.case_ref, &m.message_id, "in").await?;
         if let Some(t) = &m.timer {
-            timers::insert_timer(&mut tx, t).await?;
+            timers::insert_timer(&mut *tx, t).await?;
         }
         if let Some(reply_to) = &m.in_reply_to {
             timers::close_timers(
-                &mut tx,
+                &mut *tx,
                 Side::AwaitingAnswer,
                 reply_to,
                 &m.message_type,
@@ -644,7 +666,6 @@ impl Store {
             )
             .await?;
         }
-        tx.commit().await?;
         Ok(Received::Stored {
             receipt: m.receipt.clone(),
             fresh: true,
