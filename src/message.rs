@@ -324,10 +324,13 @@ fn walk_personal(
     if depth > 32 {
         return;
     }
-    let node = resolve(root, node);
-    if node.get("x-personal") == Some(&Value::Bool(true)) && !path.is_empty() {
+    // The marker may sit beside a `$ref` or on its target.
+    let marked = |n: &Value| n.get("x-personal") == Some(&Value::Bool(true));
+    let target = resolve(root, node);
+    if (marked(node) || marked(target)) && !path.is_empty() {
         out.insert(path.clone());
     }
+    let node = target;
     if let Some(props) = node.get("properties").and_then(Value::as_object) {
         for (name, sub) in props {
             walk_personal(root, sub, format!("{path}/{name}"), out, depth + 1);
@@ -395,9 +398,13 @@ mod tests {
     #[test]
     fn personal_pointers_follow_refs_items_and_conditionals() {
         let schema = json!({
-            "$defs": {"name": {"type": "string", "x-personal": true}},
+            "$defs": {"name": {"type": "string", "x-personal": true}, "date": {"type": "string"}},
             "properties": {
-                "person": {"properties": {"name": {"$ref": "#/$defs/name"}, "sex": {"type": "string"}}},
+                "person": {"properties": {
+                    "name": {"$ref": "#/$defs/name"},
+                    "born": {"$ref": "#/$defs/date", "x-personal": true},
+                    "sex": {"type": "string"}
+                }},
                 "docs": {"items": {"properties": {"number": {"x-personal": true}}}},
                 "note": {"type": "string"}
             },
@@ -406,7 +413,7 @@ mod tests {
         });
         assert_eq!(
             personal_pointers(&schema),
-            ["/docs/*/number", "/note", "/person/name"]
+            ["/docs/*/number", "/note", "/person/born", "/person/name"]
         );
     }
 
