@@ -222,6 +222,11 @@ async fn method_not_allowed() -> ApiError {
 #[derive(Debug, Clone, Default)]
 pub struct Audited(pub Vec<(String, Option<String>)>);
 
+/// Set by a handler that wrote its audit record itself, in its own
+/// transaction (a committed submission).
+#[derive(Debug, Clone, Copy)]
+struct AuditWritten;
+
 /// Authenticates the bearer token, checks the route's roles, and writes the
 /// audit record of routes that touch case data (refusals included). If the
 /// audit record cannot be written the response is withheld (fail closed).
@@ -308,6 +313,9 @@ async fn authorize(State(node): State<Arc<Node>>, mut req: Request, next: Next) 
     let Some(action) = rule.audit else {
         return response;
     };
+    if response.extensions().get::<AuditWritten>().is_some() {
+        return response;
+    }
     let result = if response.status().is_success() {
         "ok".to_string()
     } else {
@@ -393,6 +401,7 @@ fn fill_defaults(node: &Node, doc: &mut Value) {
 /// A 202 means the message is on disk and will be delivered.
 async fn submit(
     State(node): State<Arc<Node>>,
+    principal: Option<axum::Extension<Principal>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -463,11 +472,25 @@ async fn submit(
             deadline_at: now.saturating_add(deadline_ms),
             case_message: case_message(&envelope),
         };
-        let enqueued = node.store.enqueue(&new).await.map_err(|e| {
-            crate::metrics::Metrics::inc(&node.metrics.store_errors);
-            warn!(error = %e, "could not commit to the outbox");
-            ApiError::internal()
-        })?;
+        let audit_entry = principal.as_ref().map(|p| crate::store::audit::AuditEntry {
+            at: now,
+            actor: p.name.clone(),
+            role: p.role.as_str().to_string(),
+            action: "message.submit".to_string(),
+            case_ref: Some(new.case_ref.clone()),
+            message_id: Some(new.message_id.clone()),
+            result: "ok".to_string(),
+        });
+        let enqueued = node
+            .store
+            .enqueue_audited(&new, audit_entry.as_ref())
+            .await
+            .map_err(|e| {
+                crate::metrics::Metrics::inc(&node.metrics.store_errors);
+                warn!(error = %e, "could not commit to the outbox");
+                ApiError::internal()
+            })?;
+        let fresh = matches!(enqueued, Enqueued::New(_));
         let row = match enqueued {
             Enqueued::New(row) => {
                 info!(peer = %row.peer, message_type = %row.message_type, "queued");
@@ -497,6 +520,9 @@ async fn submit(
         };
         let mut resp = (StatusCode::ACCEPTED, axum::Json(accepted)).into_response();
         resp.extensions_mut().insert(audited);
+        if fresh && audit_entry.is_some() {
+            resp.extensions_mut().insert(AuditWritten);
+        }
         Ok(resp)
     }
     .instrument(span)

@@ -53,6 +53,43 @@ fn chain_hash(prev: &str, seq: i64, e: &AuditEntry) -> String {
     hex::encode(h.finalize())
 }
 
+/// Appends entries within a transaction of the single writer (so the
+/// chain's last hash cannot change underneath).
+pub(super) async fn append(
+    conn: &mut sqlx::SqliteConnection,
+    entries: &[AuditEntry],
+) -> Result<(), StoreError> {
+    let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (mut seq, mut prev): (i64, String) = match last {
+        Some(r) => (r.get("seq"), r.get("hash")),
+        None => (0, GENESIS.to_string()),
+    };
+    for e in entries {
+        seq += 1;
+        let hash = chain_hash(&prev, seq, e);
+        sqlx::query(
+            "INSERT INTO audit (seq, at, actor, role, action, case_ref, message_id, result, prev_hash, hash) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(seq)
+        .bind(e.at)
+        .bind(&e.actor)
+        .bind(&e.role)
+        .bind(&e.action)
+        .bind(&e.case_ref)
+        .bind(&e.message_id)
+        .bind(&e.result)
+        .bind(&prev)
+        .bind(&hash)
+        .execute(&mut *conn)
+        .await?;
+        prev = hash;
+    }
+    Ok(())
+}
+
 /// Result of checking the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {
@@ -67,34 +104,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.write.begin().await?;
-        let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (mut seq, mut prev): (i64, String) = match last {
-            Some(r) => (r.get("seq"), r.get("hash")),
-            None => (0, GENESIS.to_string()),
-        };
-        for e in entries {
-            seq += 1;
-            let hash = chain_hash(&prev, seq, e);
-            sqlx::query(
-                "INSERT INTO audit (seq, at, actor, role, action, case_ref, message_id, result, prev_hash, hash) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(seq)
-            .bind(e.at)
-            .bind(&e.actor)
-            .bind(&e.role)
-            .bind(&e.action)
-            .bind(&e.case_ref)
-            .bind(&e.message_id)
-            .bind(&e.result)
-            .bind(&prev)
-            .bind(&hash)
-            .execute(&mut *tx)
-            .await?;
-            prev = hash;
-        }
+        append(&mut tx, entries).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -374,6 +374,16 @@ impl Store {
     /// Idempotent by `message_id`: a resubmission of the same document is a
     /// replay, another document under the same id a conflict.
     pub async fn enqueue(&self, m: &NewOutbound) -> Result<Enqueued, StoreError> {
+        self.enqueue_audited(m, None).await
+    }
+
+    /// [`Store::enqueue`], writing `audit` in the same transaction when the
+    /// message is committed (one fsync for both).
+    pub async fn enqueue_audited(
+        &self,
+        m: &NewOutbound,
+        audit: Option<&audit::AuditEntry>,
+    ) -> Result<Enqueued, StoreError> {
         let mut tx = self.write.begin().await?;
         let existing = sqlx::query(&format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = ?"
@@ -413,6 +423,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         log_case(&mut tx, &m.case_ref, &m.message_id, "out").await?;
+        if let Some(entry) = audit {
+            audit::append(&mut tx, std::slice::from_ref(entry)).await?;
+        }
         let row = sqlx::query(&format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = ?"
         ))
