@@ -483,12 +483,18 @@ impl Store {
         for c in &mut claimed {
             c.body = self.sealer.open(&c.message_id, &c.body)?;
         }
-        for c in &claimed {
-            sqlx::query("UPDATE outbox SET state = 'delivering', attempts = ? WHERE seq = ?")
-                .bind(c.attempts)
-                .bind(c.seq)
-                .execute(&mut *tx)
-                .await?;
+        if !claimed.is_empty() {
+            // One statement for the whole claim: each statement is a round
+            // trip to SQLite's thread.
+            let marks = vec!["?"; claimed.len()].join(", ");
+            let sql = format!(
+                "UPDATE outbox SET state = 'delivering', attempts = attempts + 1 WHERE seq IN ({marks})"
+            );
+            let mut q = sqlx::query(&sql);
+            for c in &claimed {
+                q = q.bind(c.seq);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(claimed)
@@ -520,23 +526,18 @@ impl Store {
                     received_at,
                     timer,
                 } => {
-                    sqlx::query(
-                        "UPDATE outbox SET state = 'delivered', receipt = ?, delivered_at = ?, last_error = NULL WHERE seq = ?",
+                    let row = sqlx::query(
+                        "UPDATE outbox SET state = 'delivered', receipt = ?, delivered_at = ?, last_error = NULL \
+                         WHERE seq = ? RETURNING message_id, type, in_reply_to",
                     )
                     .bind(receipt)
                     .bind(at)
                     .bind(seq)
-                    .execute(&mut *tx)
+                    .fetch_one(&mut *tx)
                     .await?;
                     if let Some(t) = timer {
                         timers::insert_timer(&mut tx, t).await?;
                     }
-                    let row = sqlx::query(
-                        "SELECT message_id, type, in_reply_to FROM outbox WHERE seq = ?",
-                    )
-                    .bind(seq)
-                    .fetch_one(&mut *tx)
-                    .await?;
                     if let Some(reply_to) = row.get::<Option<String>, _>("in_reply_to") {
                         let (id, t): (String, String) = (row.get("message_id"), row.get("type"));
                         timers::close_timers(
