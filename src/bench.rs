@@ -343,13 +343,11 @@ fn bench_message(i: usize) -> Value {
     })
 }
 
+/// KH's count of received messages, from its `/metrics`.
 async fn received(kh: &Proc) -> u64 {
-    let Ok(r) = kh
-        .api
-        .with_token(BENCH_OPERATOR)
-        .raw()
-        .0
-        .get(format!("{}/metrics", kh.api.raw().1))
+    let (client, base, _) = kh.api.raw();
+    let Ok(r) = client
+        .get(format!("{base}/metrics"))
         .bearer_auth(BENCH_OPERATOR)
         .send()
         .await

@@ -508,8 +508,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let settings = Settings::load(&config)?;
             runtime()?.block_on(async {
-                let sealer = crate::store::seal::Sealer::from_settings(&settings.encryption)?;
-                let store = crate::store::Store::open(&settings.database.url, sealer).await?;
+                let store = open_store(&settings).await?;
                 let verdict = store.verify_audit().await?;
                 store.close().await;
                 Ok::<_, anyhow::Error>(match verdict {
@@ -530,8 +529,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 let registry = SchemaRegistry::embedded()?;
                 let agreements =
                     crate::agreement::AgreementBook::load(&settings.agreements.dir, &registry)?;
-                let sealer = crate::store::seal::Sealer::from_settings(&settings.encryption)?;
-                let store = crate::store::Store::open(&settings.database.url, sealer).await?;
+                let store = open_store(&settings).await?;
                 let now = crate::clock::system().now_ms();
                 let list = crate::store::retention::purge(&store, now, dry_run, |c| {
                     agreements.retention_days_of(c)

@@ -1074,98 +1074,17 @@ async fn retry_message(
 
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
-    use crate::metrics::Metrics as M;
-    use std::fmt::Write;
-    let m = &node.metrics;
-    let mut out = String::new();
-    let counters = [
-        (
-            "homeward_messages_submitted_total",
-            "Messages accepted for delivery.",
-            M::get(&m.submitted),
-        ),
-        (
-            "homeward_messages_received_total",
-            "Messages received from peers.",
-            M::get(&m.received),
-        ),
-        (
-            "homeward_deliveries_total{outcome=\"delivered\"}",
-            "",
-            M::get(&m.delivered),
-        ),
-        (
-            "homeward_deliveries_total{outcome=\"rejected\"}",
-            "",
-            M::get(&m.rejected),
-        ),
-        (
-            "homeward_deliveries_total{outcome=\"retry\"}",
-            "",
-            M::get(&m.retried),
-        ),
-        (
-            "homeward_deliveries_total{outcome=\"dead\"}",
-            "",
-            M::get(&m.dead),
-        ),
-        (
-            "homeward_timer_reminders_total",
-            "Deadline reminders fired.",
-            M::get(&m.reminders),
-        ),
-        (
-            "homeward_timer_breaches_total",
-            "Deadlines breached.",
-            M::get(&m.breaches),
-        ),
-        (
-            "homeward_store_errors_total",
-            "Store operations that failed.",
-            M::get(&m.store_errors),
-        ),
-    ];
-    let mut seen = std::collections::BTreeSet::new();
-    for (name, help, value) in counters {
-        let base = name.split('{').next().unwrap_or(name);
-        if seen.insert(base) {
-            let help = if help.is_empty() {
-                "Delivery attempts by outcome."
-            } else {
-                help
-            };
-            let _ = writeln!(out, "# HELP {base} {help}\n# TYPE {base} counter");
-        }
-        let _ = writeln!(out, "{name} {value}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP homeward_outbox_messages Outbox messages by peer and state.\n# TYPE homeward_outbox_messages gauge"
-    );
-    for (peer, state, n) in node
+    let outbox = node
         .store
         .outbox_counts()
         .await
-        .map_err(|_| ApiError::internal())?
-    {
-        let _ = writeln!(
-            out,
-            "homeward_outbox_messages{{peer=\"{peer}\",state=\"{state}\"}} {n}"
-        );
-    }
-    m.render_dynamic(&mut out);
-    let _ = writeln!(
-        out,
-        "# HELP homeward_timers Timers by state.\n# TYPE homeward_timers gauge"
-    );
-    for (state, n) in node
+        .map_err(|_| ApiError::internal())?;
+    let timers = node
         .store
         .timer_counts()
         .await
-        .map_err(|_| ApiError::internal())?
-    {
-        let _ = writeln!(out, "homeward_timers{{state=\"{state}\"}} {n}");
-    }
+        .map_err(|_| ApiError::internal())?;
+    let out = node.metrics.render(&outbox, &timers);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 

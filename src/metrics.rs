@@ -11,6 +11,9 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
 ];
 
+/// A counter family for rendering: name, help, and (labels, value) series.
+type Counter<'a> = (&'a str, &'a str, &'a [(&'a str, u64)]);
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub reminders: AtomicU64,
@@ -99,8 +102,83 @@ impl Metrics {
         self.peers.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Everything, in Prometheus text format; `outbox` is (peer, state,
+    /// count) and `timers` (state, count), read from the store.
+    pub fn render(&self, outbox: &[(String, String, i64)], timers: &[(String, i64)]) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let counters: [Counter; 6] = [
+            (
+                "homeward_messages_submitted_total",
+                "Messages accepted for delivery.",
+                &[("", g(&self.submitted))],
+            ),
+            (
+                "homeward_messages_received_total",
+                "Messages received from peers.",
+                &[("", g(&self.received))],
+            ),
+            (
+                "homeward_deliveries_total",
+                "Delivery attempts by outcome.",
+                &[
+                    ("outcome=\"delivered\"", g(&self.delivered)),
+                    ("outcome=\"rejected\"", g(&self.rejected)),
+                    ("outcome=\"retry\"", g(&self.retried)),
+                    ("outcome=\"dead\"", g(&self.dead)),
+                ],
+            ),
+            (
+                "homeward_timer_reminders_total",
+                "Deadline reminders fired.",
+                &[("", g(&self.reminders))],
+            ),
+            (
+                "homeward_timer_breaches_total",
+                "Deadlines breached.",
+                &[("", g(&self.breaches))],
+            ),
+            (
+                "homeward_store_errors_total",
+                "Store operations that failed.",
+                &[("", g(&self.store_errors))],
+            ),
+        ];
+        for (name, help, series) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (labels, value) in series {
+                let labels = if labels.is_empty() {
+                    String::new()
+                } else {
+                    format!("{{{labels}}}")
+                };
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP homeward_outbox_messages Outbox messages by peer and state.\n# TYPE homeward_outbox_messages gauge"
+        );
+        for (peer, state, n) in outbox {
+            let _ = writeln!(
+                out,
+                "homeward_outbox_messages{{peer=\"{peer}\",state=\"{state}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP homeward_timers Timers by state.\n# TYPE homeward_timers gauge"
+        );
+        for (state, n) in timers {
+            let _ = writeln!(out, "homeward_timers{{state=\"{state}\"}} {n}");
+        }
+        self.render_dynamic(&mut out);
+        out
+    }
+
     /// The histogram, handshake failures and peer gauges as Prometheus text.
-    pub fn render_dynamic(&self, out: &mut String) {
+    fn render_dynamic(&self, out: &mut String) {
         use std::fmt::Write;
         let h = self
             .latency

@@ -71,7 +71,7 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let sender = identify(&node, &conn)?;
+    let sender = identify(&conn)?;
     if let Err(wait) = node.peer_limits.check(&sender) {
         return Ok(crate::ratelimit::too_many(wait));
     }
@@ -99,7 +99,7 @@ async fn receive_batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let sender = identify(&node, &conn)?;
+    let sender = identify(&conn)?;
     if let Err(wait) = node.peer_limits.check(&sender) {
         return Ok(crate::ratelimit::too_many(wait));
     }
@@ -207,8 +207,7 @@ fn error_text(e: &ApiError) -> String {
     .unwrap_or_default()
 }
 
-fn identify(node: &Node, conn: &ConnInfo) -> Result<String, ApiError> {
-    let _ = node;
+fn identify(conn: &ConnInfo) -> Result<String, ApiError> {
     conn.node.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
