@@ -202,6 +202,11 @@ pub fn router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
+/// A query string that does not parse.
+fn bad_query(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text())
+}
+
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -695,8 +700,7 @@ async fn inbox(
     State(node): State<Arc<Node>>,
     query: Result<Query<InboxQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) =
-        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+    let Query(q) = query.map_err(bad_query)?;
     let after = match q.after.as_deref() {
         None | Some("") => 0,
         Some(c) => c.parse::<i64>().ok().filter(|c| *c >= 0).ok_or_else(|| {
@@ -917,8 +921,7 @@ async fn list_timers(
     State(node): State<Arc<Node>>,
     query: Result<Query<TimerQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) =
-        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+    let Query(q) = query.map_err(bad_query)?;
     let mut due_before = match q.due_before.as_deref() {
         None => None,
         Some(t) => Some(crate::clock::parse_rfc3339_ms(t).ok_or_else(|| {
@@ -988,8 +991,7 @@ async fn sla(
     State(node): State<Arc<Node>>,
     query: Result<Query<SlaQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) =
-        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+    let Query(q) = query.map_err(bad_query)?;
     let days = q.days.unwrap_or(90);
     if !(1..=3650).contains(&days) {
         return Err(ApiError::new(
@@ -1101,8 +1103,7 @@ async fn audit_log(
     State(node): State<Arc<Node>>,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) =
-        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+    let Query(q) = query.map_err(bad_query)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::new(
