@@ -144,7 +144,8 @@ fn default_burst() -> u32 {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// `sqlite:///path/to/file.db` (created if missing).
+    /// `sqlite:///path/to/file.db` (created if missing), or
+    /// `postgres://user@host/db` for several instances of one gateway.
     pub url: String,
 }
 
@@ -180,6 +181,10 @@ pub struct DeliverySettings {
     pub request_timeout_ms: u64,
     /// After this long without a receipt a message is `dead`.
     pub deadline_hours: u64,
+    /// With PostgreSQL, how long a claimed message is kept from the other
+    /// instances of this gateway; if its claimer dies, another instance
+    /// sends it when the lease runs out. Must exceed `request_timeout_ms`.
+    pub lease_ms: u64,
 }
 
 impl Default for DeliverySettings {
@@ -190,6 +195,7 @@ impl Default for DeliverySettings {
             concurrency: 32,
             request_timeout_ms: 15_000,
             deadline_hours: 72,
+            lease_ms: 30_000,
         }
     }
 }
@@ -197,6 +203,10 @@ impl Default for DeliverySettings {
 impl DeliverySettings {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
     }
 }
 
@@ -280,10 +290,11 @@ impl Settings {
                 format!("`{}` is not a known country code", self.node.country),
             ));
         }
-        if !self.database.url.starts_with("sqlite:") {
+        if crate::store::Backend::of_url(&self.database.url).is_none() {
             return Err(invalid(
                 "database.url",
-                "only `sqlite:` URLs are supported by this build".into(),
+                "must start with `sqlite:` (embedded) or `postgres://` (shared by several instances)"
+                    .into(),
             ));
         }
         for (key, path) in [
@@ -311,6 +322,15 @@ impl Settings {
         }
         if d.concurrency == 0 {
             return Err(invalid("delivery.concurrency", "must be > 0".into()));
+        }
+        if d.lease_ms <= d.request_timeout_ms {
+            return Err(invalid(
+                "delivery.lease_ms",
+                format!(
+                    "must exceed delivery.request_timeout_ms ({} ms), or another instance resends a message still in flight",
+                    d.request_timeout_ms
+                ),
+            ));
         }
         for (i, peer) in self.peers.iter().enumerate() {
             if !is_known_country(&peer.country) || peer.country == self.node.country {

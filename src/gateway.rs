@@ -184,7 +184,9 @@ impl Gateway {
         let api_tls = tls::api_server_config(&api_identity, &client_cas)?;
         let sealer = crate::store::seal::Sealer::from_settings(&settings.encryption)
             .map_err(|e| GatewayError::Config(e.to_string()))?;
-        let store = Store::open(&settings.database.url, sealer).await?;
+        let store = Store::open(&settings.database.url, sealer)
+            .await?
+            .with_lease(settings.delivery.lease());
         let tokens = settings
             .tokens
             .iter()

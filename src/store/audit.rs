@@ -56,9 +56,11 @@ fn chain_hash(prev: &str, seq: i64, e: &AuditEntry) -> String {
 /// Appends entries within a transaction of the single writer (so the
 /// chain's last hash cannot change underneath).
 pub(super) async fn append(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
+    backend: super::Backend,
     entries: &[AuditEntry],
 ) -> Result<(), StoreError> {
+    super::lock_audit(&mut *conn, backend).await?;
     let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *conn)
         .await?;
@@ -71,7 +73,7 @@ pub(super) async fn append(
         let hash = chain_hash(&prev, seq, e);
         sqlx::query(
             "INSERT INTO audit (seq, at, actor, role, action, case_ref, message_id, result, prev_hash, hash) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(seq)
         .bind(e.at)
@@ -104,7 +106,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.write.begin().await?;
-        append(&mut tx, entries).await?;
+        append(&mut tx, self.backend, entries).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -117,7 +119,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<AuditRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM audit WHERE seq > ? AND (? IS NULL OR case_ref = ?) ORDER BY seq LIMIT ?",
+            "SELECT * FROM audit WHERE seq > $1 AND ($2 IS NULL OR case_ref = $3) ORDER BY seq LIMIT $4",
         )
         .bind(after_seq)
         .bind(case_ref)

@@ -1,17 +1,24 @@
-//! The durable store: outbox and inbox over SQLite (WAL, `synchronous=FULL`,
-//! so a committed row is on disk). Migrations live in
-//! `src/store/migrations/` and run at start.
+//! The durable store: outbox, inbox, case log, timers and audit, over
+//! SQLite (the embedded default: WAL, `synchronous=FULL`, so a committed row
+//! is on disk) or PostgreSQL (several instances of one gateway share it),
+//! chosen by the database URL's scheme. Migrations for both live in
+//! `src/store/migrations/{sqlite,postgres}` and run at start.
 //!
-//! Writes go through a single connection: SQLite allows one writer at a time
-//! anyway, and a dedicated writer avoids lock-upgrade failures between
-//! connections. Reads use a small separate pool.
+//! The SQL is written once, in the dialect both accept (`$n` parameters,
+//! `ON CONFLICT`, `RETURNING`, `IS NOT DISTINCT FROM`); the few places that
+//! differ branch on [`Backend`]: SQLite's `INDEXED BY`, PostgreSQL's row
+//! locks (`FOR UPDATE SKIP LOCKED`) and advisory locks, which stand in for
+//! SQLite's single writer when several instances write at once.
+//!
+//! On SQLite, writes go through a single connection: SQLite allows one
+//! writer at a time anyway, and a dedicated writer avoids lock-upgrade
+//! failures between connections. Reads use a small separate pool.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyConnection, AnyPool, Executor, Row};
 
 use crate::lifecycle::{self, CaseMessage, CaseState, LifecycleError};
 
@@ -36,6 +43,68 @@ pub enum StoreError {
     Url { url: String, message: String },
     #[error(transparent)]
     Seal(#[from] SealError),
+}
+
+/// Which database a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names, by its scheme.
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// Namespaces of PostgreSQL advisory locks (first key of the pair).
+const LOCK_CASE: i32 = 0x4877_0001;
+const LOCK_AUDIT: i32 = 0x4877_0002;
+
+/// Serialises writers of one case across instances (PostgreSQL; SQLite's
+/// single writer already does). Held until the transaction ends, it makes
+/// the lifecycle check and the insert one step, and per-case `seq` order
+/// equal to commit order.
+async fn lock_case(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    case_ref: &str,
+) -> Result<(), StoreError> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT 1 AS locked FROM pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(LOCK_CASE)
+            .bind(case_ref)
+            .fetch_one(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Serialises appends to the audit chain across instances (PostgreSQL).
+async fn lock_audit(conn: &mut AnyConnection, backend: Backend) -> Result<(), StoreError> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT 1 AS locked FROM pg_advisory_xact_lock($1, 0)")
+            .bind(LOCK_AUDIT)
+            .fetch_one(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Delivery state of an outbound message.
@@ -113,7 +182,7 @@ pub struct OutboxRow {
 const OUTBOX_COLUMNS: &str = "seq, message_id, case_ref, peer, type, in_reply_to, state, attempts, next_attempt_at, \
      last_error, receipt, submitted_at, delivered_at, deadline_at, submit_sha256, body_sha256";
 
-fn outbox_row(r: &sqlx::sqlite::SqliteRow) -> OutboxRow {
+fn outbox_row(r: &sqlx::any::AnyRow) -> OutboxRow {
     OutboxRow {
         seq: r.get("seq"),
         message_id: r.get("message_id"),
@@ -227,7 +296,7 @@ pub struct InboxRow {
     pub receipt: String,
 }
 
-fn inbox_row(r: &sqlx::sqlite::SqliteRow) -> InboxRow {
+fn inbox_row(r: &sqlx::any::AnyRow) -> InboxRow {
     InboxRow {
         seq: r.get("seq"),
         message_id: r.get("message_id"),
@@ -243,12 +312,7 @@ fn inbox_row(r: &sqlx::sqlite::SqliteRow) -> InboxRow {
 
 /// Creates the directory of a SQLite file so a fresh checkout can start.
 fn create_parent_dir(url: &str) {
-    let path = url
-        .trim_start_matches("sqlite:")
-        .trim_start_matches("//")
-        .split('?')
-        .next()
-        .unwrap_or("");
+    let path = sqlite_path(url);
     if path.is_empty() || path == ":memory:" {
         return;
     }
@@ -259,11 +323,50 @@ fn create_parent_dir(url: &str) {
     }
 }
 
+fn sqlite_path(url: &str) -> &str {
+    url.trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or("")
+}
+
+/// The URL without its password, for error messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A SQLite URL that creates the file if missing (`mode=rwc`) unless the
+/// URL sets a mode itself.
+fn sqlite_url_creating(url: &str) -> String {
+    if url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
 /// The messages of a case that count, in the order this node committed
 /// them: everything received, and everything sent that the peer has not
 /// refused (`rejected`) or that did not die undelivered (`dead`).
 async fn case_history(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     sealer: &Sealer,
     case_ref: &str,
 ) -> Result<Vec<CaseMessage>, StoreError> {
@@ -271,7 +374,7 @@ async fn case_history(
         "SELECT l.message_id, COALESCE(o.body, i.body) AS body FROM case_log l \
          LEFT JOIN outbox o ON l.direction = 'out' AND o.message_id = l.message_id \
          LEFT JOIN inbox i ON l.direction = 'in' AND i.message_id = l.message_id \
-         WHERE l.case_ref = ? AND (o.state IS NULL OR o.state NOT IN ('rejected', 'dead')) \
+         WHERE l.case_ref = $1 AND (o.state IS NULL OR o.state NOT IN ('rejected', 'dead')) \
          ORDER BY l.seq",
     )
     .bind(case_ref)
@@ -312,12 +415,12 @@ fn check_lifecycle(
 }
 
 async fn log_case(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     case_ref: &str,
     message_id: &str,
     direction: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO case_log (case_ref, message_id, direction) VALUES (?, ?, ?)")
+    sqlx::query("INSERT INTO case_log (case_ref, message_id, direction) VALUES ($1, $2, $3)")
         .bind(case_ref)
         .bind(message_id)
         .bind(direction)
@@ -328,41 +431,88 @@ async fn log_case(
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    write: SqlitePool,
-    read: SqlitePool,
+    write: AnyPool,
+    read: AnyPool,
+    backend: Backend,
+    /// How long a PostgreSQL claim keeps other instances off a message.
+    lease_ms: i64,
     sealer: Arc<Sealer>,
 }
 
+/// Default claim lease: well past one delivery attempt's timeout.
+const DEFAULT_LEASE_MS: i64 = 30_000;
+
 impl Store {
-    /// Opens (creating if needed) the database and runs migrations.
+    /// Opens (creating if needed) the database named by `url` (`sqlite:` or
+    /// `postgres://`) and runs its migrations.
     pub async fn open(url: &str, sealer: Sealer) -> Result<Self, StoreError> {
-        create_parent_dir(url);
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Url {
-                url: url.to_string(),
-                message: e.to_string(),
-            })?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
-        sqlx::migrate!("src/store/migrations/sqlite")
-            .run(&write)
-            .await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
+        sqlx::any::install_default_drivers();
+        let bad_url = |message: String| StoreError::Url {
+            url: redact_url(url),
+            message,
+        };
+        let backend = Backend::of_url(url).ok_or_else(|| {
+            bad_url("the scheme must be `sqlite:` or `postgres://`".to_string())
+        })?;
+        let (write, read) = match backend {
+            Backend::Sqlite => {
+                create_parent_dir(url);
+                let url = sqlite_url_creating(url);
+                let options = || {
+                    AnyPoolOptions::new().after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            // Per connection; WAL is also recorded in the file.
+                            for pragma in [
+                                "PRAGMA busy_timeout = 10000",
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = FULL",
+                                "PRAGMA foreign_keys = ON",
+                            ] {
+                                conn.execute(pragma).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                };
+                let write = options().max_connections(1).connect(&url).await?;
+                sqlx::migrate!("src/store/migrations/sqlite")
+                    .run(&write)
+                    .await?;
+                let read = options().max_connections(4).connect(&url).await?;
+                (write, read)
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(12)
+                    .acquire_timeout(Duration::from_secs(15))
+                    .connect(url)
+                    .await?;
+                // Several instances may start at once: sqlx's migrator takes
+                // an advisory lock, so they apply each migration once.
+                sqlx::migrate!("src/store/migrations/postgres")
+                    .run(&pool)
+                    .await?;
+                (pool.clone(), pool)
+            }
+        };
         Ok(Self {
             write,
             read,
+            backend,
+            lease_ms: DEFAULT_LEASE_MS,
             sealer: Arc::new(sealer),
         })
+    }
+
+    /// Sets how long a claim keeps other instances of this gateway off a
+    /// message (PostgreSQL). It must outlast one delivery attempt.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        self
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     pub async fn close(&self) {
@@ -385,8 +535,9 @@ impl Store {
         audit: Option<&audit::AuditEntry>,
     ) -> Result<Enqueued, StoreError> {
         let mut tx = self.write.begin().await?;
+        lock_case(&mut tx, self.backend, &m.case_ref).await?;
         let existing = sqlx::query(&format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = ?"
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = $1"
         ))
         .bind(&m.message_id)
         .fetch_optional(&mut *tx)
@@ -407,7 +558,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO outbox (message_id, case_ref, peer, type, in_reply_to, body, body_sha256, submit_sha256, \
              state, attempts, next_attempt_at, submitted_at, deadline_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', 0, $9, $10, $11)",
         )
         .bind(&m.message_id)
         .bind(&m.case_ref)
@@ -424,10 +575,10 @@ impl Store {
         .await?;
         log_case(&mut tx, &m.case_ref, &m.message_id, "out").await?;
         if let Some(entry) = audit {
-            audit::append(&mut tx, std::slice::from_ref(entry)).await?;
+            audit::append(&mut tx, self.backend, std::slice::from_ref(entry)).await?;
         }
         let row = sqlx::query(&format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = ?"
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = $1"
         ))
         .bind(&m.message_id)
         .fetch_one(&mut *tx)
@@ -438,7 +589,7 @@ impl Store {
 
     pub async fn outbound(&self, message_id: &str) -> Result<Option<OutboxRow>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = ?"
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = $1"
         ))
         .bind(message_id)
         .fetch_optional(&self.read)
@@ -450,64 +601,81 @@ impl Store {
     /// case) queue, marks them `delivering` and counts the attempt. A later
     /// message of a case waits until every earlier one is final, which keeps
     /// per-case order.
+    ///
+    /// On PostgreSQL several instances claim at once: rows another instance
+    /// is claiming are skipped (`FOR UPDATE SKIP LOCKED`), and a claim moves
+    /// `next_attempt_at` one lease ahead, so a message whose claimer died
+    /// becomes due again when the lease runs out. SQLite has one claimer,
+    /// which records every outcome before it claims again.
     pub async fn claim_due(&self, now: i64, limit: i64) -> Result<Vec<Claimed>, StoreError> {
+        const HEAD: &str = "o.state IN ('queued', 'delivering') AND o.next_attempt_at <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.peer = o.peer AND p.case_ref = o.case_ref \
+                             AND p.seq < o.seq AND p.state IN ('queued', 'delivering'))";
+        const RETURNING: &str = "RETURNING seq, message_id, type, in_reply_to, submitted_at, case_ref, peer, body, body_sha256, attempts, deadline_at";
+        // One statement per claim: on SQLite each statement is a round trip
+        // to its connection's thread.
+        let sql = match self.backend {
+            Backend::Sqlite => format!(
+                "UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = $3 \
+                 WHERE seq IN (SELECT o.seq FROM outbox o INDEXED BY outbox_pending WHERE {HEAD} ORDER BY o.seq LIMIT $2) \
+                 {RETURNING}"
+            ),
+            Backend::Postgres => format!(
+                "WITH due AS (SELECT o.seq AS due_seq FROM outbox o WHERE {HEAD} ORDER BY o.seq LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = $3 \
+                 FROM due WHERE outbox.seq = due.due_seq {RETURNING}"
+            ),
+        };
+        let lease_until = match self.backend {
+            // Unchanged: after a restart the message is due at once.
+            Backend::Sqlite => now,
+            Backend::Postgres => now.saturating_add(self.lease_ms),
+        };
         let mut tx = self.write.begin().await?;
-        let rows = sqlx::query(
-            "SELECT o.seq, o.message_id, o.type, o.in_reply_to, o.submitted_at, o.case_ref, o.peer, o.body, o.body_sha256, o.attempts, o.deadline_at \
-             FROM outbox o INDEXED BY outbox_pending \
-             WHERE o.state IN ('queued', 'delivering') AND o.next_attempt_at <= ? \
-               AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.peer = o.peer AND p.case_ref = o.case_ref \
-                               AND p.seq < o.seq AND p.state IN ('queued', 'delivering')) \
-             ORDER BY o.seq LIMIT ?",
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut claimed: Vec<Claimed> = rows
-            .iter()
-            .map(|r| Claimed {
-                seq: r.get("seq"),
-                message_id: r.get("message_id"),
-                message_type: r.get("type"),
-                in_reply_to: r.get("in_reply_to"),
-                submitted_at: r.get("submitted_at"),
-                case_ref: r.get("case_ref"),
-                peer: r.get("peer"),
-                body: r.get("body"),
-                body_sha256: r.get("body_sha256"),
-                attempts: r.get::<i64, _>("attempts") + 1,
-                deadline_at: r.get("deadline_at"),
-            })
-            .collect();
-        for c in &mut claimed {
-            c.body = self.sealer.open(&c.message_id, &c.body)?;
-        }
-        if !claimed.is_empty() {
-            // One statement for the whole claim: each statement is a round
-            // trip to SQLite's thread.
-            let marks = vec!["?"; claimed.len()].join(", ");
-            let sql = format!(
-                "UPDATE outbox SET state = 'delivering', attempts = attempts + 1 WHERE seq IN ({marks})"
-            );
-            let mut q = sqlx::query(&sql);
-            for c in &claimed {
-                q = q.bind(c.seq);
-            }
-            q.execute(&mut *tx).await?;
-        }
+        let rows = sqlx::query(&sql)
+            .bind(now)
+            .bind(limit)
+            .bind(lease_until)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
+        let mut claimed = rows
+            .iter()
+            .map(|r| {
+                let message_id: String = r.get("message_id");
+                let body = self.sealer.open(&message_id, r.get::<&str, _>("body"))?;
+                Ok(Claimed {
+                    seq: r.get("seq"),
+                    message_id,
+                    message_type: r.get("type"),
+                    in_reply_to: r.get("in_reply_to"),
+                    submitted_at: r.get("submitted_at"),
+                    case_ref: r.get("case_ref"),
+                    peer: r.get("peer"),
+                    body,
+                    body_sha256: r.get("body_sha256"),
+                    attempts: r.get("attempts"),
+                    deadline_at: r.get("deadline_at"),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        claimed.sort_by_key(|c| c.seq);
         Ok(claimed)
     }
 
     /// The earliest time a head-of-queue message becomes due, if any.
     pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query(
-            "SELECT MIN(o.next_attempt_at) AS due FROM outbox o INDEXED BY outbox_pending \
+        // SQLite's planner would scan the whole outbox in `seq` order here.
+        let from = match self.backend {
+            Backend::Sqlite => "outbox o INDEXED BY outbox_pending",
+            Backend::Postgres => "outbox o",
+        };
+        let row = sqlx::query(&format!(
+            "SELECT MIN(o.next_attempt_at) AS due FROM {from} \
              WHERE o.state IN ('queued', 'delivering') \
                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.peer = o.peer AND p.case_ref = o.case_ref \
-                               AND p.seq < o.seq AND p.state IN ('queued', 'delivering'))",
-        )
+                               AND p.seq < o.seq AND p.state IN ('queued', 'delivering'))"
+        ))
         .fetch_one(&self.read)
         .await?;
         Ok(row.get("due"))
@@ -526,15 +694,20 @@ impl Store {
                     received_at,
                     timer,
                 } => {
-                    let row = sqlx::query(
-                        "UPDATE outbox SET state = 'delivered', receipt = ?, delivered_at = ?, last_error = NULL \
-                         WHERE seq = ? RETURNING message_id, type, in_reply_to",
+                    // Already delivered: another instance's attempt, after
+                    // this one's lease ran out, recorded it first.
+                    let Some(row) = sqlx::query(
+                        "UPDATE outbox SET state = 'delivered', receipt = $1, delivered_at = $2, last_error = NULL \
+                         WHERE seq = $3 AND state <> 'delivered' RETURNING message_id, type, in_reply_to",
                     )
                     .bind(receipt)
                     .bind(at)
                     .bind(seq)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    else {
+                        continue;
+                    };
                     if let Some(t) = timer {
                         timers::insert_timer(&mut tx, t).await?;
                     }
@@ -553,7 +726,8 @@ impl Store {
                 }
                 Outcome::Rejected { reason } => {
                     sqlx::query(
-                        "UPDATE outbox SET state = 'rejected', last_error = ? WHERE seq = ?",
+                        "UPDATE outbox SET state = 'rejected', last_error = $1 \
+                         WHERE seq = $2 AND state IN ('queued', 'delivering')",
                     )
                     .bind(reason)
                     .bind(seq)
@@ -565,7 +739,8 @@ impl Store {
                     next_attempt_at,
                 } => {
                     sqlx::query(
-                        "UPDATE outbox SET last_error = ?, next_attempt_at = ? WHERE seq = ?",
+                        "UPDATE outbox SET last_error = $1, next_attempt_at = $2 \
+                         WHERE seq = $3 AND state IN ('queued', 'delivering')",
                     )
                     .bind(error)
                     .bind(next_attempt_at)
@@ -574,15 +749,18 @@ impl Store {
                     .await?;
                 }
                 Outcome::Dead { error, at } => {
-                    sqlx::query("UPDATE outbox SET state = 'dead', last_error = ? WHERE seq = ?")
-                        .bind(error)
-                        .bind(seq)
-                        .execute(&mut *tx)
-                        .await?;
-                    let row = sqlx::query("SELECT message_id, case_ref, type, peer, attempts FROM outbox WHERE seq = ?")
-                        .bind(seq)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                    let Some(row) = sqlx::query(
+                        "UPDATE outbox SET state = 'dead', last_error = $1 \
+                         WHERE seq = $2 AND state IN ('queued', 'delivering') \
+                         RETURNING message_id, case_ref, type, peer, attempts",
+                    )
+                    .bind(error)
+                    .bind(seq)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    else {
+                        continue;
+                    };
                     timers::insert_event(
                         &mut tx,
                         &NewEvent {
@@ -619,6 +797,14 @@ impl Store {
     /// each checked as [`Store::receive`] would, in order.
     pub async fn receive_many(&self, messages: &[NewInbound]) -> Result<Vec<Received>, StoreError> {
         let mut tx = self.write.begin().await?;
+        // Every case lock up front, in one order, so two instances receiving
+        // overlapping batches cannot deadlock.
+        let mut cases: Vec<&str> = messages.iter().map(|m| m.case_ref.as_str()).collect();
+        cases.sort_unstable();
+        cases.dedup();
+        for case_ref in cases {
+            lock_case(&mut tx, self.backend, case_ref).await?;
+        }
         let mut out = Vec::with_capacity(messages.len());
         for m in messages {
             out.push(self.receive_in(&mut tx, m).await?);
@@ -629,10 +815,11 @@ impl Store {
 
     async fn receive_in(
         &self,
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut sqlx::AnyConnection,
         m: &NewInbound,
     ) -> Result<Received, StoreError> {
-        let existing = sqlx::query("SELECT body_sha256, receipt FROM inbox WHERE message_id = ?")
+        lock_case(&mut *tx, self.backend, &m.case_ref).await?;
+        let existing = sqlx::query("SELECT body_sha256, receipt FROM inbox WHERE message_id = $1")
             .bind(&m.message_id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -652,7 +839,7 @@ impl Store {
         let sealed_body = self.sealer.seal(&m.message_id, &m.body);
         sqlx::query(
             "INSERT INTO inbox (message_id, case_ref, sender, type, in_reply_to, body, body_sha256, received_at, receipt) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&m.message_id)
         .bind(&m.case_ref)
@@ -695,7 +882,7 @@ impl Store {
 
     /// Received messages after `cursor`, oldest first.
     pub async fn inbox_after(&self, cursor: i64, limit: i64) -> Result<Vec<InboxRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM inbox WHERE seq > ? ORDER BY seq LIMIT ?")
+        let rows = sqlx::query("SELECT * FROM inbox WHERE seq > $1 ORDER BY seq LIMIT $2")
             .bind(cursor)
             .bind(limit)
             .fetch_all(&self.read)
@@ -709,7 +896,7 @@ impl Store {
     }
 
     pub async fn inbound(&self, message_id: &str) -> Result<Option<InboxRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM inbox WHERE message_id = ?")
+        let row = sqlx::query("SELECT * FROM inbox WHERE message_id = $1")
             .bind(message_id)
             .fetch_optional(&self.read)
             .await?;
@@ -724,12 +911,12 @@ impl Store {
         case_ref: &str,
     ) -> Result<(Vec<OutboxRow>, Vec<InboxRow>), StoreError> {
         let out = sqlx::query(&format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE case_ref = ? ORDER BY seq"
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE case_ref = $1 ORDER BY seq"
         ))
         .bind(case_ref)
         .fetch_all(&self.read)
         .await?;
-        let inb = sqlx::query("SELECT * FROM inbox WHERE case_ref = ? ORDER BY seq")
+        let inb = sqlx::query("SELECT * FROM inbox WHERE case_ref = $1 ORDER BY seq")
             .bind(case_ref)
             .fetch_all(&self.read)
             .await?;
@@ -756,7 +943,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE (? IS NULL OR state = ?) ORDER BY seq DESC LIMIT ?"
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE ($1 IS NULL OR state = $2) ORDER BY seq DESC LIMIT $3"
         ))
         .bind(state)
         .bind(state)
@@ -774,7 +961,7 @@ impl Store {
             serde_json::json!({"kind": "cancelled", "message": format!("cancelled by {by}")})
                 .to_string();
         let done = sqlx::query(
-            "UPDATE outbox SET state = 'dead', last_error = ? WHERE message_id = ? AND state IN ('queued', 'delivering')",
+            "UPDATE outbox SET state = 'dead', last_error = $1 WHERE message_id = $2 AND state IN ('queued', 'delivering')",
         )
         .bind(error)
         .bind(message_id)

@@ -76,9 +76,18 @@ impl Store {
     /// Replaces every body of the case by its skeleton, in one transaction.
     pub async fn purge_case(&self, c: &PurgeCandidate, now: i64) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
+        super::lock_case(&mut tx, self.backend, &c.case_ref).await?;
+        // Another instance may have purged it meanwhile.
+        let done = sqlx::query("SELECT 1 AS purged FROM purged_cases WHERE case_ref = $1")
+            .bind(&c.case_ref)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if done.is_some() {
+            return Ok(());
+        }
         for (table, time_col) in [("outbox", "submitted_at"), ("inbox", "received_at")] {
             let rows = sqlx::query(&format!(
-                "SELECT message_id, body FROM {table} WHERE case_ref = ? ORDER BY {time_col}"
+                "SELECT message_id, body FROM {table} WHERE case_ref = $1 ORDER BY {time_col}"
             ))
             .bind(&c.case_ref)
             .fetch_all(&mut *tx)
@@ -89,14 +98,14 @@ impl Store {
                 let Some(skel) = skeleton(&body, now) else {
                     continue;
                 };
-                sqlx::query(&format!("UPDATE {table} SET body = ? WHERE message_id = ?"))
+                sqlx::query(&format!("UPDATE {table} SET body = $1 WHERE message_id = $2"))
                     .bind(self.sealer.seal(&id, &skel))
                     .bind(&id)
                     .execute(&mut *tx)
                     .await?;
             }
         }
-        sqlx::query("INSERT INTO purged_cases (case_ref, state, purged_at) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO purged_cases (case_ref, state, purged_at) VALUES ($1, $2, $3)")
             .bind(&c.case_ref)
             .bind(&c.state)
             .bind(now)

@@ -59,7 +59,7 @@ pub struct TimerRow {
     pub answer_id: Option<String>,
 }
 
-fn timer_row(r: &sqlx::sqlite::SqliteRow) -> TimerRow {
+fn timer_row(r: &sqlx::any::AnyRow) -> TimerRow {
     TimerRow {
         id: r.get("id"),
         case_ref: r.get("case_ref"),
@@ -103,7 +103,7 @@ pub struct EventRow {
     pub alert_attempts: i64,
 }
 
-fn event_row(r: &sqlx::sqlite::SqliteRow) -> EventRow {
+fn event_row(r: &sqlx::any::AnyRow) -> EventRow {
     EventRow {
         id: r.get("id"),
         case_ref: r.get("case_ref"),
@@ -117,12 +117,12 @@ fn event_row(r: &sqlx::sqlite::SqliteRow) -> EventRow {
 }
 
 pub(super) async fn insert_timer(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     t: &NewTimer,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO timers (case_ref, message_id, message_type, expected_type, side, peer, agreement, \
-         started_at, due_at, state, next_event_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?) \
+         started_at, due_at, state, next_event_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10) \
          ON CONFLICT (message_id, side) DO NOTHING",
     )
     .bind(&t.case_ref)
@@ -141,12 +141,12 @@ pub(super) async fn insert_timer(
 }
 
 pub(super) async fn insert_event(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     e: &NewEvent,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO case_events (case_ref, message_id, kind, at, detail, alert_state, alert_next_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&e.case_ref)
     .bind(&e.message_id)
@@ -163,7 +163,7 @@ pub(super) async fn insert_event(
 /// Closes the timers of `side` that `answer` (of `answer_type`, replying to
 /// `in_reply_to`) satisfies, recording an `answered` or `answered_late` event.
 pub(super) async fn close_timers(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     side: Side,
     in_reply_to: &str,
     answer_type: &str,
@@ -171,7 +171,7 @@ pub(super) async fn close_timers(
     answered_at: i64,
 ) -> Result<u64, StoreError> {
     let rows = sqlx::query(
-        "SELECT * FROM timers WHERE message_id = ? AND side = ? AND expected_type = ? AND state IN ('open', 'breached')",
+        "SELECT * FROM timers WHERE message_id = $1 AND side = $2 AND expected_type = $3 AND state IN ('open', 'breached')",
     )
     .bind(in_reply_to)
     .bind(side.as_str())
@@ -181,7 +181,7 @@ pub(super) async fn close_timers(
     for r in &rows {
         let t = timer_row(r);
         sqlx::query(
-            "UPDATE timers SET state = 'met', answered_at = ?, answer_id = ?, next_event_at = NULL WHERE id = ?",
+            "UPDATE timers SET state = 'met', answered_at = $1, answer_id = $2, next_event_at = NULL WHERE id = $3",
         )
         .bind(answered_at)
         .bind(answer_id)
@@ -242,7 +242,7 @@ impl Store {
     /// Timers whose next event is due at `now`, earliest first.
     pub async fn due_timers(&self, now: i64, limit: i64) -> Result<Vec<TimerRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM timers WHERE next_event_at IS NOT NULL AND next_event_at <= ? ORDER BY next_event_at LIMIT ?",
+            "SELECT * FROM timers WHERE next_event_at IS NOT NULL AND next_event_at <= $1 ORDER BY next_event_at LIMIT $2",
         )
         .bind(now)
         .bind(limit)
@@ -273,8 +273,8 @@ impl Store {
                 before.state.as_str()
             };
             let done = sqlx::query(
-                "UPDATE timers SET reminders_fired = ?, next_event_at = ?, breached_at = COALESCE(breached_at, ?), state = ? \
-                 WHERE id = ? AND next_event_at IS ? AND reminders_fired = ? AND state = ?",
+                "UPDATE timers SET reminders_fired = $1, next_event_at = $2, breached_at = COALESCE(breached_at, $3), state = $4 \
+                 WHERE id = $5 AND next_event_at IS NOT DISTINCT FROM $6 AND reminders_fired = $7 AND state = $8",
             )
             .bind(f.reminders_fired)
             .bind(f.next_event_at)
@@ -298,8 +298,8 @@ impl Store {
 
     pub async fn timers(&self, f: &TimerFilter) -> Result<Vec<TimerRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM timers WHERE id > ? AND (? IS NULL OR state = ?) AND (? IS NULL OR peer = ?) \
-             AND (? IS NULL OR due_at < ?) ORDER BY id LIMIT ?",
+            "SELECT * FROM timers WHERE id > $1 AND ($2 IS NULL OR state = $3) AND ($4 IS NULL OR peer = $5) \
+             AND ($6 IS NULL OR due_at < $7) ORDER BY id LIMIT $8",
         )
         .bind(f.after_id)
         .bind(&f.state)
@@ -315,7 +315,7 @@ impl Store {
     }
 
     pub async fn case_timers(&self, case_ref: &str) -> Result<Vec<TimerRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM timers WHERE case_ref = ? ORDER BY id")
+        let rows = sqlx::query("SELECT * FROM timers WHERE case_ref = $1 ORDER BY id")
             .bind(case_ref)
             .fetch_all(&self.read)
             .await?;
@@ -323,7 +323,7 @@ impl Store {
     }
 
     pub async fn case_events(&self, case_ref: &str) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM case_events WHERE case_ref = ? ORDER BY id")
+        let rows = sqlx::query("SELECT * FROM case_events WHERE case_ref = $1 ORDER BY id")
             .bind(case_ref)
             .fetch_all(&self.read)
             .await?;
@@ -332,7 +332,7 @@ impl Store {
 
     /// Every timer started at or after `since` (for SLA figures).
     pub async fn timers_since(&self, since: i64) -> Result<Vec<TimerRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM timers WHERE started_at >= ? ORDER BY id")
+        let rows = sqlx::query("SELECT * FROM timers WHERE started_at >= $1 ORDER BY id")
             .bind(since)
             .fetch_all(&self.read)
             .await?;
@@ -350,7 +350,7 @@ impl Store {
     /// Alerts due for sending to the operator webhook.
     pub async fn pending_alerts(&self, now: i64, limit: i64) -> Result<Vec<EventRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM case_events WHERE alert_state = 'pending' AND alert_next_at <= ? ORDER BY alert_next_at LIMIT ?",
+            "SELECT * FROM case_events WHERE alert_state = 'pending' AND alert_next_at <= $1 ORDER BY alert_next_at LIMIT $2",
         )
         .bind(now)
         .bind(limit)
@@ -381,7 +381,7 @@ impl Store {
             (false, None) => "failed",
         };
         sqlx::query(
-            "UPDATE case_events SET alert_state = ?, alert_attempts = alert_attempts + 1, alert_next_at = ? WHERE id = ?",
+            "UPDATE case_events SET alert_state = $1, alert_attempts = alert_attempts + 1, alert_next_at = $2 WHERE id = $3",
         )
         .bind(state)
         .bind(retry_at)
@@ -401,8 +401,8 @@ impl Store {
         deadline_at: i64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE outbox SET state = 'queued', next_attempt_at = ?, deadline_at = ?, attempts = 0 \
-             WHERE message_id = ? AND state IN ('dead', 'rejected')",
+            "UPDATE outbox SET state = 'queued', next_attempt_at = $1, deadline_at = $2, attempts = 0 \
+             WHERE message_id = $3 AND state IN ('dead', 'rejected')",
         )
         .bind(now)
         .bind(deadline_at)

@@ -3,6 +3,8 @@
 //! synthetic messages.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -63,6 +65,7 @@ pub fn fast_delivery() -> DeliverySettings {
         concurrency: 16,
         request_timeout_ms: 5_000,
         deadline_hours: 72,
+        lease_ms: 6_000,
     }
 }
 
@@ -98,7 +101,6 @@ pub fn settings(
     addrs: (SocketAddr, SocketAddr),
     peers: &[(&str, SocketAddr)],
 ) -> Settings {
-    let db = data.join(format!("{}.db", cc.to_ascii_lowercase()));
     let peers: Vec<(String, String)> = peers
         .iter()
         .map(|(p, a)| (p.to_string(), format!("https://127.0.0.1:{}", a.port())))
@@ -107,7 +109,7 @@ pub fn settings(
         cc,
         pki.path(),
         &agreements_dir(),
-        &format!("sqlite://{}", db.display()),
+        &database_url(data, cc),
         (&addrs.0, &addrs.1),
         &peers,
         &[
@@ -125,6 +127,25 @@ pub fn settings(
         fast_delivery(),
         &key_file(data, cc),
     )
+}
+
+/// The database of node `cc` whose files live in `data`: a SQLite file
+/// there, or (with `HOMEWARD_TEST_STORE=postgres`) a fresh PostgreSQL
+/// database, the same one each time it is asked for.
+pub fn database_url(data: &Path, cc: &str) -> String {
+    if !pg::suites_on_postgres() {
+        let db = data.join(format!("{}.db", cc.to_ascii_lowercase()));
+        return format!("sqlite://{}", db.display());
+    }
+    static URLS: std::sync::Mutex<Vec<(PathBuf, String, String)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut urls = URLS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, _, url)) = urls.iter().find(|(d, c, _)| d == data && c == cc) {
+        return url.clone();
+    }
+    let url = pg::fresh_database().expect("PostgreSQL test database");
+    urls.push((data.to_path_buf(), cc.to_string(), url.clone()));
+    url
 }
 
 pub async fn start(settings: Settings) -> RunningGateway {
@@ -397,7 +418,16 @@ pub struct Process {
 
 impl Process {
     pub fn new(dir: &Path, settings: &Settings, api: ApiClient) -> Self {
-        let name = settings.node.country.to_ascii_lowercase();
+        Self::named(
+            dir,
+            &settings.node.country.to_ascii_lowercase(),
+            settings,
+            api,
+        )
+    }
+
+    /// One of several instances of a node, with its own config and log file.
+    pub fn named(dir: &Path, name: &str, settings: &Settings, api: ApiClient) -> Self {
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(
             &config,

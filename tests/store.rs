@@ -1,0 +1,438 @@
+//! The store's contract, run against every backend: a SQLite file always,
+//! and a fresh PostgreSQL database when `HOMEWARD_TEST_PG_URL` is set (each
+//! test its own database, dropped when the run ends). The multi-instance
+//! cases (two stores on one database, as two gateway instances would be)
+//! need PostgreSQL and are skipped, with a line saying so, without it.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::pg;
+use homeward::store::audit::{AuditEntry, Verified};
+use homeward::store::seal::Sealer;
+use homeward::store::timers::{NewTimer, Side};
+use homeward::store::{
+    Backend, Enqueued, NewInbound, NewOutbound, Outcome, Received, Store, case_message_of,
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+/// One sealing key per test, shared by the instances of one gateway.
+fn key() -> Sealer {
+    Sealer::ephemeral()
+}
+
+/// A store on `backend`, with the directory that holds its file (SQLite).
+/// `None` (after saying so) when the backend is not available here.
+async fn open(backend: Backend, test: &str, sealer: Sealer) -> Option<(Store, String, TempDir)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("store.db").display()),
+        Backend::Postgres => match pg::fresh_database() {
+            Some(url) => url,
+            None => {
+                pg::skip(&format!("{test} (on PostgreSQL)"));
+                return None;
+            }
+        },
+    };
+    let store = Store::open(&url, sealer).await.expect("store opens");
+    assert_eq!(store.backend(), backend);
+    Some((store, url, dir))
+}
+
+const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+fn outbound(msg: &Value, now: i64) -> NewOutbound {
+    let body = msg.to_string();
+    let sha = hex::encode(Sha256::digest(body.as_bytes()));
+    NewOutbound {
+        message_id: msg["message_id"].as_str().unwrap().to_string(),
+        case_ref: msg["case_ref"].as_str().unwrap().to_string(),
+        peer: msg["to"].as_str().unwrap().to_string(),
+        message_type: msg["type"].as_str().unwrap().to_string(),
+        in_reply_to: msg["in_reply_to"].as_str().map(String::from),
+        body_sha256: sha.clone(),
+        submit_sha256: sha,
+        case_message: case_message_of(&body).expect("envelope"),
+        body,
+        submitted_at: now,
+        deadline_at: now + 3_600_000,
+    }
+}
+
+fn inbound(msg: &Value, now: i64) -> NewInbound {
+    let body = msg.to_string();
+    NewInbound {
+        message_id: msg["message_id"].as_str().unwrap().to_string(),
+        case_ref: msg["case_ref"].as_str().unwrap().to_string(),
+        sender: msg["from"].as_str().unwrap().to_string(),
+        message_type: msg["type"].as_str().unwrap().to_string(),
+        in_reply_to: msg["in_reply_to"].as_str().map(String::from),
+        body_sha256: hex::encode(Sha256::digest(body.as_bytes())),
+        case_message: case_message_of(&body).expect("envelope"),
+        body,
+        received_at: now,
+        receipt: format!("{{\"receipt_for\":\"{}\"}}", msg["message_id"]),
+        timer: None,
+    }
+}
+
+fn delivered(at: i64) -> Outcome {
+    Outcome::Delivered {
+        receipt: "{}".into(),
+        at,
+        received_at: at,
+        timer: None,
+    }
+}
+
+async fn enqueue_new(store: &Store, msg: &Value, now: i64) {
+    match store.enqueue(&outbound(msg, now)).await.expect("enqueue") {
+        Enqueued::New(_) => {}
+        other => panic!("expected a new row, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn outbox_is_idempotent_and_keeps_case_order() {
+    for backend in BACKENDS {
+        let Some((store, _, _dir)) = open(backend, "outbox_is_idempotent_and_keeps_case_order", key()).await else {
+            continue;
+        };
+        let case = common::case_ref("TH", "KH", 1);
+        let first = common::referral("TH", "KH", &case, 1);
+        let second = common::update("TH", "KH", &case, 2);
+        enqueue_new(&store, &first, 1_000).await;
+        enqueue_new(&store, &second, 1_001).await;
+
+        // The same document again is a replay; another under its id a conflict.
+        assert!(matches!(
+            store.enqueue(&outbound(&first, 2_000)).await.unwrap(),
+            Enqueued::Replay(_)
+        ));
+        let mut other = first.clone();
+        other["payload"]["risk_level"] = "high".into();
+        assert!(matches!(
+            store.enqueue(&outbound(&other, 2_000)).await.unwrap(),
+            Enqueued::Conflict(_)
+        ));
+        // An acknowledgement from the wrong side makes no sense: refused.
+        let ack = common::acknowledge("TH", "KH", &case, first["message_id"].as_str().unwrap());
+        assert!(
+            matches!(
+                store.enqueue(&outbound(&ack, 2_000)).await.unwrap(),
+                Enqueued::Refused(_)
+            ),
+            "{backend:?}"
+        );
+
+        // Only the head of the case is due; the update waits for it.
+        let claimed = store.claim_due(5_000, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1, "{backend:?}");
+        assert_eq!(claimed[0].message_id, first["message_id"].as_str().unwrap());
+        assert_eq!(claimed[0].attempts, 1);
+        assert_eq!(
+            serde_json::from_str::<Value>(&claimed[0].body).unwrap(),
+            first,
+            "the body comes back unsealed, byte for byte"
+        );
+        store
+            .record(&[(claimed[0].seq, delivered(5_001))])
+            .await
+            .unwrap();
+        let claimed = store.claim_due(5_002, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1, "{backend:?}");
+        assert_eq!(
+            claimed[0].message_id,
+            second["message_id"].as_str().unwrap()
+        );
+        // A retry puts it back with its error; a rejection is final.
+        store
+            .record(&[(
+                claimed[0].seq,
+                Outcome::Retry {
+                    error: "peer down".into(),
+                    next_attempt_at: 9_000,
+                },
+            )])
+            .await
+            .unwrap();
+        assert!(store.claim_due(8_999, 10).await.unwrap().is_empty());
+        assert_eq!(store.next_due().await.unwrap(), Some(9_000), "{backend:?}");
+        let again = store.claim_due(9_000, 10).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].attempts, 2);
+        store
+            .record(&[(
+                again[0].seq,
+                Outcome::Rejected {
+                    reason: "no".into(),
+                },
+            )])
+            .await
+            .unwrap();
+        let row = store
+            .outbound(second["message_id"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.state.as_str(), "rejected");
+        // A late outcome from a stale attempt does not undo a final state.
+        store
+            .record(&[(
+                again[0].seq,
+                Outcome::Retry {
+                    error: "late".into(),
+                    next_attempt_at: 1,
+                },
+            )])
+            .await
+            .unwrap();
+        let row = store
+            .outbound(second["message_id"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.state.as_str(), "rejected", "{backend:?}");
+        assert_eq!(store.next_due().await.unwrap(), None);
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn inbox_is_idempotent_and_checks_the_lifecycle() {
+    for backend in BACKENDS {
+        let Some((store, _, _dir)) = open(backend, "inbox_is_idempotent_and_checks_the_lifecycle", key()).await else {
+            continue;
+        };
+        let case = common::case_ref("TH", "KH", 7);
+        let first = common::referral("TH", "KH", &case, 7);
+        let batch = [
+            inbound(&first, 10),
+            inbound(&common::update("TH", "KH", &case, 8), 11),
+        ];
+        let got = store.receive_many(&batch).await.unwrap();
+        assert!(
+            got.iter()
+                .all(|r| matches!(r, Received::Stored { fresh: true, .. })),
+            "{backend:?}: {got:?}"
+        );
+        // A resend gets the stored receipt; other bytes under the id conflict.
+        match store.receive(&inbound(&first, 20)).await.unwrap() {
+            Received::Stored { receipt, fresh } => {
+                assert!(!fresh);
+                assert_eq!(receipt, batch[0].receipt);
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut changed = first.clone();
+        changed["payload"]["risk_level"] = "high".into();
+        assert!(matches!(
+            store.receive(&inbound(&changed, 21)).await.unwrap(),
+            Received::Conflict
+        ));
+        let stray = common::acknowledge("KH", "TH", &common::case_ref("TH", "KH", 99), &first["message_id"].as_str().unwrap().to_string());
+        assert!(matches!(
+            store.receive(&inbound(&stray, 22)).await.unwrap(),
+            Received::Refused(_)
+        ));
+        let feed = store.inbox_after(0, 10).await.unwrap();
+        assert_eq!(feed.len(), 2, "{backend:?}");
+        assert_eq!(serde_json::from_str::<Value>(&feed[0].body).unwrap(), first);
+        assert_eq!(
+            store
+                .case_state(&case)
+                .await
+                .unwrap()
+                .map(|s| s.as_str().to_string()),
+            Some("referred".to_string())
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn audit_chain_holds() {
+    for backend in BACKENDS {
+        let Some((store, _, _dir)) = open(backend, "audit_chain_holds", key()).await else {
+            continue;
+        };
+        for i in 0..5 {
+            store
+                .audit(&[audit_entry(i)])
+                .await
+                .expect("audit appended");
+        }
+        assert_eq!(
+            store.verify_audit().await.unwrap(),
+            Verified::Intact { rows: 5 },
+            "{backend:?}"
+        );
+        store.close().await;
+    }
+}
+
+fn audit_entry(i: i64) -> AuditEntry {
+    AuditEntry {
+        at: 1_000 + i,
+        actor: format!("synthetic-actor-{i}"),
+        role: "caseworker".into(),
+        action: "case.read".into(),
+        case_ref: Some(common::case_ref("TH", "KH", 1)),
+        message_id: None,
+        result: "ok".into(),
+    }
+}
+
+/// Two stores on one PostgreSQL database, as two instances of one gateway.
+async fn two_instances(test: &str, lease: Duration) -> Option<(Store, Store)> {
+    let sealer_key = homeward::store::seal::new_key_hex();
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("k.key");
+    std::fs::write(&key_path, &sealer_key).unwrap();
+    let sealer = || {
+        Sealer::from_settings(&homeward::store::seal::EncryptionSettings {
+            active_key: "k1".into(),
+            keys: vec![homeward::store::seal::KeySettings {
+                id: "k1".into(),
+                file: Some(key_path.clone()),
+                env: None,
+            }],
+        })
+        .expect("sealer")
+    };
+    let (a, url, _) = open(Backend::Postgres, test, sealer()).await?;
+    let b = Store::open(&url, sealer()).await.expect("second instance");
+    Some((a.with_lease(lease), b.with_lease(lease)))
+}
+
+#[tokio::test]
+async fn instances_never_claim_the_same_message_and_take_over_expired_leases() {
+    let test = "instances_never_claim_the_same_message_and_take_over_expired_leases";
+    let Some((a, b)) = two_instances(test, Duration::from_millis(10_000)).await else {
+        return;
+    };
+    let mut ids = BTreeSet::new();
+    for i in 0..200 {
+        let msg = common::referral("TH", "KH", &common::case_ref("TH", "KH", i), i);
+        ids.insert(msg["message_id"].as_str().unwrap().to_string());
+        enqueue_new(if i % 2 == 0 { &a } else { &b }, &msg, 1_000).await;
+    }
+    // Both claim at once, many times over: no message twice.
+    let mut claimed = Vec::new();
+    for round in 0..10 {
+        let now = 2_000 + round;
+        let (x, y) = tokio::join!(a.claim_due(now, 16), b.claim_due(now, 16));
+        claimed.extend(x.unwrap());
+        claimed.extend(y.unwrap());
+    }
+    let unique: BTreeSet<_> = claimed.iter().map(|c| c.message_id.clone()).collect();
+    assert_eq!(unique.len(), claimed.len(), "a message was claimed twice");
+    assert_eq!(claimed.len(), 200.min(10 * 32));
+    assert_eq!(unique, ids);
+    // Instance A "dies" holding its claims: nothing is due until the lease
+    // runs out, then B takes every one of them over.
+    assert!(b.claim_due(2_000 + 9_999, 500).await.unwrap().is_empty());
+    let taken = b.claim_due(2_000 + 10_010, 500).await.unwrap();
+    assert_eq!(taken.len(), 200);
+    assert!(taken.iter().all(|c| c.attempts == 2));
+    let results: Vec<_> = taken.iter().map(|c| (c.seq, delivered(20_000))).collect();
+    b.record(&results).await.unwrap();
+    // The first claimer's late receipts change nothing and fail nothing.
+    let stale: Vec<_> = claimed.iter().map(|c| (c.seq, delivered(21_000))).collect();
+    a.record(&stale).await.unwrap();
+    assert_eq!(a.next_due().await.unwrap(), None);
+    let counts = a.outbox_counts().await.unwrap();
+    assert_eq!(counts, vec![("KH".to_string(), "delivered".to_string(), 200)]);
+}
+
+#[tokio::test]
+async fn a_timer_fires_once_with_two_instances() {
+    let Some((a, b)) = two_instances("a_timer_fires_once_with_two_instances", Duration::from_secs(30)).await else {
+        return;
+    };
+    let case = common::case_ref("TH", "KH", 3);
+    a.insert_timers(&[NewTimer {
+        case_ref: case.clone(),
+        message_id: "0193a000-0000-7000-8000-000000000001".into(),
+        message_type: "referral.notify".into(),
+        expected_type: "referral.acknowledge".into(),
+        side: Side::AnswerDue,
+        peer: "TH".into(),
+        agreement: "synthetic".into(),
+        started_at: 0,
+        due_at: 1_000,
+        first_event_at: Some(500),
+    }])
+    .await
+    .unwrap();
+    let reminders = [0.5, 0.8];
+    // Each instance reads the due timer and decides the same firing; the
+    // writes race, and exactly one lands.
+    let due_a = a.due_timers(600, 10).await.unwrap();
+    let due_b = b.due_timers(600, 10).await.unwrap();
+    let firings_a: Vec<_> = due_a
+        .iter()
+        .filter_map(|t| homeward::timers::decide(t, 600, &reminders).map(|f| (t.clone(), f)))
+        .collect();
+    let firings_b: Vec<_> = due_b
+        .iter()
+        .filter_map(|t| homeward::timers::decide(t, 600, &reminders).map(|f| (t.clone(), f)))
+        .collect();
+    assert_eq!(firings_a.len(), 1);
+    let (x, y) = tokio::join!(a.apply_firings(&firings_a), b.apply_firings(&firings_b));
+    assert_eq!(x.unwrap() + y.unwrap(), 1, "the reminder fired exactly once");
+    let events = a.case_events(&case).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+}
+
+#[tokio::test]
+async fn concurrent_audit_appends_keep_one_chain() {
+    let Some((a, b)) = two_instances("concurrent_audit_appends_keep_one_chain", Duration::from_secs(30)).await
+    else {
+        return;
+    };
+    let (x, y) = tokio::join!(
+        async {
+            for i in 0..50 {
+                a.audit(&[audit_entry(i)]).await.unwrap();
+            }
+        },
+        async {
+            for i in 0..50 {
+                b.audit(&[audit_entry(100 + i)]).await.unwrap();
+            }
+        }
+    );
+    let _ = (x, y);
+    assert_eq!(
+        a.verify_audit().await.unwrap(),
+        Verified::Intact { rows: 100 }
+    );
+}
+
+#[tokio::test]
+async fn concurrent_submissions_to_one_case_keep_its_lifecycle() {
+    let Some((a, b)) = two_instances("concurrent_submissions_to_one_case_keep_its_lifecycle", Duration::from_secs(30)).await
+    else {
+        return;
+    };
+    // Two instances each try to open the same case at once: the lifecycle
+    // allows one referral, so exactly one is accepted.
+    for i in 0..20 {
+        let case = common::case_ref("TH", "KH", 500 + i);
+        let m1 = common::referral("TH", "KH", &case, 1);
+        let m2 = common::referral("TH", "KH", &case, 2);
+        let (o1, o2) = (outbound(&m1, 1), outbound(&m2, 1));
+        let (x, y) = tokio::join!(a.enqueue(&o1), b.enqueue(&o2));
+        let accepted = [x.unwrap(), y.unwrap()]
+            .iter()
+            .filter(|e| matches!(e, Enqueued::New(_)))
+            .count();
+        assert_eq!(accepted, 1, "case {case}: one referral opens it");
+    }
+}
