@@ -119,7 +119,7 @@ pub async fn timers(sizes: &[usize], wakeups: usize) -> anyhow::Result<Value> {
 // ---------------------------------------------------------------------------
 // End to end: two gateway processes, real mutual TLS, SQLite.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -135,6 +135,9 @@ pub struct E2eOptions {
     pub rate: u32,
     pub rate_seconds: u32,
     pub runs: usize,
+    /// A PostgreSQL server (`postgres://...`) to run both gateways on, each
+    /// in a fresh database dropped afterwards; SQLite files when `None`.
+    pub database_url: Option<String>,
 }
 
 const BENCH_TOKEN: &str = "bench-caseworker";
@@ -143,7 +146,67 @@ const BENCH_OPERATOR: &str = "bench-operator";
 struct Proc {
     child: std::process::Child,
     api: ApiClient,
-    db: PathBuf,
+    db: String,
+}
+
+/// The databases of one bench run: SQLite files in the run's directory, or
+/// fresh databases on a PostgreSQL server (dropped by [`Databases::drop_all`]).
+struct Databases {
+    server: Option<String>,
+    created: Vec<String>,
+}
+
+impl Databases {
+    fn new(server: Option<&str>) -> Self {
+        Self {
+            server: server.map(String::from),
+            created: Vec::new(),
+        }
+    }
+
+    async fn url(&mut self, dir: &Path, cc: &str) -> anyhow::Result<String> {
+        let lc = cc.to_ascii_lowercase();
+        let Some(server) = &self.server else {
+            return Ok(format!(
+                "sqlite://{}",
+                dir.join(format!("{lc}.db")).display()
+            ));
+        };
+        use sqlx::Connection;
+        let name = format!(
+            "homeward_bench_{}_{}_{lc}",
+            std::process::id(),
+            self.created.len()
+        );
+        let mut conn = sqlx::PgConnection::connect(server).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        self.created.push(name.clone());
+        let (base, query) = server.split_once('?').unwrap_or((server, ""));
+        let root = base.rsplit_once('/').map_or(base, |(root, _)| root);
+        Ok(if query.is_empty() {
+            format!("{root}/{name}")
+        } else {
+            format!("{root}/{name}?{query}")
+        })
+    }
+
+    async fn drop_all(&mut self) -> anyhow::Result<()> {
+        let Some(server) = &self.server else {
+            return Ok(());
+        };
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(server).await?;
+        for name in self.created.drain(..) {
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await?;
+        }
+        conn.close().await?;
+        Ok(())
+    }
 }
 
 impl Drop for Proc {
@@ -173,7 +236,7 @@ fn free_port() -> std::io::Result<std::net::SocketAddr> {
     std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
-async fn start_pair(dir: &Path) -> anyhow::Result<(Proc, Proc)> {
+async fn start_pair(dir: &Path, dbs: &mut Databases) -> anyhow::Result<(Proc, Proc)> {
     crate::tls::pki::write_dev_pki(dir, &["KH", "TH"], 30)?;
     let agreements = dir.join("agreements");
     std::fs::create_dir_all(&agreements)?;
@@ -190,12 +253,12 @@ async fn start_pair(dir: &Path) -> anyhow::Result<(Proc, Proc)> {
         let lc = cc.to_ascii_lowercase();
         let key = dir.join(format!("{lc}.key"));
         std::fs::write(&key, crate::store::seal::new_key_hex())?;
-        let db = dir.join(format!("{lc}.db"));
+        let db = dbs.url(dir, cc).await?;
         let mut settings = crate::devnet::node_settings(
             cc,
             dir,
             &agreements,
-            &format!("sqlite://{}", db.display()),
+            &db,
             (&addrs.0, &addrs.1),
             &[(
                 peer.to_string(),
@@ -361,10 +424,20 @@ async fn received(kh: &Proc) -> u64 {
         .unwrap_or(0)
 }
 
-async fn latencies(db: &Path, since_seq: i64) -> anyhow::Result<Vec<f64>> {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display())).await?;
+async fn read_pool(db: &str) -> anyhow::Result<sqlx::AnyPool> {
+    sqlx::any::install_default_drivers();
+    let url = if db.starts_with("sqlite:") {
+        format!("{db}?mode=ro")
+    } else {
+        db.to_string()
+    };
+    Ok(sqlx::AnyPool::connect(&url).await?)
+}
+
+async fn latencies(db: &str, since_seq: i64) -> anyhow::Result<Vec<f64>> {
+    let pool = read_pool(db).await?;
     let rows: Vec<(i64,)> = sqlx::query_as(
-        "SELECT delivered_at - submitted_at FROM outbox WHERE seq > ? AND state = 'delivered' ORDER BY 1",
+        "SELECT delivered_at - submitted_at FROM outbox WHERE seq > $1 AND state = 'delivered' ORDER BY 1",
     )
     .bind(since_seq)
     .fetch_all(&pool)
@@ -373,8 +446,8 @@ async fn latencies(db: &Path, since_seq: i64) -> anyhow::Result<Vec<f64>> {
     Ok(rows.into_iter().map(|(ms,)| ms as f64).collect())
 }
 
-async fn max_seq(db: &Path) -> anyhow::Result<i64> {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display())).await?;
+async fn max_seq(db: &str) -> anyhow::Result<i64> {
+    let pool = read_pool(db).await?;
     let (seq,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM outbox")
         .fetch_one(&pool)
         .await?;
@@ -459,7 +532,8 @@ pub async fn e2e(opts: &E2eOptions) -> anyhow::Result<Value> {
         let mut peak_rss = Vec::new();
         for _ in 0..opts.runs {
             let dir = tempfile::tempdir()?;
-            let (th, kh) = start_pair(dir.path()).await?;
+            let mut dbs = Databases::new(opts.database_url.as_deref());
+            let (th, kh) = start_pair(dir.path(), &mut dbs).await?;
             tokio::time::sleep(Duration::from_millis(500)).await;
             let pids = [th.child.id(), kh.child.id()];
             idle_rss.push(
@@ -485,6 +559,8 @@ pub async fn e2e(opts: &E2eOptions) -> anyhow::Result<Value> {
             let lat = latencies(&th.db, since).await?;
             p50.push(pct(&lat, 0.5));
             p99.push(pct(&lat, 0.99));
+            drop((th, kh));
+            dbs.drop_all().await?;
         }
         results.push(json!({
             "concurrency": w,
@@ -502,16 +578,24 @@ pub async fn e2e(opts: &E2eOptions) -> anyhow::Result<Value> {
     let mut fixed = Vec::new();
     for _ in 0..opts.runs {
         let dir = tempfile::tempdir()?;
-        let (th, kh) = start_pair(dir.path()).await?;
+        let mut dbs = Databases::new(opts.database_url.as_deref());
+        let (th, kh) = start_pair(dir.path(), &mut dbs).await?;
         let n = (opts.rate * opts.rate_seconds) as usize;
         let since = max_seq(&th.db).await?;
         let (sub, _) = load(&th, &kh, n, 64, Some(opts.rate), offset).await?;
         offset += n;
         let lat = latencies(&th.db, since).await?;
         fixed.push((n as f64 / sub, pct(&lat, 0.5), pct(&lat, 0.99)));
+        drop((th, kh));
+        dbs.drop_all().await?;
     }
+    let backend = match &opts.database_url {
+        Some(_) => "PostgreSQL (one database per gateway)",
+        None => "SQLite (synchronous=FULL)",
+    };
     Ok(json!({
-        "benchmark": "end to end, two gateway processes on 127.0.0.1, mutual TLS, SQLite (synchronous=FULL)",
+        "benchmark": format!("end to end, two gateway processes on 127.0.0.1, mutual TLS, {backend}"),
+        "database": if opts.database_url.is_some() { "postgres" } else { "sqlite" },
         "runs_per_figure": opts.runs,
         "saturation": results,
         "fixed_rate": {

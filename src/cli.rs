@@ -129,6 +129,10 @@ enum BenchCommand {
         /// Runs per figure (the median is reported).
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Run both gateways on this PostgreSQL server, each in a fresh
+        /// database (created and dropped by the bench), instead of SQLite.
+        #[arg(long)]
+        database_url: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -573,6 +577,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     rate,
                     rate_seconds,
                     runs,
+                    database_url,
                     json,
                 },
         } => {
@@ -582,6 +587,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 rate,
                 rate_seconds,
                 runs: runs.max(1),
+                database_url,
             };
             let report = runtime()?.block_on(crate::bench::e2e(&opts))?;
             if json {

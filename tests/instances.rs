@@ -96,8 +96,12 @@ async fn two_instances_on_one_database_deliver_exactly_once_through_a_sigkill() 
     let killed = Arc::new(AtomicBool::new(false));
     let mut submitters = tokio::task::JoinSet::new();
     for w in 0..SUBMITTERS {
-        let (cases, accepted, killed, apis) =
-            (cases.clone(), accepted.clone(), killed.clone(), apis.clone());
+        let (cases, accepted, killed, apis) = (
+            cases.clone(),
+            accepted.clone(),
+            killed.clone(),
+            apis.clone(),
+        );
         submitters.spawn(async move {
             let mut rng = rand::rngs::StdRng::seed_from_u64(0x1157_0000 + w as u64);
             // Round by round, so cases interleave; in order within a case.
@@ -151,7 +155,9 @@ async fn two_instances_on_one_database_deliver_exactly_once_through_a_sigkill() 
         .map(|c| {
             (
                 c[0]["case_ref"].as_str().unwrap(),
-                c.iter().map(|m| m["message_id"].as_str().unwrap()).collect(),
+                c.iter()
+                    .map(|m| m["message_id"].as_str().unwrap())
+                    .collect(),
             )
         })
         .collect();

@@ -246,7 +246,15 @@ async fn personal_data_never_reaches_embassy_operator_logs_metrics_or_the_databa
     th.kill().await;
     kh.kill().await;
 
-    // The database files, WAL included, hold only sealed bodies.
+    // The database, every row of every table (PostgreSQL) or its files, WAL
+    // included (SQLite), holds only sealed bodies.
+    if pg::suites_on_postgres() {
+        for cc in ["TH", "KH"] {
+            let text = database_text(&database_url(data.path(), cc)).await;
+            assert!(text.contains("referral.notify"), "{cc}: the dump is empty");
+            assert_clean(&format!("{cc}'s database"), &text);
+        }
+    }
     for entry in std::fs::read_dir(data.path()).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -340,13 +348,13 @@ async fn reads_and_submissions_are_audited_and_tampering_is_detected() {
 
     // Someone edits a record behind the gateway's back (dropping the
     // append-only trigger first): the chain names the record.
-    let db = data.path().join("th.db");
-    let conn_url = format!("sqlite://{}", db.display());
-    let pool = sqlx::SqlitePool::connect(&conn_url).await.unwrap();
-    sqlx::query("DROP TRIGGER audit_no_update")
-        .execute(&pool)
-        .await
-        .unwrap();
+    let pool = any_pool(&database_url(data.path(), "TH")).await;
+    let drop_trigger = if pg::suites_on_postgres() {
+        "DROP TRIGGER audit_no_update ON audit"
+    } else {
+        "DROP TRIGGER audit_no_update"
+    };
+    sqlx::query(drop_trigger).execute(&pool).await.unwrap();
     sqlx::query("UPDATE audit SET actor = 'somebody-else' WHERE seq = 2")
         .execute(&pool)
         .await
@@ -376,10 +384,7 @@ async fn the_audit_log_refuses_updates_and_deletes() {
         .await
         .unwrap();
     th.stop().await;
-    let pool =
-        sqlx::SqlitePool::connect(&format!("sqlite://{}", data.path().join("th.db").display()))
-            .await
-            .unwrap();
+    let pool = any_pool(&database_url(data.path(), "TH")).await;
     assert!(
         sqlx::query("UPDATE audit SET actor = 'x'")
             .execute(&pool)

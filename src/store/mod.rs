@@ -451,9 +451,8 @@ impl Store {
             url: redact_url(url),
             message,
         };
-        let backend = Backend::of_url(url).ok_or_else(|| {
-            bad_url("the scheme must be `sqlite:` or `postgres://`".to_string())
-        })?;
+        let backend = Backend::of_url(url)
+            .ok_or_else(|| bad_url("the scheme must be `sqlite:` or `postgres://`".to_string()))?;
         let (write, read) = match backend {
             Backend::Sqlite => {
                 create_parent_dir(url);

@@ -98,11 +98,13 @@ impl Store {
                 let Some(skel) = skeleton(&body, now) else {
                     continue;
                 };
-                sqlx::query(&format!("UPDATE {table} SET body = $1 WHERE message_id = $2"))
-                    .bind(self.sealer.seal(&id, &skel))
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(&format!(
+                    "UPDATE {table} SET body = $1 WHERE message_id = $2"
+                ))
+                .bind(self.sealer.seal(&id, &skel))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         sqlx::query("INSERT INTO purged_cases (case_ref, state, purged_at) VALUES ($1, $2, $3)")

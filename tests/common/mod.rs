@@ -148,6 +148,38 @@ pub fn database_url(data: &Path, cc: &str) -> String {
     url
 }
 
+/// A plain connection pool on a node's database, behind the gateway's back.
+pub async fn any_pool(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(url).await.expect("database opens")
+}
+
+/// Every row of every table of a PostgreSQL database, as text.
+pub async fn database_text(url: &str) -> String {
+    let pool = any_pool(url).await;
+    let mut text = String::new();
+    for table in [
+        "outbox",
+        "inbox",
+        "case_log",
+        "timers",
+        "case_events",
+        "audit",
+        "purged_cases",
+    ] {
+        let rows: Vec<(String,)> = sqlx::query_as(&format!("SELECT t::text FROM {table} t"))
+            .fetch_all(&pool)
+            .await
+            .expect("table dump");
+        for (row,) in rows {
+            text.push_str(&row);
+            text.push('\n');
+        }
+    }
+    pool.close().await;
+    text
+}
+
 pub async fn start(settings: Settings) -> RunningGateway {
     start_with(settings, homeward::clock::system()).await
 }

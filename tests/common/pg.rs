@@ -89,11 +89,15 @@ pub fn fresh_database() -> Option<String> {
     );
     let admin = server.clone();
     let create = name.clone();
+    let first = CREATED.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
     blocking(move || {
         Box::pin(async move {
             let mut conn = sqlx::PgConnection::connect(&admin)
                 .await
                 .unwrap_or_else(|e| panic!("{PG_URL_VAR}: cannot connect: {e}"));
+            if first {
+                sweep_abandoned(&mut conn).await;
+            }
             sqlx::query(&format!("CREATE DATABASE {create}"))
                 .execute(&mut conn)
                 .await
@@ -108,6 +112,25 @@ pub fn fresh_database() -> Option<String> {
     }
     created.push(name.clone());
     Some(with_database(&server, &name))
+}
+
+/// Drops the databases of earlier test processes that died before their
+/// exit hook ran (killed, or out of time), named `hw_test_<pid>_<n>`.
+async fn sweep_abandoned(conn: &mut sqlx::PgConnection) {
+    let names: Vec<(String,)> =
+        sqlx::query_as("SELECT datname::text FROM pg_database WHERE datname LIKE 'hw\\_test\\_%'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_default();
+    for (name,) in names {
+        let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut *conn)
+                .await;
+        }
+    }
 }
 
 extern "C" fn drop_created() {
