@@ -43,6 +43,29 @@ fn shipped_node_configs_load() {
         assert_eq!(s.node.country, cc.to_ascii_uppercase());
         assert!(!s.tokens.is_empty());
     }
+    let s = homeward::config::Settings::load(&root.join("config/nodes/kh-postgres.toml"))
+        .expect("config/nodes/kh-postgres.toml");
+    assert_eq!(
+        homeward::store::Backend::of_url(&s.database.url),
+        Some(homeward::store::Backend::Postgres)
+    );
+}
+
+#[test]
+fn an_unknown_database_or_a_lease_shorter_than_an_attempt_is_refused() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &pki);
+    let (code, err) = serve(
+        &path,
+        &[("HOMEWARD_DATABASE__URL", "mysql://root@127.0.0.1/homeward")],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("database.url"), "{err}");
+    assert!(err.contains("postgres://"), "{err}");
+    let (code, err) = serve(&path, &[("HOMEWARD_DELIVERY__LEASE_MS", "1000")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("delivery.lease_ms"), "{err}");
 }
 
 #[test]

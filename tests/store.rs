@@ -473,3 +473,36 @@ async fn concurrent_submissions_to_one_case_keep_its_lifecycle() {
         assert_eq!(accepted, 1, "case {case}: one referral opens it");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submissions_commit_together_and_each_gets_its_own_answer() {
+    for backend in BACKENDS {
+        let test = "concurrent_submissions_commit_together_and_each_gets_its_own_answer";
+        let Some((store, _, _dir)) = open(backend, test, key()).await else {
+            continue;
+        };
+        // 100 new cases, each referral submitted three times at once: one
+        // commit each, the other two are replays, even inside one group.
+        let messages: Vec<Value> = (0..100)
+            .map(|i| common::referral("TH", "KH", &common::case_ref("TH", "KH", 1000 + i), i))
+            .collect();
+        let mut set = tokio::task::JoinSet::new();
+        for m in messages.iter().chain(&messages).chain(&messages) {
+            let (store, o) = (store.clone(), outbound(m, 1_000));
+            set.spawn(async move { store.enqueue(&o).await.expect("enqueue") });
+        }
+        let (mut new, mut replay) = (BTreeSet::new(), 0);
+        while let Some(r) = set.join_next().await {
+            match r.unwrap() {
+                Enqueued::New(row) => assert!(new.insert(row.message_id), "{backend:?}: twice new"),
+                Enqueued::Replay(_) => replay += 1,
+                other => panic!("{backend:?}: {other:?}"),
+            }
+        }
+        assert_eq!(new.len(), 100, "{backend:?}");
+        assert_eq!(replay, 200, "{backend:?}");
+        let counts = store.outbox_counts().await.unwrap();
+        assert_eq!(counts, vec![("KH".to_string(), "queued".to_string(), 100)]);
+        store.close().await;
+    }
+}

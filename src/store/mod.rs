@@ -23,6 +23,7 @@ use sqlx::{AnyConnection, AnyPool, Executor, Row};
 use crate::lifecycle::{self, CaseMessage, CaseState, LifecycleError};
 
 pub mod audit;
+mod group;
 pub mod retention;
 pub mod seal;
 pub mod timers;
@@ -43,6 +44,8 @@ pub enum StoreError {
     Url { url: String, message: String },
     #[error(transparent)]
     Seal(#[from] SealError),
+    #[error("the store is shutting down")]
+    Closed,
 }
 
 /// Which database a [`Store`] runs on.
@@ -429,6 +432,60 @@ async fn log_case(
     Ok(())
 }
 
+/// One submission inside a transaction: replay, conflict, lifecycle
+/// refusal, or a new outbox row (with its case-log entry and audit record).
+async fn enqueue_in(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    sealer: &Sealer,
+    m: &NewOutbound,
+    audit: Option<&audit::AuditEntry>,
+) -> Result<Enqueued, StoreError> {
+    lock_case(&mut *conn, backend, &m.case_ref).await?;
+    let existing = sqlx::query(&format!(
+        "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = $1"
+    ))
+    .bind(&m.message_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = existing {
+        let row = outbox_row(&row);
+        return Ok(if row.submit_sha256 == m.submit_sha256 {
+            Enqueued::Replay(row)
+        } else {
+            Enqueued::Conflict(row)
+        });
+    }
+    let history = case_history(&mut *conn, sealer, &m.case_ref).await?;
+    if let Err(e) = check_lifecycle(&m.case_ref, &history, &m.case_message) {
+        return Ok(Enqueued::Refused(e));
+    }
+    let sealed_body = sealer.seal(&m.message_id, &m.body);
+    let row = sqlx::query(&format!(
+        "INSERT INTO outbox (message_id, case_ref, peer, type, in_reply_to, body, body_sha256, submit_sha256, \
+         state, attempts, next_attempt_at, submitted_at, deadline_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', 0, $9, $10, $11) RETURNING {OUTBOX_COLUMNS}"
+    ))
+    .bind(&m.message_id)
+    .bind(&m.case_ref)
+    .bind(&m.peer)
+    .bind(&m.message_type)
+    .bind(&m.in_reply_to)
+    .bind(&sealed_body)
+    .bind(&m.body_sha256)
+    .bind(&m.submit_sha256)
+    .bind(m.submitted_at)
+    .bind(m.submitted_at)
+    .bind(m.deadline_at)
+    .fetch_one(&mut *conn)
+    .await?;
+    log_case(&mut *conn, &m.case_ref, &m.message_id, "out").await?;
+    if let Some(entry) = audit {
+        audit::append(&mut *conn, backend, std::slice::from_ref(entry)).await?;
+    }
+    Ok(Enqueued::New(outbox_row(&row)))
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     write: AnyPool,
@@ -437,6 +494,7 @@ pub struct Store {
     /// How long a PostgreSQL claim keeps other instances off a message.
     lease_ms: i64,
     sealer: Arc<Sealer>,
+    committer: group::Committer,
 }
 
 /// Default claim lease: well past one delivery attempt's timeout.
@@ -494,12 +552,15 @@ impl Store {
                 (pool.clone(), pool)
             }
         };
+        let sealer = Arc::new(sealer);
+        let committer = group::Committer::spawn(write.clone(), backend, sealer.clone());
         Ok(Self {
             write,
             read,
             backend,
             lease_ms: DEFAULT_LEASE_MS,
-            sealer: Arc::new(sealer),
+            sealer,
+            committer,
         })
     }
 
@@ -528,62 +589,20 @@ impl Store {
 
     /// [`Store::enqueue`], writing `audit` in the same transaction when the
     /// message is committed (one fsync for both).
+    ///
+    /// Submissions are group-committed: concurrent callers' submissions go
+    /// through one committer, which runs as many as are waiting in one
+    /// transaction (one fsync for all) and answers each caller only after
+    /// that commit.
     pub async fn enqueue_audited(
         &self,
         m: &NewOutbound,
         audit: Option<&audit::AuditEntry>,
     ) -> Result<Enqueued, StoreError> {
-        let mut tx = self.write.begin().await?;
-        lock_case(&mut tx, self.backend, &m.case_ref).await?;
-        let existing = sqlx::query(&format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = $1"
-        ))
-        .bind(&m.message_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = existing {
-            let row = outbox_row(&row);
-            return Ok(if row.submit_sha256 == m.submit_sha256 {
-                Enqueued::Replay(row)
-            } else {
-                Enqueued::Conflict(row)
-            });
-        }
-        let history = case_history(&mut tx, &self.sealer, &m.case_ref).await?;
-        if let Err(e) = check_lifecycle(&m.case_ref, &history, &m.case_message) {
-            return Ok(Enqueued::Refused(e));
-        }
-        let sealed_body = self.sealer.seal(&m.message_id, &m.body);
-        sqlx::query(
-            "INSERT INTO outbox (message_id, case_ref, peer, type, in_reply_to, body, body_sha256, submit_sha256, \
-             state, attempts, next_attempt_at, submitted_at, deadline_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', 0, $9, $10, $11)",
-        )
-        .bind(&m.message_id)
-        .bind(&m.case_ref)
-        .bind(&m.peer)
-        .bind(&m.message_type)
-        .bind(&m.in_reply_to)
-        .bind(&sealed_body)
-        .bind(&m.body_sha256)
-        .bind(&m.submit_sha256)
-        .bind(m.submitted_at)
-        .bind(m.submitted_at)
-        .bind(m.deadline_at)
-        .execute(&mut *tx)
-        .await?;
-        log_case(&mut tx, &m.case_ref, &m.message_id, "out").await?;
-        if let Some(entry) = audit {
-            audit::append(&mut tx, self.backend, std::slice::from_ref(entry)).await?;
-        }
-        let row = sqlx::query(&format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = $1"
-        ))
-        .bind(&m.message_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Enqueued::New(outbox_row(&row)))
+        self.committer
+            .submit(m.clone(), audit.cloned())
+            .await
+            .unwrap_or(Err(StoreError::Closed))
     }
 
     pub async fn outbound(&self, message_id: &str) -> Result<Option<OutboxRow>, StoreError> {

@@ -1,0 +1,132 @@
+//! Group commit of submissions. Every submission is durable before its
+//! caller hears `202`, and on SQLite each commit is an fsync; with many
+//! callers at once, one transaction for all the submissions waiting (one
+//! fsync) instead of one each is what lets acceptance keep up. Each caller
+//! is answered only after the commit that holds its submission.
+
+use std::sync::Arc;
+
+use sqlx::AnyPool;
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+use super::audit::AuditEntry;
+use super::seal::Sealer;
+use super::{Backend, Enqueued, NewOutbound, StoreError, enqueue_in, lock_audit, lock_case};
+
+/// Most submissions in one transaction: enough to share an fsync widely,
+/// few enough that one transaction stays short.
+const MAX_GROUP: usize = 128;
+
+type Reply = oneshot::Sender<Result<Enqueued, StoreError>>;
+
+struct Submission {
+    message: NewOutbound,
+    audit: Option<AuditEntry>,
+    reply: Reply,
+}
+
+/// The handle submitters use; the committer task ends when every handle
+/// (every clone of the store) is gone.
+#[derive(Debug, Clone)]
+pub(super) struct Committer {
+    queue: mpsc::Sender<Submission>,
+}
+
+impl Committer {
+    pub(super) fn spawn(pool: AnyPool, backend: Backend, sealer: Arc<Sealer>) -> Self {
+        let (queue, rx) = mpsc::channel(4 * MAX_GROUP);
+        tokio::spawn(run(rx, pool, backend, sealer));
+        Self { queue }
+    }
+
+    /// Queues a submission and waits for the commit that holds it. `None`
+    /// when the committer is gone (shutting down): nothing was stored.
+    pub(super) async fn submit(
+        &self,
+        message: NewOutbound,
+        audit: Option<AuditEntry>,
+    ) -> Option<Result<Enqueued, StoreError>> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Submission {
+                message,
+                audit,
+                reply,
+            })
+            .await
+            .ok()?;
+        answer.await.ok()
+    }
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<Submission>,
+    pool: AnyPool,
+    backend: Backend,
+    sealer: Arc<Sealer>,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+        match commit_group(&pool, backend, &sealer, &group).await {
+            Ok(results) => {
+                for (s, r) in group.drain(..).zip(results) {
+                    let _ = s.reply.send(Ok(r));
+                }
+            }
+            // One submission's database error must not fail the others:
+            // the group rolled back, so each goes again on its own.
+            Err(e) if group.len() > 1 => {
+                warn!(error = %e, submissions = group.len(), "group commit failed; committing one by one");
+                for s in group.drain(..) {
+                    let r = commit_group(&pool, backend, &sealer, std::slice::from_ref(&s))
+                        .await
+                        .map(|mut v| v.remove(0));
+                    let _ = s.reply.send(r);
+                }
+            }
+            Err(e) => {
+                for s in group.drain(..) {
+                    let _ = s.reply.send(Err(clone_error(&e)));
+                }
+            }
+        }
+    }
+}
+
+/// A transaction error for the one caller it concerns (sqlx errors are not
+/// `Clone`; the message is what reaches logs).
+fn clone_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Closed => StoreError::Closed,
+        other => StoreError::Db(sqlx::Error::Protocol(other.to_string())),
+    }
+}
+
+async fn commit_group(
+    pool: &AnyPool,
+    backend: Backend,
+    sealer: &Sealer,
+    group: &[Submission],
+) -> Result<Vec<Enqueued>, StoreError> {
+    let mut tx = pool.begin().await?;
+    // Locks in one global order (audit chain, then cases sorted), the same
+    // for every writer, so instances sharing PostgreSQL cannot deadlock.
+    if group.iter().any(|s| s.audit.is_some()) {
+        lock_audit(&mut tx, backend).await?;
+    }
+    if backend == Backend::Postgres {
+        let mut cases: Vec<&str> = group.iter().map(|s| s.message.case_ref.as_str()).collect();
+        cases.sort_unstable();
+        cases.dedup();
+        for case_ref in cases {
+            lock_case(&mut tx, backend, case_ref).await?;
+        }
+    }
+    let mut results = Vec::with_capacity(group.len());
+    for s in group {
+        results.push(enqueue_in(&mut tx, backend, sealer, &s.message, s.audit.as_ref()).await?);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
