@@ -236,7 +236,53 @@ fn free_port() -> std::io::Result<std::net::SocketAddr> {
     std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
+/// A gateway configured but not yet started.
+struct Prepared {
+    config: std::path::PathBuf,
+    api: ApiClient,
+    db: String,
+}
+
+/// Starts a prepared gateway and waits until it answers.
+async fn launch(p: Prepared) -> anyhow::Result<Proc> {
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args(["serve", "--config"])
+        .arg(&p.config)
+        .env("HOMEWARD_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let proc = Proc {
+        child,
+        api: p.api,
+        db: p.db,
+    };
+    let start = Instant::now();
+    while proc
+        .api
+        .get("/v1/health")
+        .await
+        .map(|r| r.status != 200)
+        .unwrap_or(true)
+    {
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(30),
+            "a gateway did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(proc)
+}
+
 async fn start_pair(dir: &Path, dbs: &mut Databases) -> anyhow::Result<(Proc, Proc)> {
+    let (th, kh) = prepare_pair(dir, dbs).await?;
+    let th = launch(th).await?;
+    let kh = launch(kh).await?;
+    Ok((th, kh))
+}
+
+/// Configuration, PKI and databases of TH (the sender) and KH.
+async fn prepare_pair(dir: &Path, dbs: &mut Databases) -> anyhow::Result<(Prepared, Prepared)> {
     crate::tls::pki::write_dev_pki(dir, &["KH", "TH"], 30)?;
     let agreements = dir.join("agreements");
     std::fs::create_dir_all(&agreements)?;
@@ -247,7 +293,6 @@ async fn start_pair(dir: &Path, dbs: &mut Databases) -> anyhow::Result<(Proc, Pr
     std::fs::write(agreements.join("kh-th.toml"), text)?;
     let kh = (free_port()?, free_port()?);
     let th = (free_port()?, free_port()?);
-    let exe = std::env::current_exe()?;
     let mut procs = Vec::new();
     for (cc, addrs, peer, peer_addr) in [("KH", kh, "TH", th.0), ("TH", th, "KH", kh.0)] {
         let lc = cc.to_ascii_lowercase();
@@ -285,35 +330,12 @@ async fn start_pair(dir: &Path, dbs: &mut Databases) -> anyhow::Result<(Proc, Pr
         settings.peer_api.burst = u32::MAX;
         let config = dir.join(format!("{lc}.toml"));
         std::fs::write(&config, toml_text(&settings)?)?;
-        let child = std::process::Command::new(&exe)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("HOMEWARD_LOG", "error")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
         let api = ApiClient::new(
             addrs.1,
             &crate::tls::pki::CountryPaths::new(dir, cc).ca_cert,
             BENCH_TOKEN,
         )?;
-        procs.push(Proc { child, api, db });
-    }
-    for p in &procs {
-        let start = Instant::now();
-        while p
-            .api
-            .get("/v1/health")
-            .await
-            .map(|r| r.status != 200)
-            .unwrap_or(true)
-        {
-            anyhow::ensure!(
-                start.elapsed() < Duration::from_secs(30),
-                "a gateway did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        procs.push(Prepared { config, api, db });
     }
     let th = procs.pop().expect("two");
     let kh = procs.pop().expect("two");
@@ -473,6 +495,28 @@ async fn load(
     offset: usize,
 ) -> anyhow::Result<(f64, f64)> {
     let before = received(kh).await;
+    let start = Instant::now();
+    submit_all(th, n, w, rate, offset).await?;
+    let submitted = start.elapsed().as_secs_f64();
+    while received(kh).await < before + n as u64 {
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(3600),
+            "delivery did not finish in an hour"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((submitted, start.elapsed().as_secs_f64()))
+}
+
+/// Submits `n` messages from `w` concurrent submitters to `th`, each
+/// waiting for its `202`, optionally paced to `rate` per second.
+async fn submit_all(
+    th: &Proc,
+    n: usize,
+    w: usize,
+    rate: Option<u32>,
+    offset: usize,
+) -> anyhow::Result<()> {
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -503,15 +547,82 @@ async fn load(
     for t in tasks {
         t.await??;
     }
-    let submitted = start.elapsed().as_secs_f64();
-    while received(kh).await < before + n as u64 {
+    Ok(())
+}
+
+/// What `homeward bench backlog` measures.
+#[derive(Debug, Clone)]
+pub struct BacklogOptions {
+    pub messages: usize,
+    pub database_url: Option<String>,
+}
+
+fn rss_mb(pid: u32, field: &str) -> f64 {
+    proc_status(pid, field).map_or(f64::NAN, |kb| kb as f64 / 1024.0)
+}
+
+/// A long outage: `messages` queue at TH for a peer that does not answer,
+/// then the peer comes back. Reports TH's memory with the backlog and the
+/// drain rate in each tenth of the backlog (steady means no slowdown as the
+/// backlog shrinks or grows).
+pub async fn backlog(opts: &BacklogOptions) -> anyhow::Result<Value> {
+    let n = opts.messages.max(10);
+    let dir = tempfile::tempdir()?;
+    let mut dbs = Databases::new(opts.database_url.as_deref());
+    let (th, kh) = prepare_pair(dir.path(), &mut dbs).await?;
+    let th = launch(th).await?;
+    let pid = th.child.id();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss = rss_mb(pid, "VmRSS:");
+    let start = Instant::now();
+    submit_all(&th, n, 64, None, 0).await?;
+    let queue_seconds = start.elapsed().as_secs_f64();
+    let queued_rss = rss_mb(pid, "VmRSS:");
+    let queued_peak = rss_mb(pid, "VmHWM:");
+    let cpu_before = cpu_seconds(pid).unwrap_or(0.0);
+
+    let kh = launch(kh).await?;
+    let back = Instant::now();
+    let tenth = (n / 10) as u64;
+    let mut marks = Vec::with_capacity(10);
+    let mut last = 0.0;
+    loop {
+        let got = received(&kh).await;
+        while (marks.len() as u64) < 10 && got >= tenth * (marks.len() as u64 + 1) {
+            let t = back.elapsed().as_secs_f64();
+            marks.push(tenth as f64 / (t - last).max(1e-6));
+            last = t;
+        }
+        if got >= n as u64 {
+            break;
+        }
         anyhow::ensure!(
-            start.elapsed() < Duration::from_secs(3600),
-            "delivery did not finish in an hour"
+            back.elapsed() < Duration::from_secs(3600),
+            "the backlog did not drain in an hour"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok((submitted, start.elapsed().as_secs_f64()))
+    let drain_seconds = back.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
+    let peak_rss = rss_mb(pid, "VmHWM:");
+    drop((th, kh));
+    dbs.drop_all().await?;
+    let first = marks.first().copied().unwrap_or(f64::NAN);
+    let last_rate = marks.last().copied().unwrap_or(f64::NAN);
+    Ok(json!({
+        "benchmark": "backlog for an unreachable peer, then drained",
+        "database": if opts.database_url.is_some() { "postgres" } else { "sqlite" },
+        "messages": n,
+        "queued_per_s": n as f64 / queue_seconds,
+        "sender_idle_rss_mb": idle_rss,
+        "sender_rss_mb_with_backlog": queued_rss,
+        "sender_peak_rss_mb_while_queueing": queued_peak,
+        "sender_peak_rss_mb_overall": peak_rss,
+        "drained_per_s": n as f64 / drain_seconds,
+        "drain_per_s_by_tenth": marks,
+        "ratio_last_tenth_to_first": last_rate / first,
+        "sender_cpu_seconds_per_1000_drained": cpu / n as f64 * 1000.0,
+    }))
 }
 
 fn median_of(values: &[f64]) -> f64 {

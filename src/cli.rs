@@ -136,6 +136,16 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A backlog for an unreachable peer (default 100,000 messages), then
+    /// the peer returns: sender memory and drain rate per tenth of the
+    /// backlog. Run from the repository root.
+    Backlog {
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        /// Run both gateways on this PostgreSQL server instead of SQLite.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Scheduler cost per wake-up with many open timers.
     Timers {
         /// Open-timer counts to measure.
@@ -569,6 +579,21 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { files, json } => validate(&files, json),
+        Command::Bench {
+            command:
+                BenchCommand::Backlog {
+                    messages,
+                    database_url,
+                },
+        } => {
+            let opts = crate::bench::BacklogOptions {
+                messages,
+                database_url,
+            };
+            let report = runtime()?.block_on(crate::bench::backlog(&opts))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench {
             command:
                 BenchCommand::E2e {

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -93,36 +92,7 @@ async fn crash_run(victim: &str, seed: u64) {
     )
     .await;
     let inbox = read_inbox(&kh_api).await;
-    let ids: Vec<&str> = inbox
-        .iter()
-        .map(|m| m["message_id"].as_str().unwrap())
-        .collect();
-    let unique: BTreeSet<&str> = ids.iter().copied().collect();
-    assert_eq!(ids.len(), MESSAGES, "no message twice, none extra");
-    assert_eq!(unique.len(), MESSAGES);
-    let sent: BTreeSet<&str> = messages
-        .iter()
-        .map(|m| m["message_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(unique, sent, "exactly the accepted messages arrived");
-
-    let mut expected: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for m in &messages {
-        expected
-            .entry(m["case_ref"].as_str().unwrap())
-            .or_default()
-            .push(m["message_id"].as_str().unwrap());
-    }
-    let mut got: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for m in &inbox {
-        got.entry(m["case_ref"].as_str().unwrap())
-            .or_default()
-            .push(m["message_id"].as_str().unwrap());
-    }
-    assert_eq!(
-        got, expected,
-        "per case, the receiver got messages in submission order"
-    );
+    assert_exactly_once_in_order(&inbox, &messages.iter().collect::<Vec<_>>());
 
     // The sender's view agrees: every message delivered, with a receipt.
     for m in messages.iter().step_by(25) {

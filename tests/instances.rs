@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -138,39 +137,8 @@ async fn two_instances_on_one_database_deliver_exactly_once_through_a_sigkill() 
     // lease's length, then look.
     tokio::time::sleep(fast_delivery().lease()).await;
     let inbox = read_inbox(&th_api).await;
-    let ids: Vec<&str> = inbox
-        .iter()
-        .map(|m| m["message_id"].as_str().unwrap())
-        .collect();
-    let unique: BTreeSet<&str> = ids.iter().copied().collect();
-    assert_eq!(ids.len(), MESSAGES, "no message twice, none extra");
-    let sent: BTreeSet<&str> = cases
-        .iter()
-        .flatten()
-        .map(|m| m["message_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(unique, sent, "exactly the accepted messages arrived");
-    let expected: BTreeMap<&str, Vec<&str>> = cases
-        .iter()
-        .map(|c| {
-            (
-                c[0]["case_ref"].as_str().unwrap(),
-                c.iter()
-                    .map(|m| m["message_id"].as_str().unwrap())
-                    .collect(),
-            )
-        })
-        .collect();
-    let mut got: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for m in &inbox {
-        got.entry(m["case_ref"].as_str().unwrap())
-            .or_default()
-            .push(m["message_id"].as_str().unwrap());
-    }
-    assert!(
-        got == expected,
-        "per case, TH got the messages in submission order"
-    );
+    let sent: Vec<&Value> = cases.iter().flatten().collect();
+    assert_exactly_once_in_order(&inbox, &sent);
 
     // The shared outbox agrees: every message delivered, once.
     let counts: Vec<(String, i64)> = {

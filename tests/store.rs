@@ -398,16 +398,13 @@ async fn a_timer_fires_once_with_two_instances() {
     let reminders = [0.5, 0.8];
     // Each instance reads the due timer and decides the same firing; the
     // writes race, and exactly one lands.
-    let due_a = a.due_timers(600, 10).await.unwrap();
-    let due_b = b.due_timers(600, 10).await.unwrap();
-    let firings_a: Vec<_> = due_a
-        .iter()
-        .filter_map(|t| homeward::timers::decide(t, 600, &reminders).map(|f| (t.clone(), f)))
-        .collect();
-    let firings_b: Vec<_> = due_b
-        .iter()
-        .filter_map(|t| homeward::timers::decide(t, 600, &reminders).map(|f| (t.clone(), f)))
-        .collect();
+    let firings = |due: Vec<homeward::store::timers::TimerRow>| -> Vec<_> {
+        due.into_iter()
+            .filter_map(|t| homeward::timers::decide(&t, 600, &reminders).map(|f| (t, f)))
+            .collect()
+    };
+    let firings_a = firings(a.due_timers(600, 10).await.unwrap());
+    let firings_b = firings(b.due_timers(600, 10).await.unwrap());
     assert_eq!(firings_a.len(), 1);
     let (x, y) = tokio::join!(a.apply_firings(&firings_a), b.apply_firings(&firings_b));
     assert_eq!(

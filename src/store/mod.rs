@@ -631,15 +631,19 @@ impl Store {
                              AND p.seq < o.seq AND p.state IN ('queued', 'delivering'))";
         const RETURNING: &str = "RETURNING seq, message_id, type, in_reply_to, submitted_at, case_ref, peer, body, body_sha256, attempts, deadline_at";
         // One statement per claim: on SQLite each statement is a round trip
-        // to its connection's thread.
+        // to its connection's thread. Due heads are taken in the pending
+        // index's order (due time, then seq), so the scan stops after
+        // `limit` heads: ordering by seq alone read and sorted every due row,
+        // and a 100,000-message backlog drained at a fifth of the speed.
+        // Per-case order does not depend on it: only a case's head is due.
         let sql = match self.backend {
             Backend::Sqlite => format!(
                 "UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = $3 \
-                 WHERE seq IN (SELECT o.seq FROM outbox o INDEXED BY outbox_pending WHERE {HEAD} ORDER BY o.seq LIMIT $2) \
+                 WHERE seq IN (SELECT o.seq FROM outbox o INDEXED BY outbox_pending WHERE {HEAD} ORDER BY o.next_attempt_at, o.seq LIMIT $2) \
                  {RETURNING}"
             ),
             Backend::Postgres => format!(
-                "WITH due AS (SELECT o.seq AS due_seq FROM outbox o WHERE {HEAD} ORDER BY o.seq LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                "WITH due AS (SELECT o.seq AS due_seq FROM outbox o WHERE {HEAD} ORDER BY o.next_attempt_at, o.seq LIMIT $2 FOR UPDATE SKIP LOCKED) \
                  UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = $3 \
                  FROM due WHERE outbox.seq = due.due_seq {RETURNING}"
             ),
@@ -689,14 +693,16 @@ impl Store {
             Backend::Postgres => "outbox o",
         };
         let row = sqlx::query(&format!(
-            "SELECT MIN(o.next_attempt_at) AS due FROM {from} \
+            "SELECT o.next_attempt_at AS due FROM {from} \
              WHERE o.state IN ('queued', 'delivering') \
                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.peer = o.peer AND p.case_ref = o.case_ref \
-                               AND p.seq < o.seq AND p.state IN ('queued', 'delivering'))"
+                               AND p.seq < o.seq AND p.state IN ('queued', 'delivering')) \
+             ORDER BY o.next_attempt_at, o.seq LIMIT 1"
         ))
-        .fetch_one(&self.read)
+        .fetch_optional(&self.read)
         .await?;
-        Ok(row.get("due"))
+        // The first head in index order: MIN() over the filter read them all.
+        Ok(row.map(|r| r.get("due")))
     }
 
     /// Records the outcome of attempts, in one transaction: a delivery

@@ -367,6 +367,35 @@ pub async fn read_inbox(api: &ApiClient) -> Vec<Value> {
     }
 }
 
+/// The receiver's inbox holds exactly the `sent` messages (in submission
+/// order), each once, and per case in submission order.
+pub fn assert_exactly_once_in_order(inbox: &[Value], sent: &[&Value]) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let id = |m: &Value| m["message_id"].as_str().expect("message_id").to_string();
+    let ids: Vec<String> = inbox.iter().map(id).collect();
+    let unique: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(ids.len(), sent.len(), "no message twice, none extra");
+    assert_eq!(unique.len(), sent.len(), "no message twice");
+    let expected_ids: BTreeSet<String> = sent.iter().map(|m| id(m)).collect();
+    assert!(
+        unique == expected_ids,
+        "exactly the accepted messages arrived"
+    );
+    let by_case = |ms: &mut dyn Iterator<Item = &Value>| {
+        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for m in ms {
+            map.entry(m["case_ref"].as_str().expect("case_ref").to_string())
+                .or_default()
+                .push(id(m));
+        }
+        map
+    };
+    assert!(
+        by_case(&mut inbox.iter()) == by_case(&mut sent.iter().copied()),
+        "per case, the receiver got messages in submission order"
+    );
+}
+
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
