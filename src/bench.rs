@@ -625,6 +625,28 @@ pub async fn backlog(opts: &BacklogOptions) -> anyhow::Result<Value> {
     }))
 }
 
+/// The disk's synchronous commit rate where the bench keeps its databases:
+/// 4 KiB appended and `fdatasync`ed, over and over, for `seconds`. A commit
+/// on SQLite (`synchronous=FULL`) costs one such sync, so this bounds what
+/// one submitter waiting for each `202` can reach.
+fn fsync_rate(dir: &Path, seconds: f64) -> std::io::Result<f64> {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path)?;
+    let block = [0x5au8; 4096];
+    let start = Instant::now();
+    let mut n = 0u32;
+    while start.elapsed().as_secs_f64() < seconds {
+        file.write_all(&block)?;
+        file.sync_data()?;
+        n += 1;
+    }
+    let rate = f64::from(n) / start.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(rate)
+}
+
 fn median_of(values: &[f64]) -> f64 {
     median(values.to_vec())
 }
@@ -685,6 +707,13 @@ pub async fn e2e(opts: &E2eOptions) -> anyhow::Result<Value> {
             "peak_rss_mb_max_gateway": median_of(&peak_rss),
         }));
     }
+    let fsyncs = {
+        let dir = tempfile::tempdir()?;
+        let samples: Vec<f64> = (0..3)
+            .map(|_| fsync_rate(dir.path(), 1.0))
+            .collect::<std::io::Result<_>>()?;
+        median(samples)
+    };
     // Latency at a fixed offered rate.
     let mut fixed = Vec::new();
     for _ in 0..opts.runs {
@@ -708,6 +737,7 @@ pub async fn e2e(opts: &E2eOptions) -> anyhow::Result<Value> {
         "benchmark": format!("end to end, two gateway processes on 127.0.0.1, mutual TLS, {backend}"),
         "database": if opts.database_url.is_some() { "postgres" } else { "sqlite" },
         "runs_per_figure": opts.runs,
+        "disk_fsyncs_per_s": fsyncs,
         "saturation": results,
         "fixed_rate": {
             "offered_per_s": opts.rate,

@@ -643,6 +643,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     f["latency_ms_p50"].as_f64().unwrap_or(0.0),
                     f["latency_ms_p99"].as_f64().unwrap_or(0.0)
                 );
+                println!(
+                    "  disk: {:.0} fsyncs/s (4 KiB append + fdatasync in the bench's directory)",
+                    report["disk_fsyncs_per_s"].as_f64().unwrap_or(0.0)
+                );
                 println!("  (median of {} runs)", report["runs_per_figure"]);
             }
             Ok(ExitCode::SUCCESS)

@@ -175,7 +175,8 @@ pub struct DeliverySettings {
     pub initial_backoff_ms: u64,
     /// Cap on the retry delay.
     pub max_backoff_ms: u64,
-    /// Messages sent to peers at once.
+    /// Messages in flight to peers at once (sent in batches of up to 64 per
+    /// peer, several batches at a time).
     pub concurrency: usize,
     /// Timeout of one delivery attempt.
     pub request_timeout_ms: u64,
@@ -192,7 +193,7 @@ impl Default for DeliverySettings {
         Self {
             initial_backoff_ms: 500,
             max_backoff_ms: 60_000,
-            concurrency: 32,
+            concurrency: 256,
             request_timeout_ms: 15_000,
             deadline_hours: 72,
             lease_ms: 30_000,

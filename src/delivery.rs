@@ -5,7 +5,7 @@
 //! errors, 408, 429 and 5xx are retried with capped exponential backoff and
 //! jitter until the delivery deadline, after which the message is `dead`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use tracing::{Instrument, error, info, warn};
 
 use crate::config::DeliverySettings;
 use crate::gateway::{GatewayError, Node};
-use crate::peer_api::{BATCH_PATH, MESSAGES_PATH, Receipt};
+use crate::peer_api::{BATCH_MAX, BATCH_PATH, MESSAGES_PATH, Receipt};
 use crate::store::timers::Side;
 use crate::store::{Claimed, Outcome, StoreError};
 use crate::tls::{self, Identity};
@@ -98,60 +98,132 @@ impl Worker {
         Ok(Self { node, peers })
     }
 
-    /// Runs until `shutdown`; finishes the batch in flight before returning.
+    /// Runs until `shutdown`; finishes the attempts in flight before
+    /// returning.
+    ///
+    /// Up to `delivery.concurrency` messages are in flight at once, in
+    /// batches of at most [`BATCH_MAX`] per claim: the worker claims the next
+    /// batch while earlier ones are on the wire or being recorded, so the
+    /// round trip (claim, the peer's commit, recording) does not cap the
+    /// rate. Per-case order holds because only a case's head is ever due,
+    /// and a claimed head stays claimed until its outcome is recorded.
     pub async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
+        match this
+            .node
+            .store
+            .release_claims(this.node.clock.now_ms())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => info!(
+                messages = n,
+                "attempts cut off by the last stop are due again"
+            ),
+            Err(e) => {
+                error!(error = %e, "cannot release the last run's claims; they wait for their lease")
+            }
+        }
+        let capacity = this.node.settings.delivery.concurrency.max(1);
+        let mut in_flight: JoinSet<usize> = JoinSet::new();
+        // Messages per task, to free their room even if a task panics.
+        let mut sizes: HashMap<tokio::task::Id, usize> = HashMap::new();
+        let mut sending = 0usize;
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
-            match this.step().await {
-                Ok(n) if n > 0 => continue,
-                Ok(_) => {}
-                Err(e) => {
-                    crate::metrics::Metrics::inc(&this.node.metrics.store_errors);
-                    error!(error = %e, "delivery step failed; retrying shortly");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+            // Fill the pipeline.
+            let mut wait = None;
+            while sending < capacity {
+                let room = (capacity - sending).min(BATCH_MAX);
+                match this.claim(room).await {
+                    Ok(None) => {
+                        wait = Some(this.until_due().await);
+                        break;
+                    }
+                    Ok(Some((n, attempt))) => {
+                        sending += n;
+                        sizes.insert(in_flight.spawn(attempt).id(), n);
+                    }
+                    Err(e) => {
+                        crate::metrics::Metrics::inc(&this.node.metrics.store_errors);
+                        error!(error = %e, "cannot claim due messages; retrying shortly");
+                        wait = Some(Duration::from_secs(1));
+                        break;
                     }
                 }
             }
-            let wait = match this.node.store.next_due().await {
-                Ok(Some(due)) => {
-                    let ms = due.saturating_sub(this.node.clock.now_ms()).max(0);
-                    Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(MAX_IDLE)
-                }
-                Ok(None) => MAX_IDLE,
-                Err(e) => {
-                    error!(error = %e, "cannot read the next due time");
-                    Duration::from_secs(1)
-                }
-            };
-            if wait.is_zero() {
+            // Full (`None`): only an attempt ending makes room.
+            if wait.is_some_and(|w| w.is_zero()) {
                 continue;
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = this.node.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+                Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                    sending -= settled(&mut sizes, done);
+                    while let Some(done) = in_flight.try_join_next_with_id() {
+                        sending -= settled(&mut sizes, done);
+                    }
+                }
+                _ = this.node.wake.notified(), if wait.is_some() => {}
+                _ = tokio::time::sleep(wait.unwrap_or(MAX_IDLE)), if wait.is_some() => {}
+            }
+        }
+        while in_flight.join_next().await.is_some() {}
+    }
+
+    /// How long until the next message is due (capped: deadlines pass even
+    /// when nothing is submitted).
+    async fn until_due(&self) -> Duration {
+        match self.node.store.next_due().await {
+            Ok(Some(due)) => {
+                let ms = due.saturating_sub(self.node.clock.now_ms()).max(0);
+                Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(MAX_IDLE)
+            }
+            Ok(None) => MAX_IDLE,
+            Err(e) => {
+                error!(error = %e, "cannot read the next due time");
+                Duration::from_secs(1)
             }
         }
     }
 
-    /// One batch: claim due messages, send them concurrently, record every
-    /// outcome. Returns how many were attempted.
-    pub async fn step(self: &Arc<Self>) -> Result<usize, StoreError> {
+    /// Claims up to `limit` due messages and returns the attempt that sends
+    /// them and records the outcomes (`None`: nothing is due).
+    async fn claim(
+        self: &Arc<Self>,
+        limit: usize,
+    ) -> Result<Option<(usize, impl Future<Output = usize> + Send + 'static)>, StoreError> {
         let now = self.node.clock.now_ms();
-        let limit = i64::try_from(self.node.settings.delivery.concurrency).unwrap_or(32);
-        let claimed = self.node.store.claim_due(now, limit).await?;
+        let claimed = self
+            .node
+            .store
+            .claim_due(now, i64::try_from(limit).unwrap_or(i64::MAX))
+            .await?;
         if claimed.is_empty() {
-            return Ok(0);
+            return Ok(None);
         }
+        let n = claimed.len();
+        let this = self.clone();
+        Ok(Some((n, async move {
+            if let Err(e) = this.deliver(claimed).await {
+                // The claims stand until their lease runs out; then the
+                // messages are due again (a resend is recognised by the
+                // peer as the same message).
+                crate::metrics::Metrics::inc(&this.node.metrics.store_errors);
+                error!(error = %e, "cannot record delivery outcomes; the messages will be retried");
+            }
+            n
+        })))
+    }
+
+    /// Sends claimed messages (several for one peer as one batch: one TLS
+    /// request, one commit at the receiver; a lone message on its own) and
+    /// records every outcome in one transaction.
+    async fn deliver(self: &Arc<Self>, claimed: Vec<Claimed>) -> Result<usize, StoreError> {
         let mut set = JoinSet::new();
         let mut submitted = std::collections::HashMap::new();
-        // Several messages for one peer travel as one batch (one TLS request,
-        // one commit at the receiver); a lone message goes on its own.
         let mut by_peer: BTreeMap<String, Vec<Claimed>> = BTreeMap::new();
         for c in claimed {
             by_peer.entry(c.peer.clone()).or_default().push(c);
@@ -175,12 +247,12 @@ impl Worker {
             submitted.insert(c.seq, c.submitted_at);
             set.spawn(async move { vec![(c.seq, this.attempt(&c).await)] }.instrument(span));
         }
-        let mut results = Vec::with_capacity(set.len());
+        let mut results = Vec::with_capacity(submitted.len());
         while let Some(joined) = set.join_next().await {
             match joined {
                 Ok(r) => results.extend(r),
                 // A panicking attempt leaves its row `delivering`; it will be
-                // tried again when due.
+                // tried again when its lease runs out.
                 Err(e) => error!(error = %e, "delivery attempt panicked"),
             }
         }
@@ -379,7 +451,10 @@ impl Worker {
         let text = resp.text().await.unwrap_or_default();
         let results = serde_json::from_str::<Value>(&text)
             .ok()
-            .and_then(|v| v.get("results").and_then(Value::as_array).cloned())
+            .and_then(|mut v| match v.get_mut("results").map(Value::take) {
+                Some(Value::Array(results)) => Some(results),
+                _ => None,
+            })
             .filter(|r| r.len() == group.len());
         match (status.as_u16(), results) {
             (200, Some(results)) => group
@@ -434,6 +509,22 @@ impl Worker {
             next_attempt_at: next,
         }
     }
+}
+
+/// How many messages a finished attempt task had in flight.
+fn settled(
+    sizes: &mut HashMap<tokio::task::Id, usize>,
+    done: Result<(tokio::task::Id, usize), tokio::task::JoinError>,
+) -> usize {
+    let id = match done {
+        Ok((id, _)) => id,
+        Err(e) => {
+            // Its claims stand until their lease runs out.
+            error!(error = %e, "a delivery task panicked");
+            e.id()
+        }
+    };
+    sizes.remove(&id).unwrap_or(0)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -108,10 +108,11 @@ async fn receive_batch(
         .peer_api
         .max_body_bytes
         .saturating_mul(BATCH_MAX);
-    let (_, doc) = read_json_body(&headers, body, limit).await?;
+    let (_, mut doc) = read_json_body(&headers, body, limit).await?;
     let items: Vec<String> = doc
-        .get("messages")
-        .and_then(|m| serde_json::from_value(m.clone()).ok())
+        .get_mut("messages")
+        .map(serde_json::Value::take)
+        .and_then(|m| serde_json::from_value(m).ok())
         .filter(|m: &Vec<String>| !m.is_empty() && m.len() <= BATCH_MAX)
         .ok_or_else(|| {
             ApiError::new(

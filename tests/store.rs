@@ -301,25 +301,41 @@ fn audit_entry(i: i64) -> AuditEntry {
     }
 }
 
-/// Two stores on one PostgreSQL database, as two instances of one gateway.
-async fn two_instances(test: &str, lease: Duration) -> Option<(Store, Store)> {
-    let sealer_key = homeward::store::seal::new_key_hex();
-    let dir = tempfile::tempdir().unwrap();
-    let key_path = dir.path().join("k.key");
-    std::fs::write(&key_path, &sealer_key).unwrap();
-    let sealer = || {
+/// A sealing key kept in a file, so several stores (two instances, or one
+/// gateway before and after a restart) read each other's bodies.
+struct SharedKey {
+    _dir: TempDir,
+    path: std::path::PathBuf,
+}
+
+impl SharedKey {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        std::fs::write(&path, homeward::store::seal::new_key_hex()).unwrap();
+        Self { _dir: dir, path }
+    }
+
+    fn sealer(&self) -> Sealer {
         Sealer::from_settings(&homeward::store::seal::EncryptionSettings {
             active_key: "k1".into(),
             keys: vec![homeward::store::seal::KeySettings {
                 id: "k1".into(),
-                file: Some(key_path.clone()),
+                file: Some(self.path.clone()),
                 env: None,
             }],
         })
         .expect("sealer")
-    };
-    let (a, url, _) = open(Backend::Postgres, test, sealer()).await?;
-    let b = Store::open(&url, sealer()).await.expect("second instance");
+    }
+}
+
+/// Two stores on one PostgreSQL database, as two instances of one gateway.
+async fn two_instances(test: &str, lease: Duration) -> Option<(Store, Store)> {
+    let key = SharedKey::new();
+    let (a, url, _) = open(Backend::Postgres, test, key.sealer()).await?;
+    let b = Store::open(&url, key.sealer())
+        .await
+        .expect("second instance");
     Some((a.with_lease(lease), b.with_lease(lease)))
 }
 
@@ -500,6 +516,220 @@ async fn concurrent_submissions_commit_together_and_each_gets_its_own_answer() {
         assert_eq!(replay, 200, "{backend:?}");
         let counts = store.outbox_counts().await.unwrap();
         assert_eq!(counts, vec![("KH".to_string(), "queued".to_string(), 100)]);
+        store.close().await;
+    }
+}
+
+/// Each submission of a group committed together is judged as if alone and
+/// in order: a later one sees the earlier ones of its group.
+#[tokio::test(flavor = "current_thread")]
+async fn a_group_of_submissions_is_judged_one_by_one_in_order() {
+    for backend in BACKENDS {
+        let test = "a_group_of_submissions_is_judged_one_by_one_in_order";
+        let Some((store, _, _dir)) = open(backend, test, key()).await else {
+            continue;
+        };
+        let (case_a, case_b) = (
+            common::case_ref("TH", "KH", 41),
+            common::case_ref("TH", "KH", 42),
+        );
+        let referral_a = common::referral("TH", "KH", &case_a, 41);
+        let mut changed_a = referral_a.clone();
+        changed_a["payload"]["risk_level"] = "high".into();
+        let group = [
+            referral_a.clone(),
+            // Valid only after the referral just before it in the group.
+            common::update("TH", "KH", &case_a, 43),
+            referral_a.clone(),
+            changed_a,
+            // The receiver's answer cannot come from the sender.
+            common::acknowledge(
+                "TH",
+                "KH",
+                &case_a,
+                referral_a["message_id"].as_str().unwrap(),
+            ),
+            common::referral("TH", "KH", &case_b, 42),
+        ];
+        // On one thread, every task queues its submission before the
+        // committer runs: one group.
+        let tasks: Vec<_> = group
+            .iter()
+            .map(|m| {
+                let (store, o) = (store.clone(), outbound(m, 1_000));
+                tokio::spawn(async move { store.enqueue(&o).await.expect("enqueue") })
+            })
+            .collect();
+        let mut got = Vec::new();
+        for t in tasks {
+            got.push(t.await.unwrap());
+        }
+        let kinds: Vec<&str> = got
+            .iter()
+            .map(|e| match e {
+                Enqueued::New(_) => "new",
+                Enqueued::Replay(_) => "replay",
+                Enqueued::Conflict(_) => "conflict",
+                Enqueued::Refused(_) => "refused",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["new", "new", "replay", "conflict", "refused", "new"],
+            "{backend:?}"
+        );
+        let (Enqueued::New(a), Enqueued::New(update), Enqueued::New(b)) =
+            (&got[0], &got[1], &got[5])
+        else {
+            unreachable!()
+        };
+        assert!(
+            a.seq < update.seq && update.seq < b.seq,
+            "{backend:?}: seq in submission order"
+        );
+        // The heads of both cases are due; the update waits for its referral.
+        let due: BTreeSet<String> = store
+            .claim_due(2_000, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.message_id)
+            .collect();
+        assert_eq!(
+            due,
+            BTreeSet::from([a.message_id.clone(), b.message_id.clone()]),
+            "{backend:?}"
+        );
+        store.close().await;
+    }
+}
+
+/// The same for a batch from a peer.
+#[tokio::test]
+async fn a_received_batch_is_judged_one_by_one_in_order() {
+    for backend in BACKENDS {
+        let test = "a_received_batch_is_judged_one_by_one_in_order";
+        let Some((store, _, _dir)) = open(backend, test, key()).await else {
+            continue;
+        };
+        let (case_a, case_b) = (
+            common::case_ref("TH", "KH", 51),
+            common::case_ref("TH", "KH", 52),
+        );
+        let referral_a = common::referral("TH", "KH", &case_a, 51);
+        let mut changed_a = referral_a.clone();
+        changed_a["payload"]["risk_level"] = "high".into();
+        let ack = common::acknowledge(
+            "TH",
+            "KH",
+            &case_a,
+            referral_a["message_id"].as_str().unwrap(),
+        );
+        let batch: Vec<NewInbound> = [
+            referral_a.clone(),
+            common::update("TH", "KH", &case_a, 53),
+            referral_a.clone(),
+            changed_a,
+            ack,
+            common::referral("TH", "KH", &case_b, 52),
+        ]
+        .iter()
+        .map(|m| inbound(m, 10))
+        .collect();
+        let got = store.receive_many(&batch).await.unwrap();
+        let kinds: Vec<String> = got
+            .iter()
+            .map(|r| match r {
+                Received::Stored { fresh, .. } => format!("stored fresh={fresh}"),
+                Received::Conflict => "conflict".into(),
+                Received::Refused(_) => "refused".into(),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "stored fresh=true",
+                "stored fresh=true",
+                "stored fresh=false",
+                "conflict",
+                "refused",
+                "stored fresh=true"
+            ],
+            "{backend:?}"
+        );
+        let feed: Vec<String> = store
+            .inbox_after(0, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.message_id)
+            .collect();
+        let expected: Vec<String> = [&batch[0], &batch[1], &batch[5]]
+            .iter()
+            .map(|m| m.message_id.clone())
+            .collect();
+        assert_eq!(feed, expected, "{backend:?}: committed in batch order");
+        store.close().await;
+    }
+}
+
+/// The delivery worker keeps several claims in flight: a claimed message is
+/// not claimed again until its outcome is recorded or its lease runs out,
+/// and on SQLite (one gateway per file) a restart releases the claims the
+/// last run left.
+#[tokio::test]
+async fn claims_stay_claimed_until_recorded_and_a_restart_releases_them() {
+    for backend in BACKENDS {
+        let test = "claims_stay_claimed_until_recorded_and_a_restart_releases_them";
+        let lease = Duration::from_millis(10_000);
+        let key = SharedKey::new();
+        let Some((store, url, _dir)) = open(backend, test, key.sealer()).await else {
+            continue;
+        };
+        let store = store.with_lease(lease);
+        let mut ids = BTreeSet::new();
+        for i in 0..3 {
+            let msg = common::referral("TH", "KH", &common::case_ref("TH", "KH", 60 + i), i);
+            ids.insert(msg["message_id"].as_str().unwrap().to_string());
+            enqueue_new(&store, &msg, 1_000).await;
+        }
+        let first = store.claim_due(2_000, 2).await.unwrap();
+        let second = store.claim_due(2_001, 10).await.unwrap();
+        assert_eq!((first.len(), second.len()), (2, 1), "{backend:?}");
+        let claimed: BTreeSet<String> = first
+            .iter()
+            .chain(&second)
+            .map(|c| c.message_id.clone())
+            .collect();
+        assert_eq!(claimed, ids, "{backend:?}: each claimed once");
+        assert!(store.claim_due(2_002, 10).await.unwrap().is_empty());
+        assert_eq!(store.next_due().await.unwrap(), Some(12_000), "{backend:?}");
+        store
+            .record(&[(first[0].seq, delivered(2_003))])
+            .await
+            .unwrap();
+
+        // The gateway stops without recording the other two, and starts again.
+        store.close().await;
+        let store = Store::open(&url, key.sealer())
+            .await
+            .expect("reopens")
+            .with_lease(lease);
+        let released = store.release_claims(3_000).await.unwrap();
+        let again = store.claim_due(3_000, 10).await.unwrap();
+        match backend {
+            Backend::Sqlite => {
+                assert_eq!(released, 2);
+                assert_eq!(again.len(), 2);
+                assert!(again.iter().all(|c| c.attempts == 2));
+            }
+            // Other instances may hold the claims: only the lease frees them.
+            Backend::Postgres => {
+                assert_eq!(released, 0);
+                assert!(again.is_empty());
+                assert_eq!(store.claim_due(12_001, 10).await.unwrap().len(), 2);
+            }
+        }
         store.close().await;
     }
 }

@@ -53,14 +53,16 @@ fn chain_hash(prev: &str, seq: i64, e: &AuditEntry) -> String {
     hex::encode(h.finalize())
 }
 
-/// Appends entries within a transaction of the single writer (so the
-/// chain's last hash cannot change underneath).
+/// Appends entries within a write transaction, in one statement. The
+/// caller holds the audit lock (PostgreSQL; SQLite's single writer is one),
+/// so the chain's last hash cannot change underneath.
 pub(super) async fn append(
     conn: &mut sqlx::AnyConnection,
-    backend: super::Backend,
     entries: &[AuditEntry],
 ) -> Result<(), StoreError> {
-    super::lock_audit(&mut *conn, backend).await?;
+    if entries.is_empty() {
+        return Ok(());
+    }
     let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *conn)
         .await?;
@@ -68,27 +70,28 @@ pub(super) async fn append(
         Some(r) => (r.get("seq"), r.get("hash")),
         None => (0, GENESIS.to_string()),
     };
+    let sql = format!(
+        "INSERT INTO audit (seq, at, actor, role, action, case_ref, message_id, result, prev_hash, hash) VALUES {}",
+        super::values_list(entries.len(), 10)
+    );
+    let mut query = sqlx::query(&sql);
     for e in entries {
         seq += 1;
         let hash = chain_hash(&prev, seq, e);
-        sqlx::query(
-            "INSERT INTO audit (seq, at, actor, role, action, case_ref, message_id, result, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(seq)
-        .bind(e.at)
-        .bind(&e.actor)
-        .bind(&e.role)
-        .bind(&e.action)
-        .bind(&e.case_ref)
-        .bind(&e.message_id)
-        .bind(&e.result)
-        .bind(&prev)
-        .bind(&hash)
-        .execute(&mut *conn)
-        .await?;
+        query = query
+            .bind(seq)
+            .bind(e.at)
+            .bind(e.actor.clone())
+            .bind(e.role.clone())
+            .bind(e.action.clone())
+            .bind(e.case_ref.clone())
+            .bind(e.message_id.clone())
+            .bind(e.result.clone())
+            .bind(prev)
+            .bind(hash.clone());
         prev = hash;
     }
+    query.execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -106,7 +109,8 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.write.begin().await?;
-        append(&mut tx, self.backend, entries).await?;
+        super::lock_audit(&mut tx, self.backend).await?;
+        append(&mut tx, entries).await?;
         tx.commit().await?;
         Ok(())
     }

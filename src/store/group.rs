@@ -12,7 +12,7 @@ use tracing::warn;
 
 use super::audit::AuditEntry;
 use super::seal::Sealer;
-use super::{Backend, Enqueued, NewOutbound, StoreError, enqueue_in, lock_audit, lock_case};
+use super::{Backend, Enqueued, NewOutbound, StoreError, enqueue_group, lock_audit, lock_case};
 
 /// Most submissions in one transaction: enough to share an fsync widely,
 /// few enough that one transaction stays short.
@@ -123,10 +123,11 @@ async fn commit_group(
             lock_case(&mut tx, backend, case_ref).await?;
         }
     }
-    let mut results = Vec::with_capacity(group.len());
-    for s in group {
-        results.push(enqueue_in(&mut tx, backend, sealer, &s.message, s.audit.as_ref()).await?);
-    }
+    let items: Vec<_> = group
+        .iter()
+        .map(|s| (&s.message, s.audit.as_ref()))
+        .collect();
+    let results = enqueue_group(&mut tx, sealer, &items).await?;
     tx.commit().await?;
     Ok(results)
 }

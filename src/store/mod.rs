@@ -14,6 +14,7 @@
 //! writer at a time anyway, and a dedicated writer avoids lock-upgrade
 //! failures between connections. Reads use a small separate pool.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -365,6 +366,32 @@ fn sqlite_url_creating(url: &str) -> String {
     }
 }
 
+/// Placeholders for a multi-row `VALUES` list: `($1, .., $cols), (..)`.
+/// One statement for many rows is one round trip (to SQLite's thread or to
+/// the PostgreSQL server) instead of one per row, which is most of the cost
+/// of a small write.
+fn values_list(rows: usize, cols: usize) -> String {
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(rows * cols * 6);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            let sep = if c == 0 { "" } else { ", " };
+            let _ = write!(sql, "{sep}${}", r * cols + c + 1);
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Placeholders `$first, .., $(first + n - 1)` for an `IN (..)` list.
+fn in_list(n: usize, first: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The messages of a case that count, in the order this node committed
 /// them: everything received, and everything sent that the peer has not
 /// refused (`rejected`) or that did not die undelivered (`dead`).
@@ -373,27 +400,44 @@ async fn case_history(
     sealer: &Sealer,
     case_ref: &str,
 ) -> Result<Vec<CaseMessage>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT l.message_id, COALESCE(o.body, i.body) AS body FROM case_log l \
+    Ok(case_histories(conn, sealer, &[case_ref])
+        .await?
+        .remove(case_ref)
+        .unwrap_or_default())
+}
+
+/// [`case_history`] of several cases in one query.
+async fn case_histories(
+    conn: &mut sqlx::AnyConnection,
+    sealer: &Sealer,
+    cases: &[&str],
+) -> Result<HashMap<String, Vec<CaseMessage>>, StoreError> {
+    let mut histories: HashMap<String, Vec<CaseMessage>> = HashMap::new();
+    if cases.is_empty() {
+        return Ok(histories);
+    }
+    let sql = format!(
+        "SELECT l.case_ref, l.message_id, COALESCE(o.body, i.body) AS body FROM case_log l \
          LEFT JOIN outbox o ON l.direction = 'out' AND o.message_id = l.message_id \
          LEFT JOIN inbox i ON l.direction = 'in' AND i.message_id = l.message_id \
-         WHERE l.case_ref = $1 AND (o.state IS NULL OR o.state NOT IN ('rejected', 'dead')) \
+         WHERE l.case_ref IN ({}) AND (o.state IS NULL OR o.state NOT IN ('rejected', 'dead')) \
          ORDER BY l.seq",
-    )
-    .bind(case_ref)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut history = Vec::with_capacity(rows.len());
-    for r in &rows {
+        in_list(cases.len(), 1)
+    );
+    let mut query = sqlx::query(&sql);
+    for case_ref in cases {
+        query = query.bind(*case_ref);
+    }
+    for r in &query.fetch_all(&mut *conn).await? {
         let Some(sealed) = r.get::<Option<String>, _>("body") else {
             continue;
         };
         let body = sealer.open(r.get::<&str, _>("message_id"), &sealed)?;
         if let Some(m) = case_message_of(&body) {
-            history.push(m);
+            histories.entry(r.get("case_ref")).or_default().push(m);
         }
     }
-    Ok(history)
+    Ok(histories)
 }
 
 /// The lifecycle's view of a stored envelope.
@@ -417,73 +461,156 @@ fn check_lifecycle(
     lifecycle::next_state(case_ref, state, message, history)
 }
 
-async fn log_case(
+/// Case-log entries, in commit order (a multi-row insert assigns `seq` in
+/// the order of its rows).
+async fn log_cases(
     conn: &mut sqlx::AnyConnection,
-    case_ref: &str,
-    message_id: &str,
+    entries: &[(&str, &str)],
     direction: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO case_log (case_ref, message_id, direction) VALUES ($1, $2, $3)")
-        .bind(case_ref)
-        .bind(message_id)
-        .bind(direction)
-        .execute(&mut *conn)
-        .await?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO case_log (case_ref, message_id, direction) VALUES {}",
+        values_list(entries.len(), 3)
+    );
+    let mut query = sqlx::query(&sql);
+    for (case_ref, message_id) in entries {
+        query = query.bind(*case_ref).bind(*message_id).bind(direction);
+    }
+    query.execute(&mut *conn).await?;
     Ok(())
 }
 
-/// One submission inside a transaction: replay, conflict, lifecycle
-/// refusal, or a new outbox row (with its case-log entry and audit record).
-async fn enqueue_in(
+/// Where the answer to one submission of a group comes from.
+enum Slot {
+    Done(Enqueued),
+    /// The `n`th new message of the group.
+    New(usize),
+    /// The same id as the `n`th new message, earlier in the group.
+    Again {
+        of: usize,
+        same: bool,
+    },
+}
+
+/// Submissions inside one transaction, each judged as if committed alone
+/// and in order: replay, conflict, lifecycle refusal, or a new outbox row
+/// with its case-log entry and audit record. A handful of statements for
+/// the whole group, not a handful per submission. The caller holds the
+/// audit and case locks (PostgreSQL).
+async fn enqueue_group(
     conn: &mut AnyConnection,
-    backend: Backend,
     sealer: &Sealer,
-    m: &NewOutbound,
-    audit: Option<&audit::AuditEntry>,
-) -> Result<Enqueued, StoreError> {
-    lock_case(&mut *conn, backend, &m.case_ref).await?;
-    let existing = sqlx::query(&format!(
-        "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = $1"
-    ))
-    .bind(&m.message_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(row) = existing {
-        let row = outbox_row(&row);
-        return Ok(if row.submit_sha256 == m.submit_sha256 {
-            Enqueued::Replay(row)
+    group: &[(&NewOutbound, Option<&audit::AuditEntry>)],
+) -> Result<Vec<Enqueued>, StoreError> {
+    let sql = format!(
+        "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id IN ({})",
+        in_list(group.len(), 1)
+    );
+    let mut query = sqlx::query(&sql);
+    for (m, _) in group {
+        query = query.bind(&m.message_id);
+    }
+    let existing: HashMap<String, OutboxRow> = query
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| {
+            let row = outbox_row(r);
+            (row.message_id.clone(), row)
+        })
+        .collect();
+    let mut cases: Vec<&str> = group
+        .iter()
+        .filter(|(m, _)| !existing.contains_key(&m.message_id))
+        .map(|(m, _)| m.case_ref.as_str())
+        .collect();
+    cases.sort_unstable();
+    cases.dedup();
+    let mut histories = case_histories(&mut *conn, sealer, &cases).await?;
+
+    let mut fresh: Vec<(&NewOutbound, Option<&audit::AuditEntry>)> = Vec::new();
+    let mut fresh_ids: HashMap<&str, usize> = HashMap::new();
+    let mut slots = Vec::with_capacity(group.len());
+    for &(m, audit) in group {
+        if let Some(row) = existing.get(&m.message_id) {
+            slots.push(Slot::Done(if row.submit_sha256 == m.submit_sha256 {
+                Enqueued::Replay(row.clone())
+            } else {
+                Enqueued::Conflict(row.clone())
+            }));
+        } else if let Some(&of) = fresh_ids.get(m.message_id.as_str()) {
+            let same = fresh[of].0.submit_sha256 == m.submit_sha256;
+            slots.push(Slot::Again { of, same });
         } else {
-            Enqueued::Conflict(row)
-        });
+            let history = histories.entry(m.case_ref.clone()).or_default();
+            match check_lifecycle(&m.case_ref, history, &m.case_message) {
+                Err(e) => slots.push(Slot::Done(Enqueued::Refused(e))),
+                Ok(_) => {
+                    history.push(m.case_message.clone());
+                    fresh_ids.insert(&m.message_id, fresh.len());
+                    slots.push(Slot::New(fresh.len()));
+                    fresh.push((m, audit));
+                }
+            }
+        }
     }
-    let history = case_history(&mut *conn, sealer, &m.case_ref).await?;
-    if let Err(e) = check_lifecycle(&m.case_ref, &history, &m.case_message) {
-        return Ok(Enqueued::Refused(e));
+
+    let mut inserted: HashMap<String, OutboxRow> = HashMap::new();
+    if !fresh.is_empty() {
+        let sql = format!(
+            "INSERT INTO outbox (message_id, case_ref, peer, type, in_reply_to, body, body_sha256, submit_sha256, \
+             state, attempts, next_attempt_at, submitted_at, deadline_at) VALUES {} RETURNING {OUTBOX_COLUMNS}",
+            values_list(fresh.len(), 13)
+        );
+        let mut query = sqlx::query(&sql);
+        for (m, _) in &fresh {
+            query = query
+                .bind(&m.message_id)
+                .bind(&m.case_ref)
+                .bind(&m.peer)
+                .bind(&m.message_type)
+                .bind(&m.in_reply_to)
+                .bind(sealer.seal(&m.message_id, &m.body))
+                .bind(&m.body_sha256)
+                .bind(&m.submit_sha256)
+                .bind("queued")
+                .bind(0_i64)
+                .bind(m.submitted_at)
+                .bind(m.submitted_at)
+                .bind(m.deadline_at);
+        }
+        for r in &query.fetch_all(&mut *conn).await? {
+            let row = outbox_row(r);
+            inserted.insert(row.message_id.clone(), row);
+        }
+        let entries: Vec<(&str, &str)> = fresh
+            .iter()
+            .map(|(m, _)| (m.case_ref.as_str(), m.message_id.as_str()))
+            .collect();
+        log_cases(&mut *conn, &entries, "out").await?;
+        let audits: Vec<audit::AuditEntry> = fresh.iter().filter_map(|(_, a)| a.cloned()).collect();
+        audit::append(&mut *conn, &audits).await?;
     }
-    let sealed_body = sealer.seal(&m.message_id, &m.body);
-    let row = sqlx::query(&format!(
-        "INSERT INTO outbox (message_id, case_ref, peer, type, in_reply_to, body, body_sha256, submit_sha256, \
-         state, attempts, next_attempt_at, submitted_at, deadline_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', 0, $9, $10, $11) RETURNING {OUTBOX_COLUMNS}"
-    ))
-    .bind(&m.message_id)
-    .bind(&m.case_ref)
-    .bind(&m.peer)
-    .bind(&m.message_type)
-    .bind(&m.in_reply_to)
-    .bind(&sealed_body)
-    .bind(&m.body_sha256)
-    .bind(&m.submit_sha256)
-    .bind(m.submitted_at)
-    .bind(m.submitted_at)
-    .bind(m.deadline_at)
-    .fetch_one(&mut *conn)
-    .await?;
-    log_case(&mut *conn, &m.case_ref, &m.message_id, "out").await?;
-    if let Some(entry) = audit {
-        audit::append(&mut *conn, backend, std::slice::from_ref(entry)).await?;
-    }
-    Ok(Enqueued::New(outbox_row(&row)))
+    let row_of = |n: usize| -> Result<OutboxRow, StoreError> {
+        inserted
+            .get(&fresh[n].0.message_id)
+            .cloned()
+            .ok_or_else(|| StoreError::Db(sqlx::Error::RowNotFound))
+    };
+    slots
+        .into_iter()
+        .map(|slot| {
+            Ok(match slot {
+                Slot::Done(e) => e,
+                Slot::New(n) => Enqueued::New(row_of(n)?),
+                Slot::Again { of, same: true } => Enqueued::Replay(row_of(of)?),
+                Slot::Again { of, same: false } => Enqueued::Conflict(row_of(of)?),
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -620,11 +747,13 @@ impl Store {
     /// message of a case waits until every earlier one is final, which keeps
     /// per-case order.
     ///
-    /// On PostgreSQL several instances claim at once: rows another instance
-    /// is claiming are skipped (`FOR UPDATE SKIP LOCKED`), and a claim moves
-    /// `next_attempt_at` one lease ahead, so a message whose claimer died
-    /// becomes due again when the lease runs out. SQLite has one claimer,
-    /// which records every outcome before it claims again.
+    /// A claim moves `next_attempt_at` one lease ahead, so a claimed message
+    /// is not due again while its attempt is in flight (the worker keeps
+    /// several batches in flight) and becomes due if its claimer dies. On
+    /// PostgreSQL several instances claim at once: rows another instance is
+    /// claiming are skipped (`FOR UPDATE SKIP LOCKED`). SQLite has a single
+    /// claimer, which releases its stale claims at start
+    /// ([`Store::release_claims`]).
     pub async fn claim_due(&self, now: i64, limit: i64) -> Result<Vec<Claimed>, StoreError> {
         const HEAD: &str = "o.state IN ('queued', 'delivering') AND o.next_attempt_at <= $1 \
              AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.peer = o.peer AND p.case_ref = o.case_ref \
@@ -648,11 +777,7 @@ impl Store {
                  FROM due WHERE outbox.seq = due.due_seq {RETURNING}"
             ),
         };
-        let lease_until = match self.backend {
-            // Unchanged: after a restart the message is due at once.
-            Backend::Sqlite => now,
-            Backend::Postgres => now.saturating_add(self.lease_ms),
-        };
+        let lease_until = now.saturating_add(self.lease_ms);
         let mut tx = self.write.begin().await?;
         let rows = sqlx::query(&sql)
             .bind(now)
@@ -685,6 +810,24 @@ impl Store {
         Ok(claimed)
     }
 
+    /// At start: claims left by a previous run of this gateway (a crash
+    /// mid-attempt) are due now rather than when their lease runs out. Only
+    /// on SQLite, whose file has one gateway; on PostgreSQL the claims may
+    /// belong to other live instances, and their leases decide.
+    pub async fn release_claims(&self, now: i64) -> Result<u64, StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $1 WHERE state = 'delivering' AND next_attempt_at > $1",
+        )
+        .bind(now)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(done)
+    }
+
     /// The earliest time a head-of-queue message becomes due, if any.
     pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
         // SQLite's planner would scan the whole outbox in `seq` order here.
@@ -710,44 +853,63 @@ impl Store {
     /// message raises an alert.
     pub async fn record(&self, results: &[(i64, Outcome)]) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
+        // Deliveries, the bulk, in one statement.
+        let delivered: Vec<(i64, &str, i64)> = results
+            .iter()
+            .filter_map(|(seq, o)| match o {
+                Outcome::Delivered { receipt, at, .. } => Some((*seq, receipt.as_str(), *at)),
+                _ => None,
+            })
+            .collect();
+        if !delivered.is_empty() {
+            // A row already delivered is left alone: another instance's
+            // attempt, after this one's lease ran out, recorded it first.
+            let sql = format!(
+                "UPDATE outbox SET state = 'delivered', receipt = v.column2, delivered_at = v.column3, last_error = NULL \
+                 FROM (VALUES {}) AS v WHERE outbox.seq = v.column1 AND outbox.state <> 'delivered' \
+                 RETURNING seq, message_id, type, in_reply_to",
+                values_list(delivered.len(), 3)
+            );
+            let mut query = sqlx::query(&sql);
+            for (seq, receipt, at) in &delivered {
+                query = query.bind(*seq).bind(*receipt).bind(*at);
+            }
+            let updated: HashMap<i64, sqlx::any::AnyRow> = query
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|r| (r.get::<i64, _>("seq"), r))
+                .collect();
+            let mut opened = Vec::new();
+            for (seq, outcome) in results {
+                let (
+                    Outcome::Delivered {
+                        received_at, timer, ..
+                    },
+                    Some(row),
+                ) = (outcome, updated.get(seq))
+                else {
+                    continue;
+                };
+                opened.extend(timer.as_ref());
+                if let Some(reply_to) = row.get::<Option<String>, _>("in_reply_to") {
+                    let (id, t): (String, String) = (row.get("message_id"), row.get("type"));
+                    timers::close_timers(
+                        &mut tx,
+                        Side::AnswerDue,
+                        &reply_to,
+                        &t,
+                        &id,
+                        *received_at,
+                    )
+                    .await?;
+                }
+            }
+            timers::insert_timers_in(&mut tx, &opened).await?;
+        }
         for (seq, outcome) in results {
             match outcome {
-                Outcome::Delivered {
-                    receipt,
-                    at,
-                    received_at,
-                    timer,
-                } => {
-                    // Already delivered: another instance's attempt, after
-                    // this one's lease ran out, recorded it first.
-                    let Some(row) = sqlx::query(
-                        "UPDATE outbox SET state = 'delivered', receipt = $1, delivered_at = $2, last_error = NULL \
-                         WHERE seq = $3 AND state <> 'delivered' RETURNING message_id, type, in_reply_to",
-                    )
-                    .bind(receipt)
-                    .bind(at)
-                    .bind(seq)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    else {
-                        continue;
-                    };
-                    if let Some(t) = timer {
-                        timers::insert_timer(&mut tx, t).await?;
-                    }
-                    if let Some(reply_to) = row.get::<Option<String>, _>("in_reply_to") {
-                        let (id, t): (String, String) = (row.get("message_id"), row.get("type"));
-                        timers::close_timers(
-                            &mut tx,
-                            Side::AnswerDue,
-                            &reply_to,
-                            &t,
-                            &id,
-                            *received_at,
-                        )
-                        .await?;
-                    }
-                }
+                Outcome::Delivered { .. } => {}
                 Outcome::Rejected { reason } => {
                     sqlx::query(
                         "UPDATE outbox SET state = 'rejected', last_error = $1 \
@@ -811,90 +973,127 @@ impl Store {
     /// Stores a message from a peer if the case's lifecycle allows it,
     /// idempotently by `message_id`: a resend gets the stored receipt.
     pub async fn receive(&self, m: &NewInbound) -> Result<Received, StoreError> {
-        let mut tx = self.write.begin().await?;
-        let received = self.receive_in(&mut tx, m).await?;
-        tx.commit().await?;
-        Ok(received)
+        let mut out = self.receive_many(std::slice::from_ref(m)).await?;
+        Ok(out.pop().unwrap_or(Received::Conflict))
     }
 
     /// Stores several messages from a peer in one transaction (one fsync),
-    /// each checked as [`Store::receive`] would, in order.
+    /// each judged as [`Store::receive`] would alone, in order.
     pub async fn receive_many(&self, messages: &[NewInbound]) -> Result<Vec<Received>, StoreError> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.write.begin().await?;
         // Every case lock up front, in one order, so two instances receiving
         // overlapping batches cannot deadlock.
         let mut cases: Vec<&str> = messages.iter().map(|m| m.case_ref.as_str()).collect();
         cases.sort_unstable();
         cases.dedup();
-        for case_ref in cases {
+        for case_ref in &cases {
             lock_case(&mut tx, self.backend, case_ref).await?;
         }
+        let sql = format!(
+            "SELECT message_id, body_sha256, receipt FROM inbox WHERE message_id IN ({})",
+            in_list(messages.len(), 1)
+        );
+        let mut query = sqlx::query(&sql);
+        for m in messages {
+            query = query.bind(&m.message_id);
+        }
+        // message id -> (content hash, receipt), of what is stored or about to be.
+        let mut known: HashMap<String, (String, String)> = query
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| {
+                (
+                    r.get("message_id"),
+                    (r.get("body_sha256"), r.get("receipt")),
+                )
+            })
+            .collect();
+        let cases: Vec<&str> = cases
+            .into_iter()
+            .filter(|c| {
+                messages
+                    .iter()
+                    .any(|m| m.case_ref == *c && !known.contains_key(&m.message_id))
+            })
+            .collect();
+        let mut histories = case_histories(&mut tx, &self.sealer, &cases).await?;
+        let mut fresh: Vec<&NewInbound> = Vec::new();
         let mut out = Vec::with_capacity(messages.len());
         for m in messages {
-            out.push(self.receive_in(&mut tx, m).await?);
+            if let Some((sha, receipt)) = known.get(&m.message_id) {
+                out.push(if *sha == m.body_sha256 {
+                    Received::Stored {
+                        receipt: receipt.clone(),
+                        fresh: false,
+                    }
+                } else {
+                    Received::Conflict
+                });
+                continue;
+            }
+            let history = histories.entry(m.case_ref.clone()).or_default();
+            if let Err(e) = check_lifecycle(&m.case_ref, history, &m.case_message) {
+                out.push(Received::Refused(e));
+                continue;
+            }
+            history.push(m.case_message.clone());
+            known.insert(
+                m.message_id.clone(),
+                (m.body_sha256.clone(), m.receipt.clone()),
+            );
+            out.push(Received::Stored {
+                receipt: m.receipt.clone(),
+                fresh: true,
+            });
+            fresh.push(m);
+        }
+        if !fresh.is_empty() {
+            let sql = format!(
+                "INSERT INTO inbox (message_id, case_ref, sender, type, in_reply_to, body, body_sha256, received_at, receipt) \
+                 VALUES {}",
+                values_list(fresh.len(), 9)
+            );
+            let mut query = sqlx::query(&sql);
+            for m in &fresh {
+                query = query
+                    .bind(&m.message_id)
+                    .bind(&m.case_ref)
+                    .bind(&m.sender)
+                    .bind(&m.message_type)
+                    .bind(&m.in_reply_to)
+                    .bind(self.sealer.seal(&m.message_id, &m.body))
+                    .bind(&m.body_sha256)
+                    .bind(m.received_at)
+                    .bind(&m.receipt);
+            }
+            query.execute(&mut *tx).await?;
+            let entries: Vec<(&str, &str)> = fresh
+                .iter()
+                .map(|m| (m.case_ref.as_str(), m.message_id.as_str()))
+                .collect();
+            log_cases(&mut tx, &entries, "in").await?;
+            let timers: Vec<&NewTimer> = fresh.iter().filter_map(|m| m.timer.as_ref()).collect();
+            timers::insert_timers_in(&mut tx, &timers).await?;
+            for m in &fresh {
+                if let Some(reply_to) = &m.in_reply_to {
+                    timers::close_timers(
+                        &mut tx,
+                        Side::AwaitingAnswer,
+                        reply_to,
+                        &m.message_type,
+                        &m.message_id,
+                        m.received_at,
+                    )
+                    .await?;
+                }
+            }
         }
         tx.commit().await?;
         Ok(out)
-    }
-
-    async fn receive_in(
-        &self,
-        tx: &mut sqlx::AnyConnection,
-        m: &NewInbound,
-    ) -> Result<Received, StoreError> {
-        lock_case(&mut *tx, self.backend, &m.case_ref).await?;
-        let existing = sqlx::query("SELECT body_sha256, receipt FROM inbox WHERE message_id = $1")
-            .bind(&m.message_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = existing {
-            if row.get::<&str, _>("body_sha256") != m.body_sha256 {
-                return Ok(Received::Conflict);
-            }
-            return Ok(Received::Stored {
-                receipt: row.get("receipt"),
-                fresh: false,
-            });
-        }
-        let history = case_history(&mut *tx, &self.sealer, &m.case_ref).await?;
-        if let Err(e) = check_lifecycle(&m.case_ref, &history, &m.case_message) {
-            return Ok(Received::Refused(e));
-        }
-        let sealed_body = self.sealer.seal(&m.message_id, &m.body);
-        sqlx::query(
-            "INSERT INTO inbox (message_id, case_ref, sender, type, in_reply_to, body, body_sha256, received_at, receipt) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&m.message_id)
-        .bind(&m.case_ref)
-        .bind(&m.sender)
-        .bind(&m.message_type)
-        .bind(&m.in_reply_to)
-        .bind(&sealed_body)
-        .bind(&m.body_sha256)
-        .bind(m.received_at)
-        .bind(&m.receipt)
-        .execute(&mut *tx)
-        .await?;
-        log_case(&mut *tx, &m.case_ref, &m.message_id, "in").await?;
-        if let Some(t) = &m.timer {
-            timers::insert_timer(&mut *tx, t).await?;
-        }
-        if let Some(reply_to) = &m.in_reply_to {
-            timers::close_timers(
-                &mut *tx,
-                Side::AwaitingAnswer,
-                reply_to,
-                &m.message_type,
-                &m.message_id,
-                m.received_at,
-            )
-            .await?;
-        }
-        Ok(Received::Stored {
-            receipt: m.receipt.clone(),
-            fresh: true,
-        })
     }
 
     /// The case's state on this node, if the case exists.

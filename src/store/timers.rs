@@ -116,27 +116,37 @@ fn event_row(r: &sqlx::any::AnyRow) -> EventRow {
     }
 }
 
-pub(super) async fn insert_timer(
+/// Opens timers, in one statement; a timer already open for the same
+/// message and side is left as it is.
+pub(super) async fn insert_timers_in(
     conn: &mut sqlx::AnyConnection,
-    t: &NewTimer,
+    timers: &[&NewTimer],
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO timers (case_ref, message_id, message_type, expected_type, side, peer, agreement, \
-         started_at, due_at, state, next_event_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10) \
-         ON CONFLICT (message_id, side) DO NOTHING",
-    )
-    .bind(&t.case_ref)
-    .bind(&t.message_id)
-    .bind(&t.message_type)
-    .bind(&t.expected_type)
-    .bind(t.side.as_str())
-    .bind(&t.peer)
-    .bind(&t.agreement)
-    .bind(t.started_at)
-    .bind(t.due_at)
-    .bind(t.first_event_at)
-    .execute(&mut *conn)
-    .await?;
+    // Bounded statements: PostgreSQL takes at most 65,535 parameters.
+    for chunk in timers.chunks(1_000) {
+        let sql = format!(
+            "INSERT INTO timers (case_ref, message_id, message_type, expected_type, side, peer, agreement, \
+             started_at, due_at, state, next_event_at) VALUES {} \
+             ON CONFLICT (message_id, side) DO NOTHING",
+            super::values_list(chunk.len(), 11)
+        );
+        let mut query = sqlx::query(&sql);
+        for t in chunk {
+            query = query
+                .bind(&t.case_ref)
+                .bind(&t.message_id)
+                .bind(&t.message_type)
+                .bind(&t.expected_type)
+                .bind(t.side.as_str())
+                .bind(&t.peer)
+                .bind(&t.agreement)
+                .bind(t.started_at)
+                .bind(t.due_at)
+                .bind("open")
+                .bind(t.first_event_at);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -232,9 +242,7 @@ impl Store {
     /// Opens many timers in one transaction (benchmarks, imports).
     pub async fn insert_timers(&self, timers: &[NewTimer]) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
-        for t in timers {
-            insert_timer(&mut tx, t).await?;
-        }
+        insert_timers_in(&mut tx, &timers.iter().collect::<Vec<_>>()).await?;
         tx.commit().await?;
         Ok(())
     }
