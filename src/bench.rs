@@ -245,12 +245,21 @@ struct Prepared {
 
 /// Starts a prepared gateway and waits until it answers.
 async fn launch(p: Prepared) -> anyhow::Result<Proc> {
+    // The gateways' own logs, when asked for (profiling a run).
+    let child_log = std::env::var("HOMEWARD_BENCH_CHILD_LOG").ok();
+    let output = || {
+        if child_log.is_some() {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        }
+    };
     let child = std::process::Command::new(std::env::current_exe()?)
         .args(["serve", "--config"])
         .arg(&p.config)
-        .env("HOMEWARD_LOG", "error")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .env("HOMEWARD_LOG", child_log.as_deref().unwrap_or("error"))
+        .stdout(output())
+        .stderr(output())
         .spawn()?;
     let proc = Proc {
         child,

@@ -145,6 +145,12 @@ impl Worker {
                     Ok(Some((n, attempt))) => {
                         sending += n;
                         sizes.insert(in_flight.spawn(attempt).id(), n);
+                        // Fewer than asked: nothing else is due now, and
+                        // another claim would only come back empty.
+                        if n < room {
+                            wait = Some(this.until_due().await);
+                            break;
+                        }
                     }
                     Err(e) => {
                         crate::metrics::Metrics::inc(&this.node.metrics.store_errors);
@@ -166,7 +172,12 @@ impl Worker {
                         sending -= settled(&mut sizes, done);
                     }
                 }
-                _ = this.node.wake.notified(), if wait.is_some() => {}
+                // A submission wakes an idle worker only: with batches in
+                // flight, the next claim waits for one to end, so claims
+                // gather what arrived meanwhile instead of one write
+                // transaction per submission competing with the submitters
+                // for the writer (one submitter at a time: 30% slower).
+                _ = this.node.wake.notified(), if wait.is_some() && in_flight.is_empty() => {}
                 _ = tokio::time::sleep(wait.unwrap_or(MAX_IDLE)), if wait.is_some() => {}
             }
         }
