@@ -72,7 +72,7 @@ pub(super) async fn append(
     };
     let sql = format!(
         "INSERT INTO audit (seq, at, actor, role, action, case_ref, message_id, result, prev_hash, hash) VALUES {}",
-        super::values_list(entries.len(), 10)
+        super::values_list(conn, entries.len(), 10)
     );
     let mut query = sqlx::query(&sql);
     for e in entries {

@@ -366,28 +366,43 @@ fn sqlite_url_creating(url: &str) -> String {
     }
 }
 
+/// The backend a connection talks to.
+fn backend_of(conn: &AnyConnection) -> Backend {
+    if conn.backend_name() == "PostgreSQL" {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
+
+/// Placeholders for `n` parameters, numbered from 1, for the statements
+/// that bind many (multi-row inserts, `IN` lists). SQLite gets anonymous
+/// `?`: sqlx looks up the name of every numbered parameter, and SQLite finds
+/// a name by walking the list of names, so `$n` costs O(n²) per statement
+/// (it was the writer thread's top symbol at 1,700 parameters).
+fn placeholders(backend: Backend, n: usize) -> impl Iterator<Item = String> {
+    (1..=n).map(move |i| match backend {
+        Backend::Sqlite => "?".to_string(),
+        Backend::Postgres => format!("${i}"),
+    })
+}
+
 /// Placeholders for a multi-row `VALUES` list: `($1, .., $cols), (..)`.
 /// One statement for many rows is one round trip (to SQLite's thread or to
 /// the PostgreSQL server) instead of one per row, which is most of the cost
 /// of a small write.
-fn values_list(rows: usize, cols: usize) -> String {
-    use std::fmt::Write;
-    let mut sql = String::with_capacity(rows * cols * 6);
-    for r in 0..rows {
-        sql.push_str(if r == 0 { "(" } else { ", (" });
-        for c in 0..cols {
-            let sep = if c == 0 { "" } else { ", " };
-            let _ = write!(sql, "{sep}${}", r * cols + c + 1);
-        }
-        sql.push(')');
-    }
-    sql
+fn values_list(conn: &AnyConnection, rows: usize, cols: usize) -> String {
+    let all: Vec<String> = placeholders(backend_of(conn), rows * cols).collect();
+    all.chunks(cols.max(1))
+        .map(|row| format!("({})", row.join(", ")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-/// Placeholders `$first, .., $(first + n - 1)` for an `IN (..)` list.
-fn in_list(n: usize, first: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
+/// Placeholders `$1, .., $n` for an `IN (..)` list, the statement's only
+/// parameters.
+fn in_list(conn: &AnyConnection, n: usize) -> String {
+    placeholders(backend_of(conn), n)
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -422,7 +437,7 @@ async fn case_histories(
          LEFT JOIN inbox i ON l.direction = 'in' AND i.message_id = l.message_id \
          WHERE l.case_ref IN ({}) AND (o.state IS NULL OR o.state NOT IN ('rejected', 'dead')) \
          ORDER BY l.seq",
-        in_list(cases.len(), 1)
+        in_list(conn, cases.len())
     );
     let mut query = sqlx::query(&sql);
     for case_ref in cases {
@@ -473,7 +488,7 @@ async fn log_cases(
     }
     let sql = format!(
         "INSERT INTO case_log (case_ref, message_id, direction) VALUES {}",
-        values_list(entries.len(), 3)
+        values_list(conn, entries.len(), 3)
     );
     let mut query = sqlx::query(&sql);
     for (case_ref, message_id) in entries {
@@ -507,7 +522,7 @@ async fn enqueue_group(
 ) -> Result<Vec<Enqueued>, StoreError> {
     let sql = format!(
         "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id IN ({})",
-        in_list(group.len(), 1)
+        in_list(conn, group.len())
     );
     let mut query = sqlx::query(&sql);
     for (m, _) in group {
@@ -563,7 +578,7 @@ async fn enqueue_group(
         let sql = format!(
             "INSERT INTO outbox (message_id, case_ref, peer, type, in_reply_to, body, body_sha256, submit_sha256, \
              state, attempts, next_attempt_at, submitted_at, deadline_at) VALUES {} RETURNING {OUTBOX_COLUMNS}",
-            values_list(fresh.len(), 13)
+            values_list(conn, fresh.len(), 13)
         );
         let mut query = sqlx::query(&sql);
         for (m, _) in &fresh {
@@ -868,7 +883,7 @@ impl Store {
                 "UPDATE outbox SET state = 'delivered', receipt = v.column2, delivered_at = v.column3, last_error = NULL \
                  FROM (VALUES {}) AS v WHERE outbox.seq = v.column1 AND outbox.state <> 'delivered' \
                  RETURNING seq, message_id, type, in_reply_to",
-                values_list(delivered.len(), 3)
+                values_list(&tx, delivered.len(), 3)
             );
             let mut query = sqlx::query(&sql);
             for (seq, receipt, at) in &delivered {
@@ -994,7 +1009,7 @@ impl Store {
         }
         let sql = format!(
             "SELECT message_id, body_sha256, receipt FROM inbox WHERE message_id IN ({})",
-            in_list(messages.len(), 1)
+            in_list(&tx, messages.len())
         );
         let mut query = sqlx::query(&sql);
         for m in messages {
@@ -1055,7 +1070,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO inbox (message_id, case_ref, sender, type, in_reply_to, body, body_sha256, received_at, receipt) \
                  VALUES {}",
-                values_list(fresh.len(), 9)
+                values_list(&tx, fresh.len(), 9)
             );
             let mut query = sqlx::query(&sql);
             for m in &fresh {

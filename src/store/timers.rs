@@ -128,7 +128,7 @@ pub(super) async fn insert_timers_in(
             "INSERT INTO timers (case_ref, message_id, message_type, expected_type, side, peer, agreement, \
              started_at, due_at, state, next_event_at) VALUES {} \
              ON CONFLICT (message_id, side) DO NOTHING",
-            super::values_list(chunk.len(), 11)
+            super::values_list(conn, chunk.len(), 11)
         );
         let mut query = sqlx::query(&sql);
         for t in chunk {
