@@ -146,9 +146,9 @@ impl Worker {
                         sending += n;
                         sizes.insert(in_flight.spawn(attempt).id(), n);
                         // Fewer than asked: nothing else is due now, and
-                        // another claim would only come back empty.
+                        // another claim would only come back empty. The
+                        // attempt's end brings the worker back.
                         if n < room {
-                            wait = Some(this.until_due().await);
                             break;
                         }
                     }
@@ -160,7 +160,8 @@ impl Worker {
                     }
                 }
             }
-            // Full (`None`): only an attempt ending makes room.
+            // `None` (full, or all that was due is in flight): the next
+            // event that matters is an attempt ending.
             if wait.is_some_and(|w| w.is_zero()) {
                 continue;
             }
