@@ -500,7 +500,7 @@ async fn log_cases(
 
 /// Where the answer to one submission of a group comes from.
 enum Slot {
-    Done(Enqueued),
+    Done(Box<Enqueued>),
     /// The `n`th new message of the group.
     New(usize),
     /// The same id as the `n`th new message, earlier in the group.
@@ -551,18 +551,20 @@ async fn enqueue_group(
     let mut slots = Vec::with_capacity(group.len());
     for &(m, audit) in group {
         if let Some(row) = existing.get(&m.message_id) {
-            slots.push(Slot::Done(if row.submit_sha256 == m.submit_sha256 {
-                Enqueued::Replay(row.clone())
-            } else {
-                Enqueued::Conflict(row.clone())
-            }));
+            slots.push(Slot::Done(Box::new(
+                if row.submit_sha256 == m.submit_sha256 {
+                    Enqueued::Replay(row.clone())
+                } else {
+                    Enqueued::Conflict(row.clone())
+                },
+            )));
         } else if let Some(&of) = fresh_ids.get(m.message_id.as_str()) {
             let same = fresh[of].0.submit_sha256 == m.submit_sha256;
             slots.push(Slot::Again { of, same });
         } else {
             let history = histories.entry(m.case_ref.clone()).or_default();
             match check_lifecycle(&m.case_ref, history, &m.case_message) {
-                Err(e) => slots.push(Slot::Done(Enqueued::Refused(e))),
+                Err(e) => slots.push(Slot::Done(Box::new(Enqueued::Refused(e)))),
                 Ok(_) => {
                     history.push(m.case_message.clone());
                     fresh_ids.insert(&m.message_id, fresh.len());
@@ -619,7 +621,7 @@ async fn enqueue_group(
         .into_iter()
         .map(|slot| {
             Ok(match slot {
-                Slot::Done(e) => e,
+                Slot::Done(e) => *e,
                 Slot::New(n) => Enqueued::New(row_of(n)?),
                 Slot::Again { of, same: true } => Enqueued::Replay(row_of(of)?),
                 Slot::Again { of, same: false } => Enqueued::Conflict(row_of(of)?),
