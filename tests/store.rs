@@ -520,6 +520,35 @@ async fn concurrent_submissions_commit_together_and_each_gets_its_own_answer() {
     }
 }
 
+/// Six messages from TH to KH, to be committed together: a referral opening
+/// case A; an update of A, valid only after that referral; the referral
+/// again (a replay); other content under its id (a conflict); an
+/// acknowledgement from the sender, which only the receiver may send (a
+/// refusal); a referral opening case B.
+fn mixed_group(serial: usize) -> [Value; 6] {
+    let (case_a, case_b) = (
+        common::case_ref("TH", "KH", serial),
+        common::case_ref("TH", "KH", serial + 1),
+    );
+    let referral_a = common::referral("TH", "KH", &case_a, serial);
+    let mut changed_a = referral_a.clone();
+    changed_a["payload"]["risk_level"] = "high".into();
+    let ack = common::acknowledge(
+        "TH",
+        "KH",
+        &case_a,
+        referral_a["message_id"].as_str().unwrap(),
+    );
+    [
+        referral_a.clone(),
+        common::update("TH", "KH", &case_a, serial + 2),
+        referral_a,
+        changed_a,
+        ack,
+        common::referral("TH", "KH", &case_b, serial + 1),
+    ]
+}
+
 /// Each submission of a group committed together is judged as if alone and
 /// in order: a later one sees the earlier ones of its group.
 #[tokio::test(flavor = "current_thread")]
@@ -529,28 +558,7 @@ async fn a_group_of_submissions_is_judged_one_by_one_in_order() {
         let Some((store, _, _dir)) = open(backend, test, key()).await else {
             continue;
         };
-        let (case_a, case_b) = (
-            common::case_ref("TH", "KH", 41),
-            common::case_ref("TH", "KH", 42),
-        );
-        let referral_a = common::referral("TH", "KH", &case_a, 41);
-        let mut changed_a = referral_a.clone();
-        changed_a["payload"]["risk_level"] = "high".into();
-        let group = [
-            referral_a.clone(),
-            // Valid only after the referral just before it in the group.
-            common::update("TH", "KH", &case_a, 43),
-            referral_a.clone(),
-            changed_a,
-            // The receiver's answer cannot come from the sender.
-            common::acknowledge(
-                "TH",
-                "KH",
-                &case_a,
-                referral_a["message_id"].as_str().unwrap(),
-            ),
-            common::referral("TH", "KH", &case_b, 42),
-        ];
+        let group = mixed_group(41);
         // On one thread, every task queues its submission before the
         // committer runs: one group.
         let tasks: Vec<_> = group
@@ -612,30 +620,7 @@ async fn a_received_batch_is_judged_one_by_one_in_order() {
         let Some((store, _, _dir)) = open(backend, test, key()).await else {
             continue;
         };
-        let (case_a, case_b) = (
-            common::case_ref("TH", "KH", 51),
-            common::case_ref("TH", "KH", 52),
-        );
-        let referral_a = common::referral("TH", "KH", &case_a, 51);
-        let mut changed_a = referral_a.clone();
-        changed_a["payload"]["risk_level"] = "high".into();
-        let ack = common::acknowledge(
-            "TH",
-            "KH",
-            &case_a,
-            referral_a["message_id"].as_str().unwrap(),
-        );
-        let batch: Vec<NewInbound> = [
-            referral_a.clone(),
-            common::update("TH", "KH", &case_a, 53),
-            referral_a.clone(),
-            changed_a,
-            ack,
-            common::referral("TH", "KH", &case_b, 52),
-        ]
-        .iter()
-        .map(|m| inbound(m, 10))
-        .collect();
+        let batch: Vec<NewInbound> = mixed_group(51).iter().map(|m| inbound(m, 10)).collect();
         let got = store.receive_many(&batch).await.unwrap();
         let kinds: Vec<String> = got
             .iter()

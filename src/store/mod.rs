@@ -990,8 +990,11 @@ impl Store {
     /// Stores a message from a peer if the case's lifecycle allows it,
     /// idempotently by `message_id`: a resend gets the stored receipt.
     pub async fn receive(&self, m: &NewInbound) -> Result<Received, StoreError> {
-        let mut out = self.receive_many(std::slice::from_ref(m)).await?;
-        Ok(out.pop().unwrap_or(Received::Conflict))
+        // One answer per message, always.
+        self.receive_many(std::slice::from_ref(m))
+            .await?
+            .pop()
+            .ok_or(StoreError::Db(sqlx::Error::RowNotFound))
     }
 
     /// Stores several messages from a peer in one transaction (one fsync),
