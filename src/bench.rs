@@ -232,6 +232,28 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// Context switches (voluntary and not) of every thread of `pid` so far:
+/// each is a thread going to sleep or being pre-empted, so per message it
+/// counts the wake-ups a message costs (a statement on SQLite is two: the
+/// connection's thread and the task waiting for it).
+fn context_switches(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(text) = std::fs::read_to_string(task.ok()?.path().join("status")) else {
+            continue; // the thread ended meanwhile
+        };
+        for line in text.lines() {
+            if let Some(v) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += v.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    Some(total)
+}
+
 fn free_port() -> std::io::Result<std::net::SocketAddr> {
     std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
@@ -670,6 +692,7 @@ pub async fn e2e(opts: &E2eOptions) -> anyhow::Result<Value> {
         let mut p50 = Vec::new();
         let mut p99 = Vec::new();
         let mut cpu = Vec::new();
+        let mut switches = Vec::new();
         let mut idle_rss = Vec::new();
         let mut peak_rss = Vec::new();
         for _ in 0..opts.runs {
@@ -685,10 +708,13 @@ pub async fn e2e(opts: &E2eOptions) -> anyhow::Result<Value> {
                     .fold(0.0, f64::max),
             );
             let cpu_before: f64 = pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
+            let switches_before: u64 = pids.iter().filter_map(|p| context_switches(*p)).sum();
             let since = max_seq(&th.db).await?;
             let (sub, del) = load(&th, &kh, opts.messages, w, None, offset).await?;
             offset += opts.messages;
             let cpu_after: f64 = pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
+            let switches_after: u64 = pids.iter().filter_map(|p| context_switches(*p)).sum();
+            switches.push(switches_after.saturating_sub(switches_before) as f64 / opts.messages as f64);
             accepted.push(opts.messages as f64 / sub);
             delivered.push(opts.messages as f64 / del);
             cpu.push((cpu_after - cpu_before) / opts.messages as f64 * 1000.0);
@@ -712,6 +738,7 @@ pub async fn e2e(opts: &E2eOptions) -> anyhow::Result<Value> {
             "latency_ms_p50": median_of(&p50),
             "latency_ms_p99": median_of(&p99),
             "cpu_seconds_per_1000_messages_both_gateways": median_of(&cpu),
+            "context_switches_per_message_both_gateways": median_of(&switches),
             "idle_rss_mb_max_gateway": median_of(&idle_rss),
             "peak_rss_mb_max_gateway": median_of(&peak_rss),
         }));

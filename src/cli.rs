@@ -623,7 +623,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     let f = |k: &str| r[k].as_f64().unwrap_or(0.0);
                     println!(
                         "  W={:<3} N={}: accepted {:.0}/s, delivered {:.0}/s, latency p50 {:.1} ms p99 {:.1} ms, \
-                         CPU {:.2} s per 1,000, RSS idle {:.1} MB peak {:.1} MB",
+                         CPU {:.2} s per 1,000, {:.1} context switches per message, RSS idle {:.1} MB peak {:.1} MB",
                         r["concurrency"],
                         r["messages"],
                         f("accepted_per_s"),
@@ -631,6 +631,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                         f("latency_ms_p50"),
                         f("latency_ms_p99"),
                         f("cpu_seconds_per_1000_messages_both_gateways"),
+                        f("context_switches_per_message_both_gateways"),
                         f("idle_rss_mb_max_gateway"),
                         f("peak_rss_mb_max_gateway")
                     );

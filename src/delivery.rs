@@ -278,9 +278,9 @@ impl Worker {
                     if let Some(submitted_at) = submitted.get(seq) {
                         m.observe_latency((*at - *submitted_at).max(0) as f64 / 1000.0);
                     }
-                    if timer.is_some() {
-                        self.node.timer_wake.notify_one();
-                    }
+                    self.node
+                        .timer_wake
+                        .opened(timer.as_ref().and_then(|t| t.first_event_at));
                 }
                 Outcome::Rejected { .. } => crate::metrics::Metrics::inc(&m.rejected),
                 Outcome::Retry { .. } => crate::metrics::Metrics::inc(&m.retried),

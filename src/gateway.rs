@@ -74,7 +74,7 @@ pub struct Node {
     /// This country's working calendar, for deadlines this node owes.
     pub calendar: crate::timers::calendar::WorkCalendar,
     /// Wakes the timer scheduler when a timer opens.
-    pub timer_wake: Notify,
+    pub timer_wake: crate::timers::TimerWake,
     /// Wakes the webhook sender when an alert is queued.
     pub alert_wake: Notify,
     pub metrics: crate::metrics::Metrics,
@@ -220,7 +220,7 @@ impl Gateway {
         let node = Arc::new(Node {
             cert_subjects,
             calendar,
-            timer_wake: Notify::new(),
+            timer_wake: crate::timers::TimerWake::default(),
             alert_wake: Notify::new(),
             metrics: crate::metrics::Metrics::default(),
             api_limits: crate::ratelimit::RateLimiter::new(

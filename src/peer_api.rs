@@ -311,7 +311,8 @@ fn outcome(
             if fresh {
                 info!(message_type = %new.message_type, "received");
                 crate::metrics::Metrics::inc(&node.metrics.received);
-                node.timer_wake.notify_one();
+                node.timer_wake
+                    .opened(new.timer.as_ref().and_then(|t| t.first_event_at));
             }
             (StatusCode::OK, receipt)
         }

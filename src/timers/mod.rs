@@ -11,7 +11,10 @@
 pub mod calendar;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +28,45 @@ use crate::store::timers::{Firing, NewEvent, NewTimer, Side, TimerRow};
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 /// Events handled per scheduler step.
 const BATCH: i64 = 500;
+
+/// Wakes the scheduler when a timer opens whose first event falls before the
+/// scheduler's own next wake-up. Most timers open days ahead of their first
+/// event, and waking for each would cost two reads per delivered message on
+/// both gateways for nothing.
+#[derive(Debug)]
+pub struct TimerWake {
+    /// When the scheduler next wakes on its own (ms since the epoch);
+    /// `i64::MIN` while it is awake and reading, so a timer opened meanwhile
+    /// wakes it once more.
+    planned: AtomicI64,
+    notify: Notify,
+}
+
+impl Default for TimerWake {
+    fn default() -> Self {
+        Self {
+            planned: AtomicI64::new(i64::MIN),
+            notify: Notify::new(),
+        }
+    }
+}
+
+impl TimerWake {
+    /// Call after the commit that opened a timer whose first event is `at`.
+    pub fn opened(&self, at: Option<i64>) {
+        if at.is_some_and(|at| at < self.planned.load(Ordering::SeqCst)) {
+            self.notify.notify_one();
+        }
+    }
+
+    fn awake(&self) {
+        self.planned.store(i64::MIN, Ordering::SeqCst);
+    }
+
+    fn sleeping_until(&self, at: i64) {
+        self.planned.store(at, Ordering::SeqCst);
+    }
+}
 
 /// When the first event of a timer falls: its first reminder, or the breach.
 pub fn first_event(started_at: i64, due_at: i64, reminders: &[f64]) -> Option<i64> {
@@ -181,6 +223,9 @@ impl Scheduler {
             if shutdown.is_cancelled() {
                 break;
             }
+            // Before reading: a timer committed from here on either shows
+            // in the reads or finds the scheduler awake and wakes it again.
+            self.node.timer_wake.awake();
             match self.step().await {
                 Ok(n) if n as i64 >= BATCH => continue,
                 Ok(_) => {}
@@ -200,10 +245,14 @@ impl Scheduler {
             if wait.is_zero() {
                 continue;
             }
+            let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+            self.node
+                .timer_wake
+                .sleeping_until(self.node.clock.now_ms().saturating_add(wait_ms));
             let jumps = self.node.clock.jumps();
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.node.timer_wake.notified() => {}
+                _ = self.node.timer_wake.notify.notified() => {}
                 _ = async { match jumps { Some(n) => n.notified().await, None => std::future::pending().await } } => {}
                 _ = tokio::time::sleep(wait) => {}
             }
