@@ -65,7 +65,8 @@ pub struct CaseMessage {
     pub message_type: String,
     pub from: String,
     pub in_reply_to: Option<String>,
-    pub payload: Value,
+    /// Shared: a case's history is copied for every check, the payload need not be.
+    pub payload: std::sync::Arc<Value>,
 }
 
 /// Every type the lifecycle knows, in catalogue order.

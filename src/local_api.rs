@@ -486,9 +486,10 @@ async fn submit(
             message_id: Some(new.message_id.clone()),
             result: "ok".to_string(),
         });
+        let audit_written = audit_entry.is_some();
         let enqueued = node
             .store
-            .enqueue_audited(&new, audit_entry.as_ref())
+            .enqueue_audited(new, audit_entry)
             .await
             .map_err(|e| {
                 crate::metrics::Metrics::inc(&node.metrics.store_errors);
@@ -525,7 +526,7 @@ async fn submit(
         };
         let mut resp = (StatusCode::ACCEPTED, axum::Json(accepted)).into_response();
         resp.extensions_mut().insert(audited);
-        if fresh && audit_entry.is_some() {
+        if fresh && audit_written {
             resp.extensions_mut().insert(AuditWritten);
         }
         Ok(resp)
@@ -566,7 +567,7 @@ pub fn case_message(envelope: &crate::message::Envelope) -> crate::lifecycle::Ca
         message_type: envelope.message_type.clone(),
         from: envelope.from.clone(),
         in_reply_to: envelope.in_reply_to.map(|u| u.to_string()),
-        payload: envelope.payload.clone(),
+        payload: std::sync::Arc::new(envelope.payload.clone()),
     }
 }
 

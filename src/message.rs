@@ -287,7 +287,7 @@ impl SchemaRegistry {
         if !found.is_empty() {
             return Err(MessageError::Invalid(found));
         }
-        serde_json::from_value(message.clone()).map_err(|_| {
+        Envelope::deserialize(message).map_err(|_| {
             MessageError::Invalid(vec![Violation {
                 pointer: String::new(),
                 keyword: "type".into(),

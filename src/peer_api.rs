@@ -124,7 +124,9 @@ async fn receive_batch(
             )
         })?;
     let mut results: Vec<Option<(StatusCode, String)>> = Vec::with_capacity(items.len());
-    let mut accepted = Vec::new();
+    // The accepted messages, and where each one's answer goes in `results`.
+    let mut accepted: Vec<NewInbound> = Vec::new();
+    let mut slots = Vec::new();
     for text in &items {
         let prepared = if text.len() > node.settings.peer_api.max_body_bytes {
             Err(ApiError::new(
@@ -145,16 +147,16 @@ async fn receive_batch(
         };
         match prepared {
             Ok(new) => {
-                accepted.push((results.len(), new));
+                slots.push(results.len());
+                accepted.push(new);
                 results.push(None);
             }
             Err(e) => results.push(Some((e.status, error_text(&e)))),
         }
     }
-    let news: Vec<NewInbound> = accepted.iter().map(|(_, n)| n.clone()).collect();
-    match node.store.receive_many(&news).await {
+    match node.store.receive_many(&accepted).await {
         Ok(stored) => {
-            for ((i, new), one) in accepted.iter().zip(stored) {
+            for ((i, new), one) in slots.iter().zip(&accepted).zip(stored) {
                 let span = tracing::info_span!("receive", message_id = %new.message_id, case_ref = %new.case_ref, peer = %sender);
                 results[*i] = Some(span.in_scope(|| outcome(&node, new, Ok(one))));
             }
@@ -163,7 +165,7 @@ async fn receive_batch(
             // Nothing of the batch was committed; the sender retries each.
             crate::metrics::Metrics::inc(&node.metrics.store_errors);
             warn!(error = %e, "could not commit a batch to the inbox");
-            for (i, _) in &accepted {
+            for i in &slots {
                 let e = ApiError::internal();
                 results[*i] = Some((e.status, error_text(&e)));
             }

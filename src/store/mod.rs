@@ -457,13 +457,13 @@ async fn case_histories(
 
 /// The lifecycle's view of a stored envelope.
 pub fn case_message_of(body: &str) -> Option<CaseMessage> {
-    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let mut v: serde_json::Value = serde_json::from_str(body).ok()?;
     Some(CaseMessage {
         message_id: v["message_id"].as_str()?.to_string(),
         message_type: v["type"].as_str()?.to_string(),
         from: v["from"].as_str()?.to_string(),
         in_reply_to: v["in_reply_to"].as_str().map(String::from),
-        payload: v["payload"].clone(),
+        payload: std::sync::Arc::new(v["payload"].take()),
     })
 }
 
@@ -745,7 +745,7 @@ impl Store {
     /// Idempotent by `message_id`: a resubmission of the same document is a
     /// replay, another document under the same id a conflict.
     pub async fn enqueue(&self, m: &NewOutbound) -> Result<Enqueued, StoreError> {
-        self.enqueue_audited(m, None).await
+        self.enqueue_audited(m.clone(), None).await
     }
 
     /// [`Store::enqueue`], writing `audit` in the same transaction when the
@@ -757,11 +757,11 @@ impl Store {
     /// that commit.
     pub async fn enqueue_audited(
         &self,
-        m: &NewOutbound,
-        audit: Option<&audit::AuditEntry>,
+        m: NewOutbound,
+        audit: Option<audit::AuditEntry>,
     ) -> Result<Enqueued, StoreError> {
         self.committer
-            .submit(m.clone(), audit.cloned())
+            .submit(m, audit)
             .await
             .unwrap_or(Err(StoreError::Closed))
     }
