@@ -714,7 +714,8 @@ pub async fn e2e(opts: &E2eOptions) -> anyhow::Result<Value> {
             offset += opts.messages;
             let cpu_after: f64 = pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
             let switches_after: u64 = pids.iter().filter_map(|p| context_switches(*p)).sum();
-            switches.push(switches_after.saturating_sub(switches_before) as f64 / opts.messages as f64);
+            switches
+                .push(switches_after.saturating_sub(switches_before) as f64 / opts.messages as f64);
             accepted.push(opts.messages as f64 / sub);
             delivered.push(opts.messages as f64 / del);
             cpu.push((cpu_after - cpu_before) / opts.messages as f64 * 1000.0);

@@ -432,8 +432,9 @@ async fn case_histories(
         return Ok(histories);
     }
     let sql = format!(
-        "SELECT l.case_ref, l.message_id, COALESCE(o.body, i.body) AS body FROM case_log l \
+        "SELECT l.case_ref, l.message_id, COALESCE(ob.body, i.body) AS body FROM case_log l \
          LEFT JOIN outbox o ON l.direction = 'out' AND o.message_id = l.message_id \
+         LEFT JOIN outbox_body ob ON ob.seq = o.seq \
          LEFT JOIN inbox i ON l.direction = 'in' AND i.message_id = l.message_id \
          WHERE l.case_ref IN ({}) AND (o.state IS NULL OR o.state NOT IN ('rejected', 'dead')) \
          ORDER BY l.seq",
@@ -578,9 +579,9 @@ async fn enqueue_group(
     let mut inserted: HashMap<String, OutboxRow> = HashMap::new();
     if !fresh.is_empty() {
         let sql = format!(
-            "INSERT INTO outbox (message_id, case_ref, peer, type, in_reply_to, body, body_sha256, submit_sha256, \
+            "INSERT INTO outbox (message_id, case_ref, peer, type, in_reply_to, body_sha256, submit_sha256, \
              state, attempts, next_attempt_at, submitted_at, deadline_at) VALUES {} RETURNING {OUTBOX_COLUMNS}",
-            values_list(conn, fresh.len(), 13)
+            values_list(conn, fresh.len(), 12)
         );
         let mut query = sqlx::query(&sql);
         for (m, _) in &fresh {
@@ -590,7 +591,6 @@ async fn enqueue_group(
                 .bind(&m.peer)
                 .bind(&m.message_type)
                 .bind(&m.in_reply_to)
-                .bind(sealer.seal(&m.message_id, &m.body))
                 .bind(&m.body_sha256)
                 .bind(&m.submit_sha256)
                 .bind("queued")
@@ -603,6 +603,19 @@ async fn enqueue_group(
             let row = outbox_row(r);
             inserted.insert(row.message_id.clone(), row);
         }
+        let sql = format!(
+            "INSERT INTO outbox_body (seq, body) VALUES {}",
+            values_list(conn, fresh.len(), 2)
+        );
+        let mut query = sqlx::query(&sql);
+        for (m, _) in &fresh {
+            let seq = inserted
+                .get(&m.message_id)
+                .map(|row| row.seq)
+                .ok_or(StoreError::Db(sqlx::Error::RowNotFound))?;
+            query = query.bind(seq).bind(sealer.seal(&m.message_id, &m.body));
+        }
+        query.execute(&mut *conn).await?;
         let entries: Vec<(&str, &str)> = fresh
             .iter()
             .map(|(m, _)| (m.case_ref.as_str(), m.message_id.as_str()))
@@ -792,7 +805,7 @@ impl Store {
         const HEAD: &str = "o.state IN ('queued', 'delivering') AND o.next_attempt_at <= $1 \
              AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.peer = o.peer AND p.case_ref = o.case_ref \
                              AND p.seq < o.seq AND p.state IN ('queued', 'delivering'))";
-        const RETURNING: &str = "RETURNING seq, message_id, type, in_reply_to, submitted_at, case_ref, peer, body, body_sha256, attempts, deadline_at";
+        const RETURNING: &str = "RETURNING seq, message_id, type, in_reply_to, submitted_at, case_ref, peer, body_sha256, attempts, deadline_at";
         // One statement per claim: on SQLite each statement is a round trip
         // to its connection's thread. Due heads are taken in the pending
         // index's order (due time, then seq), so the scan stops after
@@ -844,11 +857,35 @@ impl Store {
                 rows
             }
         };
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The bodies, which the claim did not rewrite: they never change
+        // while a message is pending, so any connection may read them.
+        let sql = format!(
+            "SELECT seq, body FROM outbox_body WHERE seq IN ({})",
+            placeholders(self.backend, rows.len())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for r in &rows {
+            query = query.bind(r.get::<i64, _>("seq"));
+        }
+        let mut bodies: HashMap<i64, String> = query
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(|r| (r.get("seq"), r.get("body")))
+            .collect();
         let mut claimed = rows
             .iter()
             .map(|r| {
                 let message_id: String = r.get("message_id");
-                let body = self.sealer.open(&message_id, r.get::<&str, _>("body"))?;
+                let sealed = bodies
+                    .remove(&r.get::<i64, _>("seq"))
+                    .ok_or(StoreError::Db(sqlx::Error::RowNotFound))?;
+                let body = self.sealer.open(&message_id, &sealed)?;
                 Ok(Claimed {
                     seq: r.get("seq"),
                     message_id,

@@ -85,26 +85,33 @@ impl Store {
         if done.is_some() {
             return Ok(());
         }
-        for (table, time_col) in [("outbox", "submitted_at"), ("inbox", "received_at")] {
-            let rows = sqlx::query(&format!(
-                "SELECT message_id, body FROM {table} WHERE case_ref = $1 ORDER BY {time_col}"
-            ))
-            .bind(&c.case_ref)
-            .fetch_all(&mut *tx)
-            .await?;
+        // (the table holding the bodies, by `seq`; the query for them)
+        for (table, select) in [
+            (
+                "outbox_body",
+                "SELECT o.message_id, o.seq AS row_key, b.body FROM outbox o \
+                 JOIN outbox_body b ON b.seq = o.seq WHERE o.case_ref = $1 ORDER BY o.submitted_at",
+            ),
+            (
+                "inbox",
+                "SELECT message_id, seq AS row_key, body FROM inbox WHERE case_ref = $1 ORDER BY received_at",
+            ),
+        ] {
+            let rows = sqlx::query(select)
+                .bind(&c.case_ref)
+                .fetch_all(&mut *tx)
+                .await?;
             for r in &rows {
                 let id: String = r.get("message_id");
                 let body = self.sealer.open(&id, r.get::<&str, _>("body"))?;
                 let Some(skel) = skeleton(&body, now) else {
                     continue;
                 };
-                sqlx::query(&format!(
-                    "UPDATE {table} SET body = $1 WHERE message_id = $2"
-                ))
-                .bind(self.sealer.seal(&id, &skel))
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(&format!("UPDATE {table} SET body = $1 WHERE seq = $2"))
+                    .bind(self.sealer.seal(&id, &skel))
+                    .bind(r.get::<i64, _>("row_key"))
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         sqlx::query("INSERT INTO purged_cases (case_ref, state, purged_at) VALUES ($1, $2, $3)")
