@@ -382,7 +382,7 @@ mod tests {
             message_type: t.into(),
             from: from.into(),
             in_reply_to: reply.map(String::from),
-            payload,
+            payload: payload.into(),
         }
     }
 

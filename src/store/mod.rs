@@ -1303,3 +1303,6 @@ impl Store {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests;

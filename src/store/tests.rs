@@ -1,0 +1,125 @@
+//! Store internals the public API cannot show: the writer connection's
+//! durability setting around a claim, and the migration that moved outbox
+//! bodies into their own table.
+
+use sqlx::Row;
+
+use super::seal::Sealer;
+use super::{Relaxed, Store};
+
+async fn synchronous(store: &Store) -> i64 {
+    sqlx::query("PRAGMA synchronous")
+        .fetch_one(&store.write)
+        .await
+        .expect("reads the setting")
+        .get(0)
+}
+
+fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("g.db").display())
+}
+
+/// 2 is FULL: every commit of the writer waits for the disk.
+const FULL: i64 = 2;
+
+/// A claim commits with `synchronous` relaxed; the writer is back to FULL
+/// afterwards, so the next submission's `202` still waits for the disk.
+#[tokio::test]
+async fn a_claim_leaves_the_writer_committing_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&sqlite_url(&dir), Sealer::ephemeral())
+        .await
+        .unwrap();
+    assert_eq!(synchronous(&store).await, FULL);
+    sqlx::query(
+        "INSERT INTO outbox (message_id, case_ref, peer, type, body_sha256, submit_sha256, state, next_attempt_at, submitted_at, deadline_at) \
+         VALUES ('m1', 'TH-KH-2026-000001', 'KH', 'referral.notify', 'h', 's', 'queued', 0, 0, 9)",
+    )
+    .execute(&store.write)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO outbox_body (seq, body) VALUES (1, $1)")
+        .bind(store.sealer.seal("m1", "{}"))
+        .execute(&store.write)
+        .await
+        .unwrap();
+    assert_eq!(store.claim_due(1, 10).await.unwrap().len(), 1);
+    assert_eq!(synchronous(&store).await, FULL);
+    assert!(store.claim_due(2, 10).await.unwrap().is_empty());
+    assert_eq!(synchronous(&store).await, FULL);
+}
+
+/// If a claim fails or is dropped before it restores FULL, its connection
+/// is closed, not returned to the pool: the next one is set up afresh.
+#[tokio::test]
+async fn a_relaxed_connection_that_is_not_restored_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&sqlite_url(&dir), Sealer::ephemeral())
+        .await
+        .unwrap();
+    let mut conn = store.write.acquire().await.unwrap();
+    sqlx::query("PRAGMA synchronous = NORMAL")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(Relaxed(Some(conn)));
+    assert_eq!(synchronous(&store).await, FULL);
+}
+
+/// A database whose outbox still holds the bodies (before migration 6)
+/// keeps every body: after the upgrade each is claimed with its own text.
+#[tokio::test]
+async fn upgrading_moves_outbox_bodies_without_losing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir);
+    let old = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/store/migrations/sqlite"
+    ))
+    .unwrap()
+    {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.as_str() < "0006" {
+            std::fs::copy(&path, old.path().join(name)).unwrap();
+        }
+    }
+    let sealer = Sealer::ephemeral();
+    {
+        let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
+            .await
+            .unwrap();
+        sqlx::migrate::Migrator::new(old.path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        for i in 1..=3 {
+            sqlx::query(
+                "INSERT INTO outbox (message_id, case_ref, peer, type, body, body_sha256, submit_sha256, state, next_attempt_at, submitted_at, deadline_at) \
+                 VALUES ($1, $2, 'KH', 'referral.notify', $3, 'h', 's', 'queued', 0, 0, 9)",
+            )
+            .bind(format!("m{i}"))
+            .bind(format!("TH-KH-2026-00000{i}"))
+            .bind(sealer.seal(&format!("m{i}"), &format!("{{\"n\":{i}}}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+    }
+    let store = Store::open(&url, sealer).await.expect("migrates");
+    let claimed = store.claim_due(1, 10).await.unwrap();
+    let bodies: Vec<(String, String)> = claimed
+        .into_iter()
+        .map(|c| (c.message_id, c.body))
+        .collect();
+    assert_eq!(
+        bodies,
+        (1..=3)
+            .map(|i| (format!("m{i}"), format!("{{\"n\":{i}}}")))
+            .collect::<Vec<_>>()
+    );
+}
