@@ -687,24 +687,29 @@ impl Store {
                 create_parent_dir(url);
                 let url = sqlite_url_creating(url);
                 let options = || {
-                    AnyPoolOptions::new().after_connect(|conn, _meta| {
-                        Box::pin(async move {
-                            // Per connection; WAL is also recorded in the file.
-                            for pragma in [
-                                "PRAGMA busy_timeout = 10000",
-                                "PRAGMA journal_mode = WAL",
-                                "PRAGMA synchronous = FULL",
-                                "PRAGMA foreign_keys = ON",
-                            ] {
-                                conn.execute(pragma).await?;
-                            }
-                            Ok(())
+                    AnyPoolOptions::new()
+                        // An embedded connection cannot go stale, and a ping
+                        // before each use would be one more round trip to its
+                        // thread.
+                        .test_before_acquire(false)
+                        .after_connect(|conn, _meta| {
+                            Box::pin(async move {
+                                // Per connection; WAL is also recorded in the file.
+                                for pragma in [
+                                    "PRAGMA busy_timeout = 10000",
+                                    "PRAGMA journal_mode = WAL",
+                                    "PRAGMA synchronous = FULL",
+                                    "PRAGMA foreign_keys = ON",
+                                    // Statement journals of multi-row writes
+                                    // in memory, not in temporary files.
+                                    "PRAGMA temp_store = MEMORY",
+                                ] {
+                                    conn.execute(pragma).await?;
+                                }
+                                Ok(())
+                            })
                         })
-                    })
                 };
-                // An embedded connection cannot go stale, and a ping before
-                // each use would be one more round trip to its thread.
-                let options = || options().test_before_acquire(false);
                 let write = options().max_connections(1).connect(&url).await?;
                 sqlx::migrate!("src/store/migrations/sqlite")
                     .run(&write)
