@@ -14,7 +14,7 @@ use homeward::store::audit::{AuditEntry, Verified};
 use homeward::store::seal::Sealer;
 use homeward::store::timers::{NewTimer, Side};
 use homeward::store::{
-    Backend, Enqueued, NewInbound, NewOutbound, Outcome, Received, Store, case_message_of,
+    Backend, Enqueued, NewInbound, NewOutbound, OutState, Outcome, Received, Store, case_message_of,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -715,6 +715,87 @@ async fn claims_stay_claimed_until_recorded_and_a_restart_releases_them() {
                 assert_eq!(store.claim_due(12_001, 10).await.unwrap().len(), 2);
             }
         }
+        store.close().await;
+    }
+}
+
+/// One batch's outcomes are recorded together, whatever their mix: each
+/// message gets its own state, error and next attempt.
+#[tokio::test]
+async fn a_batch_of_mixed_outcomes_is_recorded_message_by_message() {
+    for backend in BACKENDS {
+        let test = "a_batch_of_mixed_outcomes_is_recorded_message_by_message";
+        let Some((store, _url, _dir)) = open(backend, test, key()).await else {
+            continue;
+        };
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let msg = common::referral("TH", "KH", &common::case_ref("TH", "KH", 80 + i), i);
+            ids.push(msg["message_id"].as_str().unwrap().to_string());
+            enqueue_new(&store, &msg, 1_000).await;
+        }
+        let claimed = store.claim_due(2_000, 10).await.unwrap();
+        assert_eq!(claimed.len(), 5, "{backend:?}");
+        let retry = |n: i64| Outcome::Retry {
+            error: format!("{{\"kind\":\"connect\",\"try\":{n}}}"),
+            next_attempt_at: 5_000 + n,
+        };
+        let outcomes = [
+            delivered(2_100),
+            retry(1),
+            Outcome::Rejected {
+                reason: "{\"code\":\"schema_violation\"}".into(),
+            },
+            retry(2),
+            Outcome::Dead {
+                error: "{\"kind\":\"deadline\"}".into(),
+                at: 2_100,
+            },
+        ];
+        let results: Vec<(i64, Outcome)> = claimed.iter().map(|c| c.seq).zip(outcomes).collect();
+        store.record(&results).await.unwrap();
+
+        let mut seen = Vec::new();
+        for id in &ids {
+            let row = store.outbound(id).await.unwrap().expect("stored");
+            seen.push((row.state, row.next_attempt_at, row.last_error));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (OutState::Delivered, 2_000 + 30_000, None),
+                (
+                    OutState::Delivering,
+                    5_001,
+                    Some("{\"kind\":\"connect\",\"try\":1}".into())
+                ),
+                (
+                    OutState::Rejected,
+                    32_000,
+                    Some("{\"code\":\"schema_violation\"}".into())
+                ),
+                (
+                    OutState::Delivering,
+                    5_002,
+                    Some("{\"kind\":\"connect\",\"try\":2}".into())
+                ),
+                (
+                    OutState::Dead,
+                    32_000,
+                    Some("{\"kind\":\"deadline\"}".into())
+                ),
+            ],
+            "{backend:?}"
+        );
+        // The retried two come due again at their own times, and only they.
+        let again: Vec<String> = store
+            .claim_due(5_002, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.message_id)
+            .collect();
+        assert_eq!(again, vec![ids[1].clone(), ids[3].clone()], "{backend:?}");
         store.close().await;
     }
 }

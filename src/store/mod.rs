@@ -1007,29 +1007,39 @@ impl Store {
             }
             timers::insert_timers_in(&mut tx, &opened).await?;
         }
+        // Retries, in one statement too: with a peer down, every message
+        // of every batch comes back as one.
+        let retries: Vec<(i64, &str, i64)> = results
+            .iter()
+            .filter_map(|(seq, o)| match o {
+                Outcome::Retry {
+                    error,
+                    next_attempt_at,
+                } => Some((*seq, error.as_str(), *next_attempt_at)),
+                _ => None,
+            })
+            .collect();
+        if !retries.is_empty() {
+            let sql = format!(
+                "UPDATE outbox SET last_error = v.column2, next_attempt_at = v.column3 \
+                 FROM (VALUES {}) AS v WHERE outbox.seq = v.column1 AND outbox.state IN ('queued', 'delivering')",
+                values_list(&tx, retries.len(), 3)
+            );
+            let mut query = sqlx::query(&sql);
+            for (seq, error, next_attempt_at) in &retries {
+                query = query.bind(*seq).bind(*error).bind(*next_attempt_at);
+            }
+            query.execute(&mut *tx).await?;
+        }
         for (seq, outcome) in results {
             match outcome {
-                Outcome::Delivered { .. } => {}
+                Outcome::Delivered { .. } | Outcome::Retry { .. } => {}
                 Outcome::Rejected { reason } => {
                     sqlx::query(
                         "UPDATE outbox SET state = 'rejected', last_error = $1 \
                          WHERE seq = $2 AND state IN ('queued', 'delivering')",
                     )
                     .bind(reason)
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Outcome::Retry {
-                    error,
-                    next_attempt_at,
-                } => {
-                    sqlx::query(
-                        "UPDATE outbox SET last_error = $1, next_attempt_at = $2 \
-                         WHERE seq = $3 AND state IN ('queued', 'delivering')",
-                    )
-                    .bind(error)
-                    .bind(next_attempt_at)
                     .bind(seq)
                     .execute(&mut *tx)
                     .await?;
