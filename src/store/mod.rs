@@ -643,16 +643,149 @@ async fn enqueue_group(
         .collect()
 }
 
-/// The SQLite writer connection while a claim runs with `synchronous`
-/// relaxed. If the statement fails or is cancelled before it restores FULL,
-/// the connection is closed rather than returned to the pool, so no
-/// later commit can run without its fsync.
-struct Relaxed(Option<sqlx::pool::PoolConnection<sqlx::Any>>);
+/// The writes of [`Store::record`], inside the caller's transaction.
+async fn record_in(tx: &mut AnyConnection, results: &[(i64, Outcome)]) -> Result<(), StoreError> {
+    // Deliveries, the bulk, in one statement.
+    let delivered: Vec<(i64, &str, i64)> = results
+        .iter()
+        .filter_map(|(seq, o)| match o {
+            Outcome::Delivered { receipt, at, .. } => Some((*seq, receipt.as_str(), *at)),
+            _ => None,
+        })
+        .collect();
+    if !delivered.is_empty() {
+        // A row already delivered is left alone: another instance's
+        // attempt, after this one's lease ran out, recorded it first.
+        let sql = format!(
+            "UPDATE outbox SET state = 'delivered', receipt = v.column2, delivered_at = v.column3, last_error = NULL \
+             FROM (VALUES {}) AS v WHERE outbox.seq = v.column1 AND outbox.state <> 'delivered' \
+             RETURNING seq, message_id, type, in_reply_to",
+            values_list(tx, delivered.len(), 3)
+        );
+        let mut query = sqlx::query(&sql);
+        for (seq, receipt, at) in &delivered {
+            query = query.bind(*seq).bind(*receipt).bind(*at);
+        }
+        let updated: HashMap<i64, sqlx::any::AnyRow> = query
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|r| (r.get::<i64, _>("seq"), r))
+            .collect();
+        let mut opened = Vec::new();
+        for (seq, outcome) in results {
+            let (
+                Outcome::Delivered {
+                    received_at, timer, ..
+                },
+                Some(row),
+            ) = (outcome, updated.get(seq))
+            else {
+                continue;
+            };
+            opened.extend(timer.as_ref());
+            if let Some(reply_to) = row.get::<Option<String>, _>("in_reply_to") {
+                let (id, t): (String, String) = (row.get("message_id"), row.get("type"));
+                timers::close_timers(&mut *tx, Side::AnswerDue, &reply_to, &t, &id, *received_at)
+                    .await?;
+            }
+        }
+        timers::insert_timers_in(&mut *tx, &opened).await?;
+    }
+    // Retries, in one statement too: with a peer down, every message
+    // of every batch comes back as one.
+    let retries: Vec<(i64, &str, i64)> = results
+        .iter()
+        .filter_map(|(seq, o)| match o {
+            Outcome::Retry {
+                error,
+                next_attempt_at,
+            } => Some((*seq, error.as_str(), *next_attempt_at)),
+            _ => None,
+        })
+        .collect();
+    if !retries.is_empty() {
+        let sql = format!(
+            "UPDATE outbox SET last_error = v.column2, next_attempt_at = v.column3 \
+             FROM (VALUES {}) AS v WHERE outbox.seq = v.column1 AND outbox.state IN ('queued', 'delivering')",
+            values_list(tx, retries.len(), 3)
+        );
+        let mut query = sqlx::query(&sql);
+        for (seq, error, next_attempt_at) in &retries {
+            query = query.bind(*seq).bind(*error).bind(*next_attempt_at);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    for (seq, outcome) in results {
+        match outcome {
+            Outcome::Delivered { .. } | Outcome::Retry { .. } => {}
+            Outcome::Rejected { reason } => {
+                sqlx::query(
+                    "UPDATE outbox SET state = 'rejected', last_error = $1 \
+                     WHERE seq = $2 AND state IN ('queued', 'delivering')",
+                )
+                .bind(reason)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Outcome::Dead { error, at } => {
+                let Some(row) = sqlx::query(
+                    "UPDATE outbox SET state = 'dead', last_error = $1 \
+                     WHERE seq = $2 AND state IN ('queued', 'delivering') \
+                     RETURNING message_id, case_ref, type, peer, attempts",
+                )
+                .bind(error)
+                .bind(seq)
+                .fetch_optional(&mut *tx)
+                .await?
+                else {
+                    continue;
+                };
+                timers::insert_event(
+                    &mut *tx,
+                    &NewEvent {
+                        case_ref: row.get("case_ref"),
+                        message_id: Some(row.get("message_id")),
+                        kind: "dead",
+                        at: *at,
+                        detail: serde_json::json!({
+                            "type": row.get::<String, _>("type"),
+                            "peer": row.get::<String, _>("peer"),
+                            "attempts": row.get::<i64, _>("attempts"),
+                        }),
+                        alert: true,
+                    },
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The SQLite writer connection while its `synchronous` setting is relaxed
+/// (a claim, a repeatable outcome). Unless FULL is restored (`restored`),
+/// after a failure or a cancellation, the connection is closed rather than
+/// returned to the pool, so no later commit can run without its fsync.
+struct Relaxed {
+    conn: sqlx::pool::PoolConnection<sqlx::Any>,
+    restored: bool,
+}
+
+impl Relaxed {
+    fn new(conn: sqlx::pool::PoolConnection<sqlx::Any>) -> Self {
+        Self {
+            conn,
+            restored: false,
+        }
+    }
+}
 
 impl Drop for Relaxed {
     fn drop(&mut self) {
-        if let Some(conn) = self.0.as_mut() {
-            conn.close_on_drop();
+        if !self.restored {
+            self.conn.close_on_drop();
         }
     }
 }
@@ -839,15 +972,14 @@ impl Store {
             // writer's thread instead of three and an fsync.
             Backend::Sqlite => {
                 let sql = format!("PRAGMA synchronous = NORMAL; {sql}; PRAGMA synchronous = FULL");
-                let mut guard = Relaxed(Some(self.write.acquire().await?));
-                let conn = guard.0.as_mut().expect("held until disarmed");
+                let mut writer = Relaxed::new(self.write.acquire().await?);
                 let rows = sqlx::query(&sql)
                     .bind(now)
                     .bind(limit)
                     .bind(lease_until)
-                    .fetch_all(&mut **conn)
+                    .fetch_all(&mut *writer.conn)
                     .await?;
-                guard.0.take(); // back to FULL: return it to the pool
+                writer.restored = true;
                 rows
             }
             Backend::Postgres => {
@@ -951,132 +1083,35 @@ impl Store {
     /// Records the outcome of attempts, in one transaction: a delivery
     /// opens the sender's timer and closes the timer it answers; a dead
     /// message raises an alert.
+    ///
+    /// On SQLite, deliveries and retries commit without waiting for the
+    /// disk: if a crash of the machine loses them, the messages are sent
+    /// again, and the peer, idempotent by `message_id`, answers with the
+    /// receipt it already gave. The next durable commit (a submission, a
+    /// receipt) covers them, the WAL being written in order. Refusals and
+    /// dead messages, which raise alerts and are not repeatable, wait for
+    /// the disk.
     pub async fn record(&self, results: &[(i64, Outcome)]) -> Result<(), StoreError> {
-        let mut tx = self.write.begin().await?;
-        // Deliveries, the bulk, in one statement.
-        let delivered: Vec<(i64, &str, i64)> = results
+        let repeatable = results
             .iter()
-            .filter_map(|(seq, o)| match o {
-                Outcome::Delivered { receipt, at, .. } => Some((*seq, receipt.as_str(), *at)),
-                _ => None,
-            })
-            .collect();
-        if !delivered.is_empty() {
-            // A row already delivered is left alone: another instance's
-            // attempt, after this one's lease ran out, recorded it first.
-            let sql = format!(
-                "UPDATE outbox SET state = 'delivered', receipt = v.column2, delivered_at = v.column3, last_error = NULL \
-                 FROM (VALUES {}) AS v WHERE outbox.seq = v.column1 AND outbox.state <> 'delivered' \
-                 RETURNING seq, message_id, type, in_reply_to",
-                values_list(&tx, delivered.len(), 3)
-            );
-            let mut query = sqlx::query(&sql);
-            for (seq, receipt, at) in &delivered {
-                query = query.bind(*seq).bind(*receipt).bind(*at);
-            }
-            let updated: HashMap<i64, sqlx::any::AnyRow> = query
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .map(|r| (r.get::<i64, _>("seq"), r))
-                .collect();
-            let mut opened = Vec::new();
-            for (seq, outcome) in results {
-                let (
-                    Outcome::Delivered {
-                        received_at, timer, ..
-                    },
-                    Some(row),
-                ) = (outcome, updated.get(seq))
-                else {
-                    continue;
-                };
-                opened.extend(timer.as_ref());
-                if let Some(reply_to) = row.get::<Option<String>, _>("in_reply_to") {
-                    let (id, t): (String, String) = (row.get("message_id"), row.get("type"));
-                    timers::close_timers(
-                        &mut tx,
-                        Side::AnswerDue,
-                        &reply_to,
-                        &t,
-                        &id,
-                        *received_at,
-                    )
-                    .await?;
-                }
-            }
-            timers::insert_timers_in(&mut tx, &opened).await?;
+            .all(|(_, o)| matches!(o, Outcome::Delivered { .. } | Outcome::Retry { .. }));
+        if self.backend == Backend::Sqlite && repeatable {
+            let mut writer = Relaxed::new(self.write.acquire().await?);
+            sqlx::query("PRAGMA synchronous = NORMAL")
+                .execute(&mut *writer.conn)
+                .await?;
+            let mut tx = sqlx::Connection::begin(&mut *writer.conn).await?;
+            record_in(&mut tx, results).await?;
+            tx.commit().await?;
+            sqlx::query("PRAGMA synchronous = FULL")
+                .execute(&mut *writer.conn)
+                .await?;
+            writer.restored = true;
+        } else {
+            let mut tx = self.write.begin().await?;
+            record_in(&mut tx, results).await?;
+            tx.commit().await?;
         }
-        // Retries, in one statement too: with a peer down, every message
-        // of every batch comes back as one.
-        let retries: Vec<(i64, &str, i64)> = results
-            .iter()
-            .filter_map(|(seq, o)| match o {
-                Outcome::Retry {
-                    error,
-                    next_attempt_at,
-                } => Some((*seq, error.as_str(), *next_attempt_at)),
-                _ => None,
-            })
-            .collect();
-        if !retries.is_empty() {
-            let sql = format!(
-                "UPDATE outbox SET last_error = v.column2, next_attempt_at = v.column3 \
-                 FROM (VALUES {}) AS v WHERE outbox.seq = v.column1 AND outbox.state IN ('queued', 'delivering')",
-                values_list(&tx, retries.len(), 3)
-            );
-            let mut query = sqlx::query(&sql);
-            for (seq, error, next_attempt_at) in &retries {
-                query = query.bind(*seq).bind(*error).bind(*next_attempt_at);
-            }
-            query.execute(&mut *tx).await?;
-        }
-        for (seq, outcome) in results {
-            match outcome {
-                Outcome::Delivered { .. } | Outcome::Retry { .. } => {}
-                Outcome::Rejected { reason } => {
-                    sqlx::query(
-                        "UPDATE outbox SET state = 'rejected', last_error = $1 \
-                         WHERE seq = $2 AND state IN ('queued', 'delivering')",
-                    )
-                    .bind(reason)
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Outcome::Dead { error, at } => {
-                    let Some(row) = sqlx::query(
-                        "UPDATE outbox SET state = 'dead', last_error = $1 \
-                         WHERE seq = $2 AND state IN ('queued', 'delivering') \
-                         RETURNING message_id, case_ref, type, peer, attempts",
-                    )
-                    .bind(error)
-                    .bind(seq)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    else {
-                        continue;
-                    };
-                    timers::insert_event(
-                        &mut tx,
-                        &NewEvent {
-                            case_ref: row.get("case_ref"),
-                            message_id: Some(row.get("message_id")),
-                            kind: "dead",
-                            at: *at,
-                            detail: serde_json::json!({
-                                "type": row.get::<String, _>("type"),
-                                "peer": row.get::<String, _>("peer"),
-                                "attempts": row.get::<i64, _>("attempts"),
-                            }),
-                            alert: true,
-                        },
-                    )
-                    .await?;
-                }
-            }
-        }
-        tx.commit().await?;
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 use sqlx::Row;
 
 use super::seal::Sealer;
-use super::{Relaxed, Store};
+use super::{Outcome, Relaxed, Store};
 
 async fn synchronous(store: &Store) -> i64 {
     sqlx::query("PRAGMA synchronous")
@@ -22,10 +22,11 @@ fn sqlite_url(dir: &tempfile::TempDir) -> String {
 /// 2 is FULL: every commit of the writer waits for the disk.
 const FULL: i64 = 2;
 
-/// A claim commits with `synchronous` relaxed; the writer is back to FULL
-/// afterwards, so the next submission's `202` still waits for the disk.
+/// A claim and a repeatable outcome commit with `synchronous` relaxed; the
+/// writer is back to FULL afterwards, so the next submission's `202` still
+/// waits for the disk.
 #[tokio::test]
-async fn a_claim_leaves_the_writer_committing_durably() {
+async fn claims_and_outcomes_leave_the_writer_committing_durably() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&sqlite_url(&dir), Sealer::ephemeral())
         .await
@@ -43,10 +44,27 @@ async fn a_claim_leaves_the_writer_committing_durably() {
         .execute(&store.write)
         .await
         .unwrap();
-    assert_eq!(store.claim_due(1, 10).await.unwrap().len(), 1);
+    let claimed = store.claim_due(1, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
     assert_eq!(synchronous(&store).await, FULL);
     assert!(store.claim_due(2, 10).await.unwrap().is_empty());
     assert_eq!(synchronous(&store).await, FULL);
+    let retry = Outcome::Retry {
+        error: "{}".into(),
+        next_attempt_at: 3,
+    };
+    store.record(&[(claimed[0].seq, retry)]).await.unwrap();
+    assert_eq!(synchronous(&store).await, FULL);
+    let delivered = Outcome::Delivered {
+        receipt: "{}".into(),
+        at: 4,
+        received_at: 4,
+        timer: None,
+    };
+    store.record(&[(claimed[0].seq, delivered)]).await.unwrap();
+    assert_eq!(synchronous(&store).await, FULL);
+    let row = store.outbound("m1").await.unwrap().expect("stored");
+    assert_eq!(row.state, super::OutState::Delivered);
 }
 
 /// If a claim fails or is dropped before it restores FULL, its connection
@@ -62,7 +80,7 @@ async fn a_relaxed_connection_that_is_not_restored_is_closed() {
         .execute(&mut *conn)
         .await
         .unwrap();
-    drop(Relaxed(Some(conn)));
+    drop(Relaxed::new(conn));
     assert_eq!(synchronous(&store).await, FULL);
 }
 
