@@ -235,7 +235,7 @@ impl Worker {
     /// records every outcome in one transaction.
     async fn deliver(self: &Arc<Self>, claimed: Vec<Claimed>) -> Result<usize, StoreError> {
         let mut set = JoinSet::new();
-        let mut submitted = std::collections::HashMap::new();
+        let mut submitted = HashMap::new();
         let mut by_peer: BTreeMap<String, Vec<Claimed>> = BTreeMap::new();
         for c in claimed {
             by_peer.entry(c.peer.clone()).or_default().push(c);

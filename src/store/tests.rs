@@ -19,6 +19,15 @@ fn sqlite_url(dir: &tempfile::TempDir) -> String {
     format!("sqlite://{}", dir.path().join("g.db").display())
 }
 
+/// A new SQLite store in a directory of its own (kept while the guard lives).
+async fn fresh_store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&sqlite_url(&dir), Sealer::ephemeral())
+        .await
+        .unwrap();
+    (store, dir)
+}
+
 /// 2 is FULL: every commit of the writer waits for the disk.
 const FULL: i64 = 2;
 
@@ -27,10 +36,7 @@ const FULL: i64 = 2;
 /// waits for the disk.
 #[tokio::test]
 async fn claims_and_outcomes_leave_the_writer_committing_durably() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&sqlite_url(&dir), Sealer::ephemeral())
-        .await
-        .unwrap();
+    let (store, _dir) = fresh_store().await;
     assert_eq!(synchronous(&store).await, FULL);
     sqlx::query(
         "INSERT INTO outbox (message_id, case_ref, peer, type, body_sha256, submit_sha256, state, next_attempt_at, submitted_at, deadline_at) \
@@ -71,10 +77,7 @@ async fn claims_and_outcomes_leave_the_writer_committing_durably() {
 /// is closed, not returned to the pool: the next one is set up afresh.
 #[tokio::test]
 async fn a_relaxed_connection_that_is_not_restored_is_closed() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&sqlite_url(&dir), Sealer::ephemeral())
-        .await
-        .unwrap();
+    let (store, _dir) = fresh_store().await;
     let mut conn = store.write.acquire().await.unwrap();
     sqlx::query("PRAGMA synchronous = NORMAL")
         .execute(&mut *conn)
