@@ -4,6 +4,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
+use super::tx::{Arg, Script, WriteTx};
 use super::{Store, StoreError};
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -53,46 +54,55 @@ fn chain_hash(prev: &str, seq: i64, e: &AuditEntry) -> String {
     hex::encode(h.finalize())
 }
 
-/// Appends entries within a write transaction, in one statement. The
-/// caller holds the audit lock (PostgreSQL; SQLite's single writer is one),
-/// so the chain's last hash cannot change underneath.
-pub(super) async fn append(
-    conn: &mut sqlx::AnyConnection,
-    entries: &[AuditEntry],
-) -> Result<(), StoreError> {
-    if entries.is_empty() {
-        return Ok(());
-    }
+/// The chain's last row: its `seq` and hash (the genesis hash when empty).
+pub(super) async fn tail(conn: &mut sqlx::AnyConnection) -> Result<(i64, String), StoreError> {
     let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *conn)
         .await?;
-    let (mut seq, mut prev): (i64, String) = match last {
+    Ok(match last {
         Some(r) => (r.get("seq"), r.get("hash")),
         None => (0, GENESIS.to_string()),
-    };
-    let sql = format!(
-        "INSERT INTO audit (seq, at, actor, role, action, case_ref, message_id, result, prev_hash, hash) VALUES {}",
-        super::values_list(conn, entries.len(), 10)
-    );
-    let mut query = sqlx::query(&sql);
+    })
+}
+
+/// The insert of `entries`, chained to `tail` ([`tail`], read in the same
+/// write transaction). The caller holds the audit lock (PostgreSQL; SQLite's
+/// single writer is one), so the chain's last hash cannot change underneath.
+pub(super) fn push_append<'a>(
+    script: &mut Script<'a>,
+    backend: super::Backend,
+    tail: (i64, String),
+    entries: &'a [AuditEntry],
+) {
+    if entries.is_empty() {
+        return;
+    }
+    let (mut seq, mut prev) = tail;
+    let mut args: Vec<Arg<'a>> = Vec::with_capacity(entries.len() * 10);
     for e in entries {
         seq += 1;
         let hash = chain_hash(&prev, seq, e);
-        query = query
-            .bind(seq)
-            .bind(e.at)
-            .bind(e.actor.clone())
-            .bind(e.role.clone())
-            .bind(e.action.clone())
-            .bind(e.case_ref.clone())
-            .bind(e.message_id.clone())
-            .bind(e.result.clone())
-            .bind(prev)
-            .bind(hash.clone());
+        args.extend([
+            Arg::Int(seq),
+            Arg::Int(e.at),
+            Arg::Str(&e.actor),
+            Arg::Str(&e.role),
+            Arg::Str(&e.action),
+            Arg::from(&e.case_ref),
+            Arg::from(&e.message_id),
+            Arg::Str(&e.result),
+            Arg::String(prev),
+            Arg::String(hash.clone()),
+        ]);
         prev = hash;
     }
-    query.execute(&mut *conn).await?;
-    Ok(())
+    script.push(
+        format!(
+            "INSERT INTO audit (seq, at, actor, role, action, case_ref, message_id, result, prev_hash, hash) VALUES {}",
+            super::values_of(backend, entries.len(), 10)
+        ),
+        args,
+    );
 }
 
 /// Result of checking the chain.
@@ -108,10 +118,12 @@ impl Store {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write.begin().await?;
-        super::lock_audit(&mut tx, self.backend).await?;
-        append(&mut tx, entries).await?;
-        tx.commit().await?;
+        let mut tx = WriteTx::begin(&self.write, self.backend).await?;
+        tx.lock_audit().await?;
+        let tail = tail(tx.conn().await?).await?;
+        let mut script = Script::new();
+        push_append(&mut script, self.backend, tail, entries);
+        tx.commit(script).await?;
         Ok(())
     }
 

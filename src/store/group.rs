@@ -12,7 +12,8 @@ use tracing::warn;
 
 use super::audit::AuditEntry;
 use super::seal::Sealer;
-use super::{Backend, Enqueued, NewOutbound, StoreError, enqueue_group, lock_audit, lock_case};
+use super::tx::WriteTx;
+use super::{Backend, Enqueued, NewOutbound, StoreError, enqueue_group};
 
 /// Most submissions in one transaction: enough to share an fsync widely,
 /// few enough that one transaction stays short.
@@ -109,25 +110,17 @@ async fn commit_group(
     sealer: &Sealer,
     group: &[Submission],
 ) -> Result<Vec<Enqueued>, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = WriteTx::begin(pool, backend).await?;
     // Locks in one global order (audit chain, then cases sorted), the same
     // for every writer, so instances sharing PostgreSQL cannot deadlock.
     if group.iter().any(|s| s.audit.is_some()) {
-        lock_audit(&mut tx, backend).await?;
+        tx.lock_audit().await?;
     }
-    if backend == Backend::Postgres {
-        let mut cases: Vec<&str> = group.iter().map(|s| s.message.case_ref.as_str()).collect();
-        cases.sort_unstable();
-        cases.dedup();
-        for case_ref in cases {
-            lock_case(&mut tx, backend, case_ref).await?;
-        }
-    }
+    let cases: Vec<&str> = group.iter().map(|s| s.message.case_ref.as_str()).collect();
+    tx.lock_cases(&cases).await?;
     let items: Vec<_> = group
         .iter()
         .map(|s| (&s.message, s.audit.as_ref()))
         .collect();
-    let results = enqueue_group(&mut tx, sealer, &items).await?;
-    tx.commit().await?;
-    Ok(results)
+    enqueue_group(tx, backend, sealer, &items).await
 }

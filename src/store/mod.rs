@@ -28,12 +28,14 @@ mod group;
 pub mod retention;
 pub mod seal;
 pub mod timers;
+mod tx;
 
 use std::sync::Arc;
 
 use seal::{SealError, Sealer};
 
 use timers::{NewEvent, NewTimer, Side};
+use tx::{Arg, Script, WriteTx};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -391,8 +393,8 @@ fn placeholders(backend: Backend, n: usize) -> impl Iterator<Item = String> {
 /// One statement for many rows is one round trip (to SQLite's thread or to
 /// the PostgreSQL server) instead of one per row, which is most of the cost
 /// of a small write.
-fn values_list(conn: &AnyConnection, rows: usize, cols: usize) -> String {
-    let all: Vec<String> = placeholders(backend_of(conn), rows * cols).collect();
+fn values_of(backend: Backend, rows: usize, cols: usize) -> String {
+    let all: Vec<String> = placeholders(backend, rows * cols).collect();
     all.chunks(cols.max(1))
         .map(|row| format!("({})", row.join(", ")))
         .collect::<Vec<_>>()
@@ -402,9 +404,12 @@ fn values_list(conn: &AnyConnection, rows: usize, cols: usize) -> String {
 /// Placeholders `$1, .., $n` for an `IN (..)` list, the statement's only
 /// parameters.
 fn in_list(conn: &AnyConnection, n: usize) -> String {
-    placeholders(backend_of(conn), n)
-        .collect::<Vec<_>>()
-        .join(", ")
+    in_of(backend_of(conn), n)
+}
+
+/// [`in_list`] for a statement of a [`Script`].
+fn in_of(backend: Backend, n: usize) -> String {
+    placeholders(backend, n).collect::<Vec<_>>().join(", ")
 }
 
 /// The messages of a case that count, in the order this node committed
@@ -479,24 +484,29 @@ fn check_lifecycle(
 
 /// Case-log entries, in commit order (a multi-row insert assigns `seq` in
 /// the order of its rows).
-async fn log_cases(
-    conn: &mut sqlx::AnyConnection,
-    entries: &[(&str, &str)],
-    direction: &str,
-) -> Result<(), StoreError> {
-    if entries.is_empty() {
-        return Ok(());
+fn push_case_log<'a>(
+    script: &mut Script<'a>,
+    backend: Backend,
+    entries: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+    direction: &'static str,
+) {
+    let n = entries.len();
+    if n == 0 {
+        return;
     }
-    let sql = format!(
-        "INSERT INTO case_log (case_ref, message_id, direction) VALUES {}",
-        values_list(conn, entries.len(), 3)
+    script.push(
+        format!(
+            "INSERT INTO case_log (case_ref, message_id, direction) VALUES {}",
+            values_of(backend, n, 3)
+        ),
+        entries.flat_map(|(case_ref, message_id)| {
+            [
+                Arg::Str(case_ref),
+                Arg::Str(message_id),
+                Arg::Str(direction),
+            ]
+        }),
     );
-    let mut query = sqlx::query(&sql);
-    for (case_ref, message_id) in entries {
-        query = query.bind(*case_ref).bind(*message_id).bind(direction);
-    }
-    query.execute(&mut *conn).await?;
-    Ok(())
 }
 
 /// Where the answer to one submission of a group comes from.
@@ -511,26 +521,28 @@ enum Slot {
     },
 }
 
-/// Submissions inside one transaction, each judged as if committed alone
-/// and in order: replay, conflict, lifecycle refusal, or a new outbox row
-/// with its case-log entry and audit record. A handful of statements for
-/// the whole group, not a handful per submission. The caller holds the
+/// Submissions in one transaction, each judged as if committed alone and in
+/// order: replay, conflict, lifecycle refusal, or a new outbox row with its
+/// body, case-log entry and audit record. A handful of statements for the
+/// whole group, not a handful per submission; on SQLite four round trips:
+/// the `BEGIN` with the read of known ids, the case histories, the audit
+/// chain's tail, and every write with the `COMMIT`. The caller holds the
 /// audit and case locks (PostgreSQL).
 async fn enqueue_group(
-    conn: &mut AnyConnection,
+    mut tx: WriteTx,
+    backend: Backend,
     sealer: &Sealer,
     group: &[(&NewOutbound, Option<&audit::AuditEntry>)],
 ) -> Result<Vec<Enqueued>, StoreError> {
-    let sql = format!(
-        "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id IN ({})",
-        in_list(conn, group.len())
+    let known = Script::of(
+        format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id IN ({})",
+            in_of(backend, group.len())
+        ),
+        group.iter().map(|(m, _)| Arg::from(&m.message_id)),
     );
-    let mut query = sqlx::query(&sql);
-    for (m, _) in group {
-        query = query.bind(&m.message_id);
-    }
-    let existing: HashMap<String, OutboxRow> = query
-        .fetch_all(&mut *conn)
+    let existing: HashMap<String, OutboxRow> = tx
+        .run(known)
         .await?
         .iter()
         .map(|r| {
@@ -545,7 +557,7 @@ async fn enqueue_group(
         .collect();
     cases.sort_unstable();
     cases.dedup();
-    let mut histories = case_histories(&mut *conn, sealer, &cases).await?;
+    let mut histories = case_histories(tx.conn().await?, sealer, &cases).await?;
 
     let mut fresh: Vec<(&NewOutbound, Option<&audit::AuditEntry>)> = Vec::new();
     let mut fresh_ids: HashMap<&str, usize> = HashMap::new();
@@ -576,53 +588,77 @@ async fn enqueue_group(
         }
     }
 
-    let mut inserted: HashMap<String, OutboxRow> = HashMap::new();
+    let audits: Vec<audit::AuditEntry> = fresh.iter().filter_map(|(_, a)| a.cloned()).collect();
+    let mut writes = Script::new();
     if !fresh.is_empty() {
-        let sql = format!(
-            "INSERT INTO outbox (message_id, case_ref, peer, type, in_reply_to, body_sha256, submit_sha256, \
-             state, attempts, next_attempt_at, submitted_at, deadline_at) VALUES {} RETURNING {OUTBOX_COLUMNS}",
-            values_list(conn, fresh.len(), 12)
-        );
-        let mut query = sqlx::query(&sql);
+        let tail = if audits.is_empty() {
+            None
+        } else {
+            Some(audit::tail(tx.conn().await?).await?)
+        };
+        let mut args = Vec::with_capacity(fresh.len() * 12);
         for (m, _) in &fresh {
-            query = query
-                .bind(&m.message_id)
-                .bind(&m.case_ref)
-                .bind(&m.peer)
-                .bind(&m.message_type)
-                .bind(&m.in_reply_to)
-                .bind(&m.body_sha256)
-                .bind(&m.submit_sha256)
-                .bind("queued")
-                .bind(0_i64)
-                .bind(m.submitted_at)
-                .bind(m.submitted_at)
-                .bind(m.deadline_at);
+            args.extend([
+                Arg::from(&m.message_id),
+                Arg::from(&m.case_ref),
+                Arg::from(&m.peer),
+                Arg::from(&m.message_type),
+                Arg::from(&m.in_reply_to),
+                Arg::from(&m.body_sha256),
+                Arg::from(&m.submit_sha256),
+                Arg::Str("queued"),
+                Arg::Int(0),
+                Arg::Int(m.submitted_at),
+                Arg::Int(m.submitted_at),
+                Arg::Int(m.deadline_at),
+            ]);
         }
-        for r in &query.fetch_all(&mut *conn).await? {
+        writes.push(
+            format!(
+                "INSERT INTO outbox (message_id, case_ref, peer, type, in_reply_to, body_sha256, submit_sha256, \
+                 state, attempts, next_attempt_at, submitted_at, deadline_at) VALUES {} RETURNING {OUTBOX_COLUMNS}",
+                values_of(backend, fresh.len(), 12)
+            ),
+            args,
+        );
+        // Each body finds its row's `seq` by id, so it goes in the same
+        // round trip as the insert instead of waiting for its `RETURNING`.
+        writes.push(
+            format!(
+                "INSERT INTO outbox_body (seq, body) SELECT o.seq, v.column2 FROM (VALUES {}) AS v \
+                 JOIN outbox o ON o.message_id = v.column1",
+                values_of(backend, fresh.len(), 2)
+            ),
+            fresh.iter().flat_map(|(m, _)| {
+                [
+                    Arg::from(&m.message_id),
+                    Arg::String(sealer.seal(&m.message_id, &m.body)),
+                ]
+            }),
+        );
+        push_case_log(
+            &mut writes,
+            backend,
+            fresh
+                .iter()
+                .map(|(m, _)| (m.case_ref.as_str(), m.message_id.as_str())),
+            "out",
+        );
+        if let Some(tail) = tail {
+            audit::push_append(&mut writes, backend, tail, &audits);
+        }
+    }
+    let inserted: HashMap<String, OutboxRow> = tx
+        .commit(writes)
+        .await?
+        .iter()
+        .map(|r| {
             let row = outbox_row(r);
-            inserted.insert(row.message_id.clone(), row);
-        }
-        let sql = format!(
-            "INSERT INTO outbox_body (seq, body) VALUES {}",
-            values_list(conn, fresh.len(), 2)
-        );
-        let mut query = sqlx::query(&sql);
-        for (m, _) in &fresh {
-            let seq = inserted
-                .get(&m.message_id)
-                .map(|row| row.seq)
-                .ok_or(StoreError::Db(sqlx::Error::RowNotFound))?;
-            query = query.bind(seq).bind(sealer.seal(&m.message_id, &m.body));
-        }
-        query.execute(&mut *conn).await?;
-        let entries: Vec<(&str, &str)> = fresh
-            .iter()
-            .map(|(m, _)| (m.case_ref.as_str(), m.message_id.as_str()))
-            .collect();
-        log_cases(&mut *conn, &entries, "out").await?;
-        let audits: Vec<audit::AuditEntry> = fresh.iter().filter_map(|(_, a)| a.cloned()).collect();
-        audit::append(&mut *conn, &audits).await?;
+            (row.message_id.clone(), row)
+        })
+        .collect();
+    if inserted.len() != fresh.len() {
+        return Err(StoreError::Db(sqlx::Error::RowNotFound));
     }
     let row_of = |n: usize| -> Result<OutboxRow, StoreError> {
         inserted
@@ -643,9 +679,14 @@ async fn enqueue_group(
         .collect()
 }
 
-/// The writes of [`Store::record`], inside the caller's transaction.
-async fn record_in(tx: &mut AnyConnection, results: &[(i64, Outcome)]) -> Result<(), StoreError> {
-    // Deliveries, the bulk, in one statement.
+/// The writes of [`Store::record`], inside the caller's transaction: the
+/// bulk (deliveries, the timers they open, retries) in one round trip.
+async fn record_in(
+    tx: &mut WriteTx,
+    backend: Backend,
+    results: &[(i64, Outcome)],
+) -> Result<(), StoreError> {
+    let mut bulk = Script::new();
     let delivered: Vec<(i64, &str, i64)> = results
         .iter()
         .filter_map(|(seq, o)| match o {
@@ -656,41 +697,27 @@ async fn record_in(tx: &mut AnyConnection, results: &[(i64, Outcome)]) -> Result
     if !delivered.is_empty() {
         // A row already delivered is left alone: another instance's
         // attempt, after this one's lease ran out, recorded it first.
-        let sql = format!(
-            "UPDATE outbox SET state = 'delivered', receipt = v.column2, delivered_at = v.column3, last_error = NULL \
-             FROM (VALUES {}) AS v WHERE outbox.seq = v.column1 AND outbox.state <> 'delivered' \
-             RETURNING seq, message_id, type, in_reply_to",
-            values_list(tx, delivered.len(), 3)
+        bulk.push(
+            format!(
+                "UPDATE outbox SET state = 'delivered', receipt = v.column2, delivered_at = v.column3, last_error = NULL \
+                 FROM (VALUES {}) AS v WHERE outbox.seq = v.column1 AND outbox.state <> 'delivered' \
+                 RETURNING seq, message_id, type, in_reply_to",
+                values_of(backend, delivered.len(), 3)
+            ),
+            delivered
+                .iter()
+                .flat_map(|&(seq, receipt, at)| [Arg::Int(seq), Arg::Str(receipt), Arg::Int(at)]),
         );
-        let mut query = sqlx::query(&sql);
-        for (seq, receipt, at) in &delivered {
-            query = query.bind(*seq).bind(*receipt).bind(*at);
-        }
-        let updated: HashMap<i64, sqlx::any::AnyRow> = query
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .map(|r| (r.get::<i64, _>("seq"), r))
+        // The timers the deliveries open. Such a row delivered before
+        // opened its timer then, and this insert leaves that one as it is.
+        let opened: Vec<&NewTimer> = results
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Outcome::Delivered { timer, .. } => timer.as_ref(),
+                _ => None,
+            })
             .collect();
-        let mut opened = Vec::new();
-        for (seq, outcome) in results {
-            let (
-                Outcome::Delivered {
-                    received_at, timer, ..
-                },
-                Some(row),
-            ) = (outcome, updated.get(seq))
-            else {
-                continue;
-            };
-            opened.extend(timer.as_ref());
-            if let Some(reply_to) = row.get::<Option<String>, _>("in_reply_to") {
-                let (id, t): (String, String) = (row.get("message_id"), row.get("type"));
-                timers::close_timers(&mut *tx, Side::AnswerDue, &reply_to, &t, &id, *received_at)
-                    .await?;
-            }
-        }
-        timers::insert_timers_in(&mut *tx, &opened).await?;
+        timers::push_timers(&mut bulk, backend, &opened);
     }
     // Retries, in one statement too: with a peer down, every message
     // of every batch comes back as one.
@@ -705,16 +732,45 @@ async fn record_in(tx: &mut AnyConnection, results: &[(i64, Outcome)]) -> Result
         })
         .collect();
     if !retries.is_empty() {
-        let sql = format!(
-            "UPDATE outbox SET last_error = v.column2, next_attempt_at = v.column3 \
-             FROM (VALUES {}) AS v WHERE outbox.seq = v.column1 AND outbox.state IN ('queued', 'delivering')",
-            values_list(tx, retries.len(), 3)
+        bulk.push(
+            format!(
+                "UPDATE outbox SET last_error = v.column2, next_attempt_at = v.column3 \
+                 FROM (VALUES {}) AS v WHERE outbox.seq = v.column1 AND outbox.state IN ('queued', 'delivering')",
+                values_of(backend, retries.len(), 3)
+            ),
+            retries.iter().flat_map(|&(seq, error, next_attempt_at)| {
+                [Arg::Int(seq), Arg::Str(error), Arg::Int(next_attempt_at)]
+            }),
         );
-        let mut query = sqlx::query(&sql);
-        for (seq, error, next_attempt_at) in &retries {
-            query = query.bind(*seq).bind(*error).bind(*next_attempt_at);
-        }
-        query.execute(&mut *tx).await?;
+    }
+    // Rows of the deliveries this record made: an answer closes the timers
+    // of the message it answers.
+    let updated = if bulk.is_empty() {
+        Vec::new()
+    } else {
+        tx.run(bulk).await?
+    };
+    for row in &updated {
+        let Some(reply_to) = row.get::<Option<String>, _>("in_reply_to") else {
+            continue;
+        };
+        let seq: i64 = row.get("seq");
+        let Some(received_at) = results.iter().find_map(|(s, o)| match o {
+            Outcome::Delivered { received_at, .. } if *s == seq => Some(*received_at),
+            _ => None,
+        }) else {
+            continue;
+        };
+        let (id, t): (String, String) = (row.get("message_id"), row.get("type"));
+        timers::close_timers(
+            tx.conn().await?,
+            Side::AnswerDue,
+            &reply_to,
+            &t,
+            &id,
+            received_at,
+        )
+        .await?;
     }
     for (seq, outcome) in results {
         match outcome {
@@ -726,10 +782,11 @@ async fn record_in(tx: &mut AnyConnection, results: &[(i64, Outcome)]) -> Result
                 )
                 .bind(reason)
                 .bind(seq)
-                .execute(&mut *tx)
+                .execute(tx.conn().await?)
                 .await?;
             }
             Outcome::Dead { error, at } => {
+                let conn = tx.conn().await?;
                 let Some(row) = sqlx::query(
                     "UPDATE outbox SET state = 'dead', last_error = $1 \
                      WHERE seq = $2 AND state IN ('queued', 'delivering') \
@@ -737,13 +794,13 @@ async fn record_in(tx: &mut AnyConnection, results: &[(i64, Outcome)]) -> Result
                 )
                 .bind(error)
                 .bind(seq)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *conn)
                 .await?
                 else {
                     continue;
                 };
                 timers::insert_event(
-                    &mut *tx,
+                    conn,
                     &NewEvent {
                         case_ref: row.get("case_ref"),
                         message_id: Some(row.get("message_id")),
@@ -762,32 +819,6 @@ async fn record_in(tx: &mut AnyConnection, results: &[(i64, Outcome)]) -> Result
         }
     }
     Ok(())
-}
-
-/// The SQLite writer connection while its `synchronous` setting is relaxed
-/// (a claim, a repeatable outcome). Unless FULL is restored (`restored`),
-/// after a failure or a cancellation, the connection is closed rather than
-/// returned to the pool, so no later commit can run without its fsync.
-struct Relaxed {
-    conn: sqlx::pool::PoolConnection<sqlx::Any>,
-    restored: bool,
-}
-
-impl Relaxed {
-    fn new(conn: sqlx::pool::PoolConnection<sqlx::Any>) -> Self {
-        Self {
-            conn,
-            restored: false,
-        }
-    }
-}
-
-impl Drop for Relaxed {
-    fn drop(&mut self) {
-        if !self.restored {
-            self.conn.close_on_drop();
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -963,37 +994,14 @@ impl Store {
             ),
         };
         let lease_until = now.saturating_add(self.lease_ms);
-        let rows = match self.backend {
-            // A claim is a lease, not a fact worth an fsync: if a crash
-            // loses it, the restart releases claims anyway. So on SQLite the
-            // UPDATE commits on its own with `synchronous` relaxed (the next
-            // FULL commit's fsync covers it: the WAL is one file, written in
-            // order), in one statement string, one round trip to the
-            // writer's thread instead of three and an fsync.
-            Backend::Sqlite => {
-                let sql = format!("PRAGMA synchronous = NORMAL; {sql}; PRAGMA synchronous = FULL");
-                let mut writer = Relaxed::new(self.write.acquire().await?);
-                let rows = sqlx::query(&sql)
-                    .bind(now)
-                    .bind(limit)
-                    .bind(lease_until)
-                    .fetch_all(&mut *writer.conn)
-                    .await?;
-                writer.restored = true;
-                rows
-            }
-            Backend::Postgres => {
-                let mut tx = self.write.begin().await?;
-                let rows = sqlx::query(&sql)
-                    .bind(now)
-                    .bind(limit)
-                    .bind(lease_until)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                rows
-            }
-        };
+        // A claim is a lease, not a fact worth an fsync: if a crash loses
+        // it, the restart releases claims anyway. On SQLite it is one round
+        // trip to the writer's thread, from `BEGIN` to `COMMIT`.
+        let claim = Script::of(sql, [Arg::Int(now), Arg::Int(limit), Arg::Int(lease_until)]);
+        let rows = WriteTx::begin_relaxed(&self.write, self.backend)
+            .await?
+            .commit(claim)
+            .await?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -1095,23 +1103,13 @@ impl Store {
         let repeatable = results
             .iter()
             .all(|(_, o)| matches!(o, Outcome::Delivered { .. } | Outcome::Retry { .. }));
-        if self.backend == Backend::Sqlite && repeatable {
-            let mut writer = Relaxed::new(self.write.acquire().await?);
-            sqlx::query("PRAGMA synchronous = NORMAL")
-                .execute(&mut *writer.conn)
-                .await?;
-            let mut tx = sqlx::Connection::begin(&mut *writer.conn).await?;
-            record_in(&mut tx, results).await?;
-            tx.commit().await?;
-            sqlx::query("PRAGMA synchronous = FULL")
-                .execute(&mut *writer.conn)
-                .await?;
-            writer.restored = true;
+        let mut tx = if repeatable {
+            WriteTx::begin_relaxed(&self.write, self.backend).await?
         } else {
-            let mut tx = self.write.begin().await?;
-            record_in(&mut tx, results).await?;
-            tx.commit().await?;
-        }
+            WriteTx::begin(&self.write, self.backend).await?
+        };
+        record_in(&mut tx, self.backend, results).await?;
+        tx.commit(Script::new()).await?;
         Ok(())
     }
 
@@ -1131,26 +1129,23 @@ impl Store {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.write.begin().await?;
+        let mut tx = WriteTx::begin(&self.write, self.backend).await?;
         // Every case lock up front, in one order, so two instances receiving
         // overlapping batches cannot deadlock.
         let mut cases: Vec<&str> = messages.iter().map(|m| m.case_ref.as_str()).collect();
         cases.sort_unstable();
         cases.dedup();
-        for case_ref in &cases {
-            lock_case(&mut tx, self.backend, case_ref).await?;
-        }
-        let sql = format!(
-            "SELECT message_id, body_sha256, receipt FROM inbox WHERE message_id IN ({})",
-            in_list(&tx, messages.len())
+        tx.lock_cases(&cases).await?;
+        let known = Script::of(
+            format!(
+                "SELECT message_id, body_sha256, receipt FROM inbox WHERE message_id IN ({})",
+                in_of(self.backend, messages.len())
+            ),
+            messages.iter().map(|m| Arg::from(&m.message_id)),
         );
-        let mut query = sqlx::query(&sql);
-        for m in messages {
-            query = query.bind(&m.message_id);
-        }
         // message id -> (content hash, receipt), of what is stored or about to be.
-        let mut known: HashMap<String, (String, String)> = query
-            .fetch_all(&mut *tx)
+        let mut known: HashMap<String, (String, String)> = tx
+            .run(known)
             .await?
             .iter()
             .map(|r| {
@@ -1168,7 +1163,7 @@ impl Store {
                     .any(|m| m.case_ref == *c && !known.contains_key(&m.message_id))
             })
             .collect();
-        let mut histories = case_histories(&mut tx, &self.sealer, &cases).await?;
+        let mut histories = case_histories(tx.conn().await?, &self.sealer, &cases).await?;
         let mut fresh: Vec<&NewInbound> = Vec::new();
         let mut out = Vec::with_capacity(messages.len());
         for m in messages {
@@ -1199,37 +1194,48 @@ impl Store {
             });
             fresh.push(m);
         }
+        let mut writes = Script::new();
         if !fresh.is_empty() {
-            let sql = format!(
-                "INSERT INTO inbox (message_id, case_ref, sender, type, in_reply_to, body, body_sha256, received_at, receipt) \
-                 VALUES {}",
-                values_list(&tx, fresh.len(), 9)
+            writes.push(
+                format!(
+                    "INSERT INTO inbox (message_id, case_ref, sender, type, in_reply_to, body, body_sha256, received_at, receipt) \
+                     VALUES {}",
+                    values_of(self.backend, fresh.len(), 9)
+                ),
+                fresh.iter().flat_map(|m| {
+                    [
+                        Arg::from(&m.message_id),
+                        Arg::from(&m.case_ref),
+                        Arg::from(&m.sender),
+                        Arg::from(&m.message_type),
+                        Arg::from(&m.in_reply_to),
+                        Arg::String(self.sealer.seal(&m.message_id, &m.body)),
+                        Arg::from(&m.body_sha256),
+                        Arg::Int(m.received_at),
+                        Arg::from(&m.receipt),
+                    ]
+                }),
             );
-            let mut query = sqlx::query(&sql);
-            for m in &fresh {
-                query = query
-                    .bind(&m.message_id)
-                    .bind(&m.case_ref)
-                    .bind(&m.sender)
-                    .bind(&m.message_type)
-                    .bind(&m.in_reply_to)
-                    .bind(self.sealer.seal(&m.message_id, &m.body))
-                    .bind(&m.body_sha256)
-                    .bind(m.received_at)
-                    .bind(&m.receipt);
-            }
-            query.execute(&mut *tx).await?;
-            let entries: Vec<(&str, &str)> = fresh
-                .iter()
-                .map(|m| (m.case_ref.as_str(), m.message_id.as_str()))
-                .collect();
-            log_cases(&mut tx, &entries, "in").await?;
+            push_case_log(
+                &mut writes,
+                self.backend,
+                fresh
+                    .iter()
+                    .map(|m| (m.case_ref.as_str(), m.message_id.as_str())),
+                "in",
+            );
             let timers: Vec<&NewTimer> = fresh.iter().filter_map(|m| m.timer.as_ref()).collect();
-            timers::insert_timers_in(&mut tx, &timers).await?;
+            timers::push_timers(&mut writes, self.backend, &timers);
+        }
+        // An answer closes the timers of the message it answers, which
+        // takes reads; without one, the writes go with the `COMMIT`.
+        if fresh.iter().any(|m| m.in_reply_to.is_some()) {
+            tx.run(writes).await?;
+            writes = Script::new();
             for m in &fresh {
                 if let Some(reply_to) = &m.in_reply_to {
                     timers::close_timers(
-                        &mut tx,
+                        tx.conn().await?,
                         Side::AwaitingAnswer,
                         reply_to,
                         &m.message_type,
@@ -1240,7 +1246,7 @@ impl Store {
                 }
             }
         }
-        tx.commit().await?;
+        tx.commit(writes).await?;
         Ok(out)
     }
 

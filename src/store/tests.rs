@@ -1,11 +1,12 @@
 //! Store internals the public API cannot show: the writer connection's
-//! durability setting around a claim, and the migration that moved outbox
-//! bodies into their own table.
+//! durability setting around a claim, write transactions cut short, and
+//! the migration that moved outbox bodies into their own table.
 
 use sqlx::Row;
 
 use super::seal::Sealer;
-use super::{Outcome, Relaxed, Store};
+use super::tx::{Arg, Script, WriteTx};
+use super::{Outcome, Store};
 
 async fn synchronous(store: &Store) -> i64 {
     sqlx::query("PRAGMA synchronous")
@@ -73,17 +74,63 @@ async fn claims_and_outcomes_leave_the_writer_committing_durably() {
     assert_eq!(row.state, super::OutState::Delivered);
 }
 
-/// If a claim fails or is dropped before it restores FULL, its connection
-/// is closed, not returned to the pool: the next one is set up afresh.
+/// A relaxed transaction dropped before its commit (an error, a
+/// cancellation) takes its connection with it: what it wrote is rolled
+/// back, the writer is free, and the next connection commits with FULL.
 #[tokio::test]
-async fn a_relaxed_connection_that_is_not_restored_is_closed() {
+async fn a_write_transaction_dropped_before_its_commit_leaves_nothing_behind() {
     let (store, _dir) = fresh_store().await;
-    let mut conn = store.write.acquire().await.unwrap();
-    sqlx::query("PRAGMA synchronous = NORMAL")
-        .execute(&mut *conn)
+    let mut tx = WriteTx::begin_relaxed(&store.write, store.backend)
         .await
         .unwrap();
-    drop(Relaxed::new(conn));
+    tx.run(Script::of(
+        "INSERT INTO purged_cases (case_ref, state, purged_at) VALUES (?, 'closed', ?)".to_string(),
+        [Arg::Str("TH-KH-2026-000001"), Arg::Int(1)],
+    ))
+    .await
+    .unwrap();
+    drop(tx);
+    assert_eq!(synchronous(&store).await, FULL);
+    let rows: i64 = sqlx::query("SELECT COUNT(*) FROM purged_cases")
+        .fetch_one(&store.write)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "the uncommitted insert is rolled back");
+    let tx = WriteTx::begin(&store.write, store.backend).await.unwrap();
+    tx.commit(Script::of(
+        "INSERT INTO purged_cases (case_ref, state, purged_at) VALUES (?, 'closed', ?)".to_string(),
+        [Arg::Str("TH-KH-2026-000002"), Arg::Int(2)],
+    ))
+    .await
+    .expect("the writer is free again");
+}
+
+/// A statement that fails halfway through a script fails the whole
+/// transaction: the statements before it in the same string are undone.
+#[tokio::test]
+async fn a_failing_statement_undoes_the_script_before_it() {
+    let (store, _dir) = fresh_store().await;
+    let mut script = Script::new();
+    script.push(
+        "INSERT INTO purged_cases (case_ref, state, purged_at) VALUES (?, 'closed', ?)".to_string(),
+        [Arg::Str("TH-KH-2026-000001"), Arg::Int(1)],
+    );
+    script.push(
+        "INSERT INTO purged_cases (case_ref, state, purged_at) VALUES (?, 'closed', ?)".to_string(),
+        [Arg::Str("TH-KH-2026-000001"), Arg::Int(2)],
+    );
+    let tx = WriteTx::begin(&store.write, store.backend).await.unwrap();
+    assert!(
+        tx.commit(script).await.is_err(),
+        "the second insert repeats the key"
+    );
+    let rows: i64 = sqlx::query("SELECT COUNT(*) FROM purged_cases")
+        .fetch_one(&store.write)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0);
     assert_eq!(synchronous(&store).await, FULL);
 }
 

@@ -4,7 +4,8 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Store, StoreError};
+use super::tx::{Arg, Script, WriteTx};
+use super::{Backend, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -116,38 +117,35 @@ fn event_row(r: &sqlx::any::AnyRow) -> EventRow {
     }
 }
 
-/// Opens timers, in one statement; a timer already open for the same
-/// message and side is left as it is.
-pub(super) async fn insert_timers_in(
-    conn: &mut sqlx::AnyConnection,
-    timers: &[&NewTimer],
-) -> Result<(), StoreError> {
+/// Opens timers, in one statement per thousand; a timer already open for
+/// the same message and side is left as it is.
+pub(super) fn push_timers<'a>(script: &mut Script<'a>, backend: Backend, timers: &[&'a NewTimer]) {
     // Bounded statements: PostgreSQL takes at most 65,535 parameters.
     for chunk in timers.chunks(1_000) {
-        let sql = format!(
-            "INSERT INTO timers (case_ref, message_id, message_type, expected_type, side, peer, agreement, \
-             started_at, due_at, state, next_event_at) VALUES {} \
-             ON CONFLICT (message_id, side) DO NOTHING",
-            super::values_list(conn, chunk.len(), 11)
+        script.push(
+            format!(
+                "INSERT INTO timers (case_ref, message_id, message_type, expected_type, side, peer, agreement, \
+                 started_at, due_at, state, next_event_at) VALUES {} \
+                 ON CONFLICT (message_id, side) DO NOTHING",
+                super::values_of(backend, chunk.len(), 11)
+            ),
+            chunk.iter().flat_map(|t| {
+                [
+                    Arg::from(&t.case_ref),
+                    Arg::from(&t.message_id),
+                    Arg::from(&t.message_type),
+                    Arg::from(&t.expected_type),
+                    Arg::Str(t.side.as_str()),
+                    Arg::from(&t.peer),
+                    Arg::from(&t.agreement),
+                    Arg::Int(t.started_at),
+                    Arg::Int(t.due_at),
+                    Arg::Str("open"),
+                    Arg::from(t.first_event_at),
+                ]
+            }),
         );
-        let mut query = sqlx::query(&sql);
-        for t in chunk {
-            query = query
-                .bind(&t.case_ref)
-                .bind(&t.message_id)
-                .bind(&t.message_type)
-                .bind(&t.expected_type)
-                .bind(t.side.as_str())
-                .bind(&t.peer)
-                .bind(&t.agreement)
-                .bind(t.started_at)
-                .bind(t.due_at)
-                .bind("open")
-                .bind(t.first_event_at);
-        }
-        query.execute(&mut *conn).await?;
     }
-    Ok(())
 }
 
 pub(super) async fn insert_event(
@@ -241,9 +239,14 @@ pub struct Firing {
 impl Store {
     /// Opens many timers in one transaction (benchmarks, imports).
     pub async fn insert_timers(&self, timers: &[NewTimer]) -> Result<(), StoreError> {
-        let mut tx = self.write.begin().await?;
-        insert_timers_in(&mut tx, &timers.iter().collect::<Vec<_>>()).await?;
-        tx.commit().await?;
+        let tx = WriteTx::begin(&self.write, self.backend).await?;
+        let mut script = Script::new();
+        push_timers(
+            &mut script,
+            self.backend,
+            &timers.iter().collect::<Vec<_>>(),
+        );
+        tx.commit(script).await?;
         Ok(())
     }
 

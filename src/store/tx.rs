@@ -1,0 +1,280 @@
+//! Write transactions that reach the database in as few round trips as the
+//! backend allows.
+//!
+//! On SQLite every statement is a hand-off from tokio to the connection's
+//! thread and back. With one submitter waiting for each `202`, those
+//! hand-offs, not the disk, bounded the rate: a submission took nine. But
+//! SQLite runs a string of statements in one hand-off, so a [`WriteTx`]
+//! sends its `BEGIN` with its first statements and its last writes with its
+//! `COMMIT`. PostgreSQL takes one statement per parameterised query, so
+//! there the same [`Script`] goes statement by statement.
+
+use sqlx::any::AnyRow;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool};
+
+use super::{Backend, StoreError};
+
+/// A value bound to a placeholder of a [`Script`].
+#[derive(Debug)]
+pub(super) enum Arg<'a> {
+    Str(&'a str),
+    String(String),
+    OptStr(Option<&'a str>),
+    Int(i64),
+    OptInt(Option<i64>),
+}
+
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(v: &'a str) -> Self {
+        Arg::Str(v)
+    }
+}
+
+impl<'a> From<&'a String> for Arg<'a> {
+    fn from(v: &'a String) -> Self {
+        Arg::Str(v)
+    }
+}
+
+impl From<String> for Arg<'_> {
+    fn from(v: String) -> Self {
+        Arg::String(v)
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        Arg::OptStr(v)
+    }
+}
+
+impl<'a> From<&'a Option<String>> for Arg<'a> {
+    fn from(v: &'a Option<String>) -> Self {
+        Arg::OptStr(v.as_deref())
+    }
+}
+
+impl From<i64> for Arg<'_> {
+    fn from(v: i64) -> Self {
+        Arg::Int(v)
+    }
+}
+
+impl From<Option<i64>> for Arg<'_> {
+    fn from(v: Option<i64>) -> Self {
+        Arg::OptInt(v)
+    }
+}
+
+type Query<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
+
+fn bind<'q>(query: Query<'q>, arg: Arg<'q>) -> Query<'q> {
+    match arg {
+        Arg::Str(v) => query.bind(v),
+        Arg::String(v) => query.bind(v),
+        Arg::OptStr(v) => query.bind(v),
+        Arg::Int(v) => query.bind(v),
+        Arg::OptInt(v) => query.bind(v),
+    }
+}
+
+/// Statements to run in order, each with its parameters. Each statement
+/// numbers its placeholders as if alone ([`super::placeholders`]): on
+/// SQLite that is anonymous `?`, which in one string of statements carries
+/// on from the statement before. A `$n` would count from the start of the
+/// string, so only a script's first statement may use one.
+#[derive(Debug, Default)]
+pub(super) struct Script<'a> {
+    statements: Vec<(String, usize)>,
+    args: Vec<Arg<'a>>,
+}
+
+impl<'a> Script<'a> {
+    pub(super) fn new() -> Self {
+        Self::default()
+    }
+
+    /// A script of one statement.
+    pub(super) fn of(sql: String, args: impl IntoIterator<Item = Arg<'a>>) -> Self {
+        let mut s = Self::new();
+        s.push(sql, args);
+        s
+    }
+
+    pub(super) fn push(&mut self, sql: String, args: impl IntoIterator<Item = Arg<'a>>) {
+        let before = self.args.len();
+        self.args.extend(args);
+        self.statements.push((sql, self.args.len() - before));
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.statements.is_empty()
+    }
+
+    /// Runs the statements on `conn`, SQLite's as one string between
+    /// `prefix` and `suffix` (statements without parameters), and returns
+    /// every row they return, in order.
+    async fn run(
+        self,
+        conn: &mut AnyConnection,
+        backend: Backend,
+        prefix: &[&str],
+        suffix: &[&str],
+    ) -> Result<Vec<AnyRow>, sqlx::Error> {
+        match backend {
+            Backend::Sqlite => {
+                let sql = prefix
+                    .iter()
+                    .copied()
+                    .chain(self.statements.iter().map(|(sql, _)| sql.as_str()))
+                    .chain(suffix.iter().copied())
+                    .collect::<Vec<_>>()
+                    .join(";\n");
+                if sql.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut query = sqlx::query(&sql);
+                for arg in self.args {
+                    query = bind(query, arg);
+                }
+                query.fetch_all(&mut *conn).await
+            }
+            Backend::Postgres => {
+                for sql in prefix {
+                    sqlx::query(sql).execute(&mut *conn).await?;
+                }
+                let mut rows = Vec::new();
+                let mut args = self.args.into_iter();
+                for (sql, n) in &self.statements {
+                    let mut query = sqlx::query(sql);
+                    for arg in args.by_ref().take(*n) {
+                        query = bind(query, arg);
+                    }
+                    rows.extend(query.fetch_all(&mut *conn).await?);
+                }
+                for sql in suffix {
+                    sqlx::query(sql).execute(&mut *conn).await?;
+                }
+                Ok(rows)
+            }
+        }
+    }
+}
+
+/// A write transaction on a connection of its own. It ends with
+/// [`WriteTx::commit`]; dropped before that (an error, a cancellation), it
+/// closes its connection instead of returning it to the pool, which rolls
+/// the transaction back (and on SQLite takes a relaxed `synchronous` with
+/// it: no later commit can run without its fsync).
+pub(super) struct WriteTx {
+    conn: PoolConnection<Any>,
+    backend: Backend,
+    /// Statements that open the transaction, not sent yet: on SQLite they
+    /// go with the first statements of the transaction.
+    begin: Option<&'static [&'static str]>,
+    /// Statements that end it, after `COMMIT`.
+    end: &'static [&'static str],
+    /// A statement of the transaction has been sent and it is not over.
+    open: bool,
+}
+
+impl WriteTx {
+    /// A transaction whose commit is durable before it returns.
+    pub(super) async fn begin(pool: &AnyPool, backend: Backend) -> Result<Self, StoreError> {
+        let begin: &'static [&'static str] = match backend {
+            // The writer's lock up front: a deferred BEGIN would start as a
+            // reader and upgrade at its first write.
+            Backend::Sqlite => &["BEGIN IMMEDIATE"],
+            Backend::Postgres => &["BEGIN"],
+        };
+        Ok(Self {
+            conn: pool.acquire().await?,
+            backend,
+            begin: Some(begin),
+            end: &[],
+            open: false,
+        })
+    }
+
+    /// A transaction whose commit need not wait for the disk: what it
+    /// records can be lost to a crash of the machine and done again (a
+    /// claim, a delivery the peer will confirm again). On SQLite it commits
+    /// with `synchronous = NORMAL`, and the next durable commit's fsync
+    /// covers it, the WAL being written in order; the connection is back to
+    /// FULL in the same round trip as the `COMMIT`. On PostgreSQL it is an
+    /// ordinary transaction.
+    pub(super) async fn begin_relaxed(
+        pool: &AnyPool,
+        backend: Backend,
+    ) -> Result<Self, StoreError> {
+        let mut tx = Self::begin(pool, backend).await?;
+        if backend == Backend::Sqlite {
+            tx.begin = Some(&["PRAGMA synchronous = NORMAL", "BEGIN IMMEDIATE"]);
+            tx.end = &["PRAGMA synchronous = FULL"];
+        }
+        Ok(tx)
+    }
+
+    /// The connection, for statements whose results decide the next ones.
+    /// Sends a pending `BEGIN` first (its own round trip on SQLite: start a
+    /// transaction with [`WriteTx::run`] where the first statement allows).
+    pub(super) async fn conn(&mut self) -> Result<&mut AnyConnection, StoreError> {
+        if self.begin.is_some() {
+            self.run(Script::new()).await?;
+        }
+        Ok(&mut self.conn)
+    }
+
+    /// Takes the audit chain's lock (PostgreSQL; SQLite's single writer
+    /// already serialises).
+    pub(super) async fn lock_audit(&mut self) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            super::lock_audit(self.conn().await?, Backend::Postgres).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes the locks of `cases`, in one order for every writer, so two
+    /// instances writing overlapping cases cannot deadlock (PostgreSQL).
+    pub(super) async fn lock_cases(&mut self, cases: &[&str]) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            let mut cases = cases.to_vec();
+            cases.sort_unstable();
+            cases.dedup();
+            for case_ref in cases {
+                super::lock_case(self.conn().await?, Backend::Postgres, case_ref).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `script` inside the transaction; the rows its statements return.
+    pub(super) async fn run(&mut self, script: Script<'_>) -> Result<Vec<AnyRow>, StoreError> {
+        let begin = self.begin.take().unwrap_or(&[]);
+        self.open = true;
+        Ok(script.run(&mut self.conn, self.backend, begin, &[]).await?)
+    }
+
+    /// Runs `script` and commits, in one round trip on SQLite.
+    pub(super) async fn commit(mut self, script: Script<'_>) -> Result<Vec<AnyRow>, StoreError> {
+        let begin = self.begin.take().unwrap_or(&[]);
+        let end: Vec<&str> = std::iter::once("COMMIT")
+            .chain(self.end.iter().copied())
+            .collect();
+        self.open = true;
+        let rows = script
+            .run(&mut self.conn, self.backend, begin, &end)
+            .await?;
+        self.open = false;
+        Ok(rows)
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
+    }
+}
