@@ -567,7 +567,7 @@ pub fn case_message(envelope: &crate::message::Envelope) -> crate::lifecycle::Ca
         message_type: envelope.message_type.clone(),
         from: envelope.from.clone(),
         in_reply_to: envelope.in_reply_to.map(|u| u.to_string()),
-        payload: std::sync::Arc::new(envelope.payload.clone()),
+        payload: envelope.payload.clone(),
     }
 }
 

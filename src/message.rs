@@ -81,7 +81,14 @@ pub struct Envelope {
     pub in_reply_to: Option<Uuid>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
-    pub payload: Value,
+    /// Shared with the lifecycle's view of the message
+    /// ([`crate::lifecycle::CaseMessage`]) rather than copied into it.
+    #[serde(deserialize_with = "shared_value")]
+    pub payload: std::sync::Arc<Value>,
+}
+
+fn shared_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::sync::Arc<Value>, D::Error> {
+    Value::deserialize(d).map(std::sync::Arc::new)
 }
 
 impl Envelope {

@@ -202,16 +202,22 @@ impl WriteTx {
     /// claim, a delivery the peer will confirm again). On SQLite it commits
     /// with `synchronous = NORMAL`, and the next durable commit's fsync
     /// covers it, the WAL being written in order; the connection is back to
-    /// FULL in the same round trip as the `COMMIT`. On PostgreSQL it is an
-    /// ordinary transaction.
+    /// FULL in the same round trip as the `COMMIT`. On PostgreSQL it commits
+    /// with `synchronous_commit` off, which has the same effect.
     pub(super) async fn begin_relaxed(
         pool: &AnyPool,
         backend: Backend,
     ) -> Result<Self, StoreError> {
         let mut tx = Self::begin(pool, backend).await?;
-        if backend == Backend::Sqlite {
-            tx.begin = Some(&["PRAGMA synchronous = NORMAL", "BEGIN IMMEDIATE"]);
-            tx.end = &["PRAGMA synchronous = FULL"];
+        match backend {
+            Backend::Sqlite => {
+                tx.begin = Some(&["PRAGMA synchronous = NORMAL", "BEGIN IMMEDIATE"]);
+                tx.end = &["PRAGMA synchronous = FULL"];
+            }
+            // Only this transaction; a later durable commit flushes it too.
+            Backend::Postgres => {
+                tx.begin = Some(&["BEGIN", "SET LOCAL synchronous_commit TO OFF"]);
+            }
         }
         Ok(tx)
     }
