@@ -8,6 +8,11 @@
 //! sends its `BEGIN` with its first statements and its last writes with its
 //! `COMMIT`. PostgreSQL takes one statement per parameterised query, so
 //! there the same [`Script`] goes statement by statement.
+//!
+//! sqlx-sqlite runs every statement of a query string, each with its share
+//! of the parameters; upstream calls that behaviour deprecated
+//! (launchbadge/sqlx#3108) but keeps it in 0.8. Should it go, SQLite's
+//! scripts go statement by statement too, and only the round trips return.
 
 use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
