@@ -421,7 +421,10 @@ async fn submit(
     }
     let submit_sha256 = hex::encode(Sha256::digest(serde_json::to_vec(&doc).unwrap_or_default()));
     fill_defaults(&node, &mut doc);
-    let envelope = node.registry.validate(&doc).map_err(|e| {
+    // The stored text first: validation then takes the document, and its
+    // payload moves into the envelope instead of being copied.
+    let body = serde_json::to_string(&doc).map_err(|_| ApiError::internal())?;
+    let envelope = node.registry.validate_owned(doc).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()).with_details(e.details())
     })?;
     let span = tracing::info_span!("submit", message_id = %envelope.message_id, case_ref = %envelope.case_ref);
@@ -455,7 +458,6 @@ async fn submit(
                 message: format!("no peer {} in the configuration", envelope.to),
             }]));
         }
-        let body = serde_json::to_string(&doc).map_err(|_| ApiError::internal())?;
         let now = node.clock.now_ms();
         let deadline_ms = i64::try_from(
             node.settings

@@ -258,6 +258,26 @@ impl SchemaRegistry {
     /// Validates a whole message (envelope, then its payload) and returns the
     /// typed envelope. Every violation is reported, not just the first.
     pub fn validate(&self, message: &Value) -> Result<Envelope, MessageError> {
+        self.check(message)?;
+        Envelope::deserialize(message).map_err(|_| misfit())
+    }
+
+    /// [`SchemaRegistry::validate`], taking the message: its payload moves
+    /// into the envelope instead of being copied (a deep copy of every
+    /// payload was 4% of a receiving gateway's time).
+    pub fn validate_owned(&self, mut message: Value) -> Result<Envelope, MessageError> {
+        self.check(&message)?;
+        let payload = message
+            .get_mut("payload")
+            .map(Value::take)
+            .unwrap_or_default();
+        let mut envelope = Envelope::deserialize(message).map_err(|_| misfit())?;
+        envelope.payload = std::sync::Arc::new(payload);
+        Ok(envelope)
+    }
+
+    /// Every violation of the envelope's and the payload's schemas.
+    fn check(&self, message: &Value) -> Result<(), MessageError> {
         let mut found = violations(&self.envelope, message, "");
         let message_type = message.get("type").and_then(Value::as_str);
         let version = message.get("schema_version").and_then(Value::as_u64);
@@ -291,17 +311,21 @@ impl SchemaRegistry {
                 });
             }
         }
-        if !found.is_empty() {
-            return Err(MessageError::Invalid(found));
+        if found.is_empty() {
+            Ok(())
+        } else {
+            Err(MessageError::Invalid(found))
         }
-        Envelope::deserialize(message).map_err(|_| {
-            MessageError::Invalid(vec![Violation {
-                pointer: String::new(),
-                keyword: "type".into(),
-                message: "the message does not fit the envelope".into(),
-            }])
-        })
     }
+}
+
+/// A message that passed the schemas but does not fit [`Envelope`].
+fn misfit() -> MessageError {
+    MessageError::Invalid(vec![Violation {
+        pointer: String::new(),
+        keyword: "type".into(),
+        message: "the message does not fit the envelope".into(),
+    }])
 }
 
 /// JSON pointers (into a payload) of every property a schema annotates with

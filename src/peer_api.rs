@@ -76,7 +76,7 @@ async fn receive(
         return Ok(crate::ratelimit::too_many(wait));
     }
     let (raw, doc) = read_json_body(&headers, body, node.settings.peer_api.max_body_bytes).await?;
-    let new = prepare(&node, &sender, &raw, &doc)?;
+    let new = prepare(&node, &sender, &raw, doc)?;
     let span = tracing::info_span!("receive", message_id = %new.message_id, case_ref = %new.case_ref, peer = %sender);
     let result = node.store.receive(&new).instrument(span.clone()).await;
     let (status, body) = span.in_scope(|| outcome(&node, &new, result));
@@ -143,7 +143,7 @@ async fn receive_batch(
                         format!("not valid JSON: {e}"),
                     )
                 })
-                .and_then(|doc| prepare(&node, &sender, text.as_bytes(), &doc))
+                .and_then(|doc| prepare(&node, &sender, text.as_bytes(), doc))
         };
         match prepared {
             Ok(new) => {
@@ -226,9 +226,9 @@ fn prepare(
     node: &Node,
     sender: &str,
     raw: &[u8],
-    doc: &serde_json::Value,
+    doc: serde_json::Value,
 ) -> Result<NewInbound, ApiError> {
-    let envelope = node.registry.validate(doc).map_err(|e| {
+    let envelope = node.registry.validate_owned(doc).map_err(|e| {
         info!(peer = %sender, code = e.code(), "refused an invalid message from a peer");
         ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()).with_details(e.details())
     })?;
