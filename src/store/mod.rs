@@ -509,6 +509,16 @@ fn push_case_log<'a>(
     );
 }
 
+/// Outbox rows by message id.
+fn outbox_rows_by_id(rows: &[sqlx::any::AnyRow]) -> HashMap<String, OutboxRow> {
+    rows.iter()
+        .map(|r| {
+            let row = outbox_row(r);
+            (row.message_id.clone(), row)
+        })
+        .collect()
+}
+
 /// Where the answer to one submission of a group comes from.
 enum Slot {
     Done(Box<Enqueued>),
@@ -541,15 +551,7 @@ async fn enqueue_group(
         ),
         group.iter().map(|(m, _)| Arg::from(&m.message_id)),
     );
-    let existing: HashMap<String, OutboxRow> = tx
-        .run(known)
-        .await?
-        .iter()
-        .map(|r| {
-            let row = outbox_row(r);
-            (row.message_id.clone(), row)
-        })
-        .collect();
+    let existing = outbox_rows_by_id(&tx.run(known).await?);
     let mut cases: Vec<&str> = group
         .iter()
         .filter(|(m, _)| !existing.contains_key(&m.message_id))
@@ -648,15 +650,7 @@ async fn enqueue_group(
             audit::push_append(&mut writes, backend, tail, &audits);
         }
     }
-    let inserted: HashMap<String, OutboxRow> = tx
-        .commit(writes)
-        .await?
-        .iter()
-        .map(|r| {
-            let row = outbox_row(r);
-            (row.message_id.clone(), row)
-        })
-        .collect();
+    let inserted = outbox_rows_by_id(&tx.commit(writes).await?);
     if inserted.len() != fresh.len() {
         return Err(StoreError::Db(sqlx::Error::RowNotFound));
     }
