@@ -54,15 +54,20 @@ fn chain_hash(prev: &str, seq: i64, e: &AuditEntry) -> String {
     hex::encode(h.finalize())
 }
 
+/// The read of the chain's last row ([`tail_of`] reads its answer).
+pub(super) const TAIL_SQL: &str = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
+
 /// The chain's last row: its `seq` and hash (the genesis hash when empty).
 pub(super) async fn tail(conn: &mut sqlx::AnyConnection) -> Result<(i64, String), StoreError> {
-    let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(match last {
+    Ok(tail_of(&sqlx::query(TAIL_SQL).fetch_all(&mut *conn).await?))
+}
+
+/// The chain's last row from the rows of [`TAIL_SQL`].
+pub(super) fn tail_of(rows: &[sqlx::any::AnyRow]) -> (i64, String) {
+    match rows.first() {
         Some(r) => (r.get("seq"), r.get("hash")),
         None => (0, GENESIS.to_string()),
-    })
+    }
 }
 
 /// The insert of `entries`, chained to `tail` ([`tail`], read in the same

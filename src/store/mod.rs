@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::any::AnyPoolOptions;
+use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Executor, Row};
 
 use crate::lifecycle::{self, CaseMessage, CaseState, LifecycleError};
@@ -401,13 +401,8 @@ fn values_of(backend: Backend, rows: usize, cols: usize) -> String {
         .join(", ")
 }
 
-/// Placeholders `$1, .., $n` for an `IN (..)` list, the statement's only
-/// parameters.
-fn in_list(conn: &AnyConnection, n: usize) -> String {
-    in_of(backend_of(conn), n)
-}
-
-/// [`in_list`] for a statement of a [`Script`].
+/// Placeholders `$1, .., $n` (SQLite: `?`) for an `IN (..)` list, the
+/// statement's only parameters.
 fn in_of(backend: Backend, n: usize) -> String {
     placeholders(backend, n).collect::<Vec<_>>().join(", ")
 }
@@ -432,24 +427,49 @@ async fn case_histories(
     sealer: &Sealer,
     cases: &[&str],
 ) -> Result<HashMap<String, Vec<CaseMessage>>, StoreError> {
-    let mut histories: HashMap<String, Vec<CaseMessage>> = HashMap::new();
     if cases.is_empty() {
-        return Ok(histories);
+        return Ok(HashMap::new());
     }
-    let sql = format!(
+    let sql = case_histories_sql(backend_of(conn), cases.len());
+    let mut query = sqlx::query(&sql);
+    for case_ref in cases {
+        query = query.bind(*case_ref);
+    }
+    histories_of(sealer, &query.fetch_all(&mut *conn).await?)
+}
+
+/// The read of [`case_histories`], for `n` cases bound in order.
+fn case_histories_sql(backend: Backend, n: usize) -> String {
+    format!(
         "SELECT l.case_ref, l.message_id, COALESCE(ob.body, i.body) AS body FROM case_log l \
          LEFT JOIN outbox o ON l.direction = 'out' AND o.message_id = l.message_id \
          LEFT JOIN outbox_body ob ON ob.seq = o.seq \
          LEFT JOIN inbox i ON l.direction = 'in' AND i.message_id = l.message_id \
          WHERE l.case_ref IN ({}) AND (o.state IS NULL OR o.state NOT IN ('rejected', 'dead')) \
          ORDER BY l.seq",
-        in_list(conn, cases.len())
-    );
-    let mut query = sqlx::query(&sql);
-    for case_ref in cases {
-        query = query.bind(*case_ref);
+        in_of(backend, n)
+    )
+}
+
+/// [`case_histories`] as a statement of a [`Script`] (none for no cases).
+fn push_case_histories<'a>(script: &mut Script<'a>, backend: Backend, cases: &[&'a str]) -> bool {
+    if cases.is_empty() {
+        return false;
     }
-    for r in &query.fetch_all(&mut *conn).await? {
+    script.push(
+        case_histories_sql(backend, cases.len()),
+        cases.iter().map(|c| Arg::Str(c)),
+    );
+    true
+}
+
+/// Case histories from the rows of [`case_histories_sql`].
+fn histories_of(
+    sealer: &Sealer,
+    rows: &[AnyRow],
+) -> Result<HashMap<String, Vec<CaseMessage>>, StoreError> {
+    let mut histories: HashMap<String, Vec<CaseMessage>> = HashMap::new();
+    for r in rows {
         let Some(sealed) = r.get::<Option<String>, _>("body") else {
             continue;
         };
@@ -544,22 +564,33 @@ async fn enqueue_group(
     sealer: &Sealer,
     group: &[(&NewOutbound, Option<&audit::AuditEntry>)],
 ) -> Result<Vec<Enqueued>, StoreError> {
-    let known = Script::of(
+    // Every read the writes depend on, in one round trip: the ids already
+    // stored, the histories of the group's cases (a case whose messages are
+    // all replays is read for nothing, which is rare and cheap), and the
+    // audit chain's tail.
+    let mut reads = Script::of(
         format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id IN ({})",
             in_of(backend, group.len())
         ),
         group.iter().map(|(m, _)| Arg::from(&m.message_id)),
     );
-    let existing = outbox_rows_by_id(&tx.run(known).await?);
-    let mut cases: Vec<&str> = group
-        .iter()
-        .filter(|(m, _)| !existing.contains_key(&m.message_id))
-        .map(|(m, _)| m.case_ref.as_str())
-        .collect();
+    let mut cases: Vec<&str> = group.iter().map(|(m, _)| m.case_ref.as_str()).collect();
     cases.sort_unstable();
     cases.dedup();
-    let mut histories = case_histories(tx.conn().await?, sealer, &cases).await?;
+    let read_cases = push_case_histories(&mut reads, backend, &cases);
+    let audited = group.iter().any(|(_, a)| a.is_some());
+    if audited {
+        reads.push(audit::TAIL_SQL.to_string(), []);
+    }
+    let mut sets = tx.run_sets(reads).await?.into_iter();
+    let existing = outbox_rows_by_id(&sets.next().unwrap_or_default());
+    let mut histories = if read_cases {
+        histories_of(sealer, &sets.next().unwrap_or_default())?
+    } else {
+        HashMap::new()
+    };
+    let tail = audited.then(|| audit::tail_of(&sets.next().unwrap_or_default()));
 
     let mut fresh: Vec<(&NewOutbound, Option<&audit::AuditEntry>)> = Vec::new();
     let mut fresh_ids: HashMap<&str, usize> = HashMap::new();
@@ -593,11 +624,6 @@ async fn enqueue_group(
     let audits: Vec<audit::AuditEntry> = fresh.iter().filter_map(|(_, a)| a.cloned()).collect();
     let mut writes = Script::new();
     if !fresh.is_empty() {
-        let tail = if audits.is_empty() {
-            None
-        } else {
-            Some(audit::tail(tx.conn().await?).await?)
-        };
         let mut args = Vec::with_capacity(fresh.len() * 12);
         for (m, _) in &fresh {
             args.extend([
@@ -1130,17 +1156,21 @@ impl Store {
         cases.sort_unstable();
         cases.dedup();
         tx.lock_cases(&cases).await?;
-        let known = Script::of(
+        // The ids already stored and the cases' histories, in one round
+        // trip (a case whose messages are all resends is read for nothing).
+        let mut reads = Script::of(
             format!(
                 "SELECT message_id, body_sha256, receipt FROM inbox WHERE message_id IN ({})",
                 in_of(self.backend, messages.len())
             ),
             messages.iter().map(|m| Arg::from(&m.message_id)),
         );
+        push_case_histories(&mut reads, self.backend, &cases);
+        let mut sets = tx.run_sets(reads).await?.into_iter();
         // message id -> (content hash, receipt), of what is stored or about to be.
-        let mut known: HashMap<String, (String, String)> = tx
-            .run(known)
-            .await?
+        let mut known: HashMap<String, (String, String)> = sets
+            .next()
+            .unwrap_or_default()
             .iter()
             .map(|r| {
                 (
@@ -1149,15 +1179,7 @@ impl Store {
                 )
             })
             .collect();
-        let cases: Vec<&str> = cases
-            .into_iter()
-            .filter(|c| {
-                messages
-                    .iter()
-                    .any(|m| m.case_ref == *c && !known.contains_key(&m.message_id))
-            })
-            .collect();
-        let mut histories = case_histories(tx.conn().await?, &self.sealer, &cases).await?;
+        let mut histories = histories_of(&self.sealer, &sets.next().unwrap_or_default())?;
         let mut fresh: Vec<&NewInbound> = Vec::new();
         let mut out = Vec::with_capacity(messages.len());
         for m in messages {

@@ -106,6 +106,42 @@ async fn a_write_transaction_dropped_before_its_commit_leaves_nothing_behind() {
     .expect("the writer is free again");
 }
 
+/// A script's reads share one round trip yet come back apart: one set of
+/// rows per statement, empty sets included, after a `BEGIN` (here two
+/// statements, relaxed) that returns none of its own.
+#[tokio::test]
+async fn a_script_returns_the_rows_of_each_statement_apart() {
+    let (store, _dir) = fresh_store().await;
+    let mut tx = WriteTx::begin_relaxed(&store.write, store.backend)
+        .await
+        .unwrap();
+    let mut script = Script::new();
+    script.push("SELECT case_ref FROM purged_cases".to_string(), []);
+    script.push(
+        "INSERT INTO purged_cases (case_ref, state, purged_at) VALUES (?, 'closed', ?), (?, 'closed', ?) \
+         RETURNING case_ref"
+            .to_string(),
+        [
+            Arg::Str("TH-KH-2026-000001"),
+            Arg::Int(1),
+            Arg::Str("TH-KH-2026-000002"),
+            Arg::Int(2),
+        ],
+    );
+    script.push("SELECT COUNT(*) AS n FROM purged_cases".to_string(), []);
+    script.push(
+        "SELECT case_ref FROM purged_cases WHERE case_ref = ?".to_string(),
+        [Arg::Str("TH-KH-2026-000003")],
+    );
+    let sets = tx.run_sets(script).await.unwrap();
+    let sizes: Vec<usize> = sets.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [0, 2, 1, 0]);
+    assert_eq!(sets[1][1].get::<String, _>("case_ref"), "TH-KH-2026-000002");
+    assert_eq!(sets[2][0].get::<i64, _>("n"), 2);
+    tx.commit(Script::new()).await.unwrap();
+    assert_eq!(synchronous(&store).await, FULL);
+}
+
 /// A statement that fails halfway through a script fails the whole
 /// transaction: the statements before it in the same string are undone.
 #[tokio::test]

@@ -5,18 +5,22 @@
 //! thread and back. With one submitter waiting for each `202`, those
 //! hand-offs, not the disk, bounded the rate: a submission took nine. But
 //! SQLite runs a string of statements in one hand-off, so a [`WriteTx`]
-//! sends its `BEGIN` with its first statements and its last writes with its
-//! `COMMIT`. PostgreSQL takes one statement per parameterised query, so
-//! there the same [`Script`] goes statement by statement.
+//! sends its `BEGIN` with its first statements (every read the writes
+//! depend on, each statement's rows kept apart) and its writes with its
+//! `COMMIT`: a submission or a receipt is two hand-offs. PostgreSQL takes
+//! one statement per parameterised query, so there the same [`Script`] goes
+//! statement by statement.
 //!
 //! sqlx-sqlite runs every statement of a query string, each with its share
 //! of the parameters; upstream calls that behaviour deprecated
 //! (launchbadge/sqlx#3108) but keeps it in 0.8. Should it go, SQLite's
 //! scripts go statement by statement too, and only the round trips return.
 
+use futures_util::TryStreamExt;
+use sqlx::Either;
 use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool};
+use sqlx::{Any, AnyConnection, AnyPool, Executor};
 
 use super::{Backend, StoreError};
 
@@ -119,14 +123,16 @@ impl<'a> Script<'a> {
 
     /// Runs the statements on `conn`, SQLite's as one string between
     /// `prefix` and `suffix` (statements without parameters), and returns
-    /// every row they return, in order.
+    /// the rows of each statement of the script, in order: one set per
+    /// statement, so reads whose answers decide the writes can share one
+    /// round trip.
     async fn run(
         self,
         conn: &mut AnyConnection,
         backend: Backend,
         prefix: &[&str],
         suffix: &[&str],
-    ) -> Result<Vec<AnyRow>, sqlx::Error> {
+    ) -> Result<Vec<Vec<AnyRow>>, sqlx::Error> {
         match backend {
             Backend::Sqlite => {
                 let sql = prefix
@@ -143,25 +149,48 @@ impl<'a> Script<'a> {
                 for arg in self.args {
                     query = bind(query, arg);
                 }
-                query.fetch_all(&mut *conn).await
+                // sqlx-sqlite ends every statement of the string, rows or
+                // none, with its result: that is where one set ends. (The
+                // behaviour the module doc names; `Query::fetch_many` is
+                // marked deprecated for it, the executor's is the same call.)
+                let mut sets = Vec::with_capacity(prefix.len() + self.statements.len());
+                let mut rows = Vec::new();
+                let mut stream = conn.fetch_many(query);
+                while let Some(item) = stream.try_next().await? {
+                    match item {
+                        Either::Left(_) => sets.push(std::mem::take(&mut rows)),
+                        Either::Right(row) => rows.push(row),
+                    }
+                }
+                drop(stream);
+                sets.truncate(prefix.len() + self.statements.len());
+                sets.drain(..prefix.len().min(sets.len()));
+                if sets.len() != self.statements.len() {
+                    return Err(sqlx::Error::Protocol(format!(
+                        "a script of {} statements gave {} results",
+                        self.statements.len(),
+                        sets.len()
+                    )));
+                }
+                Ok(sets)
             }
             Backend::Postgres => {
                 for sql in prefix {
                     sqlx::query(sql).execute(&mut *conn).await?;
                 }
-                let mut rows = Vec::new();
+                let mut sets = Vec::with_capacity(self.statements.len());
                 let mut args = self.args.into_iter();
                 for (sql, n) in &self.statements {
                     let mut query = sqlx::query(sql);
                     for arg in args.by_ref().take(*n) {
                         query = bind(query, arg);
                     }
-                    rows.extend(query.fetch_all(&mut *conn).await?);
+                    sets.push(query.fetch_all(&mut *conn).await?);
                 }
                 for sql in suffix {
                     sqlx::query(sql).execute(&mut *conn).await?;
                 }
-                Ok(rows)
+                Ok(sets)
             }
         }
     }
@@ -262,6 +291,14 @@ impl WriteTx {
 
     /// Runs `script` inside the transaction; the rows its statements return.
     pub(super) async fn run(&mut self, script: Script<'_>) -> Result<Vec<AnyRow>, StoreError> {
+        Ok(self.run_sets(script).await?.concat())
+    }
+
+    /// Runs `script` inside the transaction; the rows of each statement.
+    pub(super) async fn run_sets(
+        &mut self,
+        script: Script<'_>,
+    ) -> Result<Vec<Vec<AnyRow>>, StoreError> {
         let begin = self.begin.take().unwrap_or(&[]);
         self.open = true;
         Ok(script.run(&mut self.conn, self.backend, begin, &[]).await?)
@@ -276,7 +313,8 @@ impl WriteTx {
         self.open = true;
         let rows = script
             .run(&mut self.conn, self.backend, begin, &end)
-            .await?;
+            .await?
+            .concat();
         self.open = false;
         Ok(rows)
     }
