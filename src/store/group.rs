@@ -6,13 +6,13 @@
 
 use std::sync::Arc;
 
-use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use super::audit::AuditEntry;
 use super::seal::Sealer;
 use super::tx::WriteTx;
+use super::writer::Writer;
 use super::{Backend, Enqueued, NewOutbound, StoreError, enqueue_group};
 
 /// Most submissions in one transaction: enough to share an fsync widely,
@@ -35,7 +35,7 @@ pub(super) struct Committer {
 }
 
 impl Committer {
-    pub(super) fn spawn(pool: AnyPool, backend: Backend, sealer: Arc<Sealer>) -> Self {
+    pub(super) fn spawn(pool: Writer, backend: Backend, sealer: Arc<Sealer>) -> Self {
         let (queue, rx) = mpsc::channel(4 * MAX_GROUP);
         tokio::spawn(run(rx, pool, backend, sealer));
         Self { queue }
@@ -63,7 +63,7 @@ impl Committer {
 
 async fn run(
     mut rx: mpsc::Receiver<Submission>,
-    pool: AnyPool,
+    pool: Writer,
     backend: Backend,
     sealer: Arc<Sealer>,
 ) {
@@ -105,7 +105,7 @@ fn clone_error(e: &StoreError) -> StoreError {
 }
 
 async fn commit_group(
-    pool: &AnyPool,
+    pool: &Writer,
     backend: Backend,
     sealer: &Sealer,
     group: &[Submission],

@@ -29,6 +29,7 @@ pub mod retention;
 pub mod seal;
 pub mod timers;
 mod tx;
+mod writer;
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ use seal::{SealError, Sealer};
 
 use timers::{NewEvent, NewTimer, Side};
 use tx::{Arg, Script, WriteTx};
+use writer::Writer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -843,13 +845,30 @@ async fn record_in(
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    write: AnyPool,
+    write: Writer,
     read: AnyPool,
     backend: Backend,
     /// How long a PostgreSQL claim keeps other instances off a message.
     lease_ms: i64,
     sealer: Arc<Sealer>,
     committer: group::Committer,
+}
+
+/// Settings of every SQLite connection (per connection; WAL is also
+/// recorded in the file).
+async fn sqlite_pragmas(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    for pragma in [
+        "PRAGMA busy_timeout = 10000",
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA synchronous = FULL",
+        "PRAGMA foreign_keys = ON",
+        // Statement journals of multi-row writes in memory, not in
+        // temporary files.
+        "PRAGMA temp_store = MEMORY",
+    ] {
+        conn.execute(pragma).await?;
+    }
+    Ok(())
 }
 
 /// Default claim lease: well past one delivery attempt's timeout.
@@ -870,36 +889,22 @@ impl Store {
             Backend::Sqlite => {
                 create_parent_dir(url);
                 let url = sqlite_url_creating(url);
-                let options = || {
-                    AnyPoolOptions::new()
-                        // An embedded connection cannot go stale, and a ping
-                        // before each use would be one more round trip to its
-                        // thread.
-                        .test_before_acquire(false)
-                        .after_connect(|conn, _meta| {
-                            Box::pin(async move {
-                                // Per connection; WAL is also recorded in the file.
-                                for pragma in [
-                                    "PRAGMA busy_timeout = 10000",
-                                    "PRAGMA journal_mode = WAL",
-                                    "PRAGMA synchronous = FULL",
-                                    "PRAGMA foreign_keys = ON",
-                                    // Statement journals of multi-row writes
-                                    // in memory, not in temporary files.
-                                    "PRAGMA temp_store = MEMORY",
-                                ] {
-                                    conn.execute(pragma).await?;
-                                }
-                                Ok(())
-                            })
-                        })
-                };
-                let write = options().max_connections(1).connect(&url).await?;
+                // The writer first: it creates the file and migrates it.
+                let mut write = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await?;
+                sqlite_pragmas(&mut write).await?;
                 sqlx::migrate!("src/store/migrations/sqlite")
-                    .run(&write)
+                    .run(&mut write)
                     .await?;
-                let read = options().max_connections(4).connect(&url).await?;
-                (write, read)
+                let read = AnyPoolOptions::new()
+                    // An embedded connection cannot go stale, and a ping
+                    // before each use would be one more round trip to its
+                    // thread.
+                    .test_before_acquire(false)
+                    .after_connect(|conn, _meta| Box::pin(sqlite_pragmas(conn)))
+                    .max_connections(4)
+                    .connect(&url)
+                    .await?;
+                (Writer::held(write), read)
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -912,7 +917,7 @@ impl Store {
                 sqlx::migrate!("src/store/migrations/postgres")
                     .run(&pool)
                     .await?;
-                (pool.clone(), pool)
+                (Writer::Pool(pool.clone()), pool)
             }
         };
         let sealer = Arc::new(sealer);
@@ -1082,7 +1087,7 @@ impl Store {
             "UPDATE outbox SET next_attempt_at = $1 WHERE state = 'delivering' AND next_attempt_at > $1",
         )
         .bind(now)
-        .execute(&self.write)
+        .execute(&mut *self.write.acquire().await?)
         .await?
         .rows_affected();
         Ok(done)
@@ -1358,7 +1363,7 @@ impl Store {
         )
         .bind(error)
         .bind(message_id)
-        .execute(&self.write)
+        .execute(&mut *self.write.acquire().await?)
         .await?
         .rows_affected();
         Ok(done == 1)

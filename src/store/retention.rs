@@ -75,7 +75,8 @@ impl Store {
 
     /// Replaces every body of the case by its skeleton, in one transaction.
     pub async fn purge_case(&self, c: &PurgeCandidate, now: i64) -> Result<(), StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.write.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         super::lock_case(&mut tx, self.backend, &c.case_ref).await?;
         // Another instance may have purged it meanwhile.
         let done = sqlx::query("SELECT 1 AS purged FROM purged_cases WHERE case_ref = $1")

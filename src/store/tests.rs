@@ -10,7 +10,7 @@ use super::{Outcome, Store};
 
 async fn synchronous(store: &Store) -> i64 {
     sqlx::query("PRAGMA synchronous")
-        .fetch_one(&store.write)
+        .fetch_one(&mut *store.write.acquire().await.unwrap())
         .await
         .expect("reads the setting")
         .get(0)
@@ -43,12 +43,12 @@ async fn claims_and_outcomes_leave_the_writer_committing_durably() {
         "INSERT INTO outbox (message_id, case_ref, peer, type, body_sha256, submit_sha256, state, next_attempt_at, submitted_at, deadline_at) \
          VALUES ('m1', 'TH-KH-2026-000001', 'KH', 'referral.notify', 'h', 's', 'queued', 0, 0, 9)",
     )
-    .execute(&store.write)
+    .execute(&mut *store.write.acquire().await.unwrap())
     .await
     .unwrap();
     sqlx::query("INSERT INTO outbox_body (seq, body) VALUES (1, $1)")
         .bind(store.sealer.seal("m1", "{}"))
-        .execute(&store.write)
+        .execute(&mut *store.write.acquire().await.unwrap())
         .await
         .unwrap();
     let claimed = store.claim_due(1, 10).await.unwrap();
@@ -92,7 +92,7 @@ async fn a_write_transaction_dropped_before_its_commit_leaves_nothing_behind() {
     drop(tx);
     assert_eq!(synchronous(&store).await, FULL);
     let rows: i64 = sqlx::query("SELECT COUNT(*) FROM purged_cases")
-        .fetch_one(&store.write)
+        .fetch_one(&mut *store.write.acquire().await.unwrap())
         .await
         .unwrap()
         .get(0);
@@ -162,7 +162,7 @@ async fn a_failing_statement_undoes_the_script_before_it() {
         "the second insert repeats the key"
     );
     let rows: i64 = sqlx::query("SELECT COUNT(*) FROM purged_cases")
-        .fetch_one(&store.write)
+        .fetch_one(&mut *store.write.acquire().await.unwrap())
         .await
         .unwrap()
         .get(0);

@@ -275,7 +275,8 @@ impl Store {
     /// Applies firings; a firing whose timer moved on meanwhile (answered,
     /// or fired by another instance) is skipped, so each event fires once.
     pub async fn apply_firings(&self, firings: &[(TimerRow, Firing)]) -> Result<usize, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.write.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let mut applied = 0;
         for (before, f) in firings {
             let state = if f.breached_at.is_some() {
@@ -397,7 +398,7 @@ impl Store {
         .bind(state)
         .bind(retry_at)
         .bind(id)
-        .execute(&self.write)
+        .execute(&mut *self.write.acquire().await?)
         .await?;
         Ok(())
     }
@@ -418,7 +419,7 @@ impl Store {
         .bind(now)
         .bind(deadline_at)
         .bind(message_id)
-        .execute(&self.write)
+        .execute(&mut *self.write.acquire().await?)
         .await?
         .rows_affected();
         Ok(done == 1)

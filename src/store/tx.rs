@@ -19,9 +19,9 @@
 use futures_util::TryStreamExt;
 use sqlx::Either;
 use sqlx::any::AnyRow;
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Executor};
+use sqlx::{Any, AnyConnection, Executor};
 
+use super::writer::{Conn, Writer};
 use super::{Backend, StoreError};
 
 /// A value bound to a placeholder of a [`Script`].
@@ -196,13 +196,14 @@ impl<'a> Script<'a> {
     }
 }
 
-/// A write transaction on a connection of its own. It ends with
+/// A write transaction on the writer connection. It ends with
 /// [`WriteTx::commit`]; dropped before that (an error, a cancellation), it
-/// closes its connection instead of returning it to the pool, which rolls
-/// the transaction back (and on SQLite takes a relaxed `synchronous` with
-/// it: no later commit can run without its fsync).
+/// gives the connection up ([`Conn::discard`]): PostgreSQL's is closed,
+/// which rolls the transaction back, and SQLite's is rolled back and set
+/// back to `synchronous = FULL` before anything else runs on it, so no
+/// later commit can go without its fsync.
 pub(super) struct WriteTx {
-    conn: PoolConnection<Any>,
+    conn: Conn,
     backend: Backend,
     /// Statements that open the transaction, not sent yet: on SQLite they
     /// go with the first statements of the transaction.
@@ -215,7 +216,7 @@ pub(super) struct WriteTx {
 
 impl WriteTx {
     /// A transaction whose commit is durable before it returns.
-    pub(super) async fn begin(pool: &AnyPool, backend: Backend) -> Result<Self, StoreError> {
+    pub(super) async fn begin(writer: &Writer, backend: Backend) -> Result<Self, StoreError> {
         let begin: &'static [&'static str] = match backend {
             // The writer's lock up front: a deferred BEGIN would start as a
             // reader and upgrade at its first write.
@@ -223,7 +224,7 @@ impl WriteTx {
             Backend::Postgres => &["BEGIN"],
         };
         Ok(Self {
-            conn: pool.acquire().await?,
+            conn: writer.acquire().await?,
             backend,
             begin: Some(begin),
             end: &[],
@@ -239,10 +240,10 @@ impl WriteTx {
     /// FULL in the same round trip as the `COMMIT`. On PostgreSQL it commits
     /// with `synchronous_commit` off, which has the same effect.
     pub(super) async fn begin_relaxed(
-        pool: &AnyPool,
+        writer: &Writer,
         backend: Backend,
     ) -> Result<Self, StoreError> {
-        let mut tx = Self::begin(pool, backend).await?;
+        let mut tx = Self::begin(writer, backend).await?;
         match backend {
             Backend::Sqlite => {
                 tx.begin = Some(&["PRAGMA synchronous = NORMAL", "BEGIN IMMEDIATE"]);
@@ -263,7 +264,7 @@ impl WriteTx {
         if self.begin.is_some() {
             self.run(Script::new()).await?;
         }
-        Ok(&mut self.conn)
+        Ok(&mut *self.conn)
     }
 
     /// Takes the audit chain's lock (PostgreSQL; SQLite's single writer
@@ -301,7 +302,9 @@ impl WriteTx {
     ) -> Result<Vec<Vec<AnyRow>>, StoreError> {
         let begin = self.begin.take().unwrap_or(&[]);
         self.open = true;
-        Ok(script.run(&mut self.conn, self.backend, begin, &[]).await?)
+        Ok(script
+            .run(&mut *self.conn, self.backend, begin, &[])
+            .await?)
     }
 
     /// Runs `script` and commits, in one round trip on SQLite.
@@ -312,7 +315,7 @@ impl WriteTx {
             .collect();
         self.open = true;
         let rows = script
-            .run(&mut self.conn, self.backend, begin, &end)
+            .run(&mut *self.conn, self.backend, begin, &end)
             .await?
             .concat();
         self.open = false;
@@ -323,7 +326,7 @@ impl WriteTx {
 impl Drop for WriteTx {
     fn drop(&mut self) {
         if self.open {
-            self.conn.close_on_drop();
+            self.conn.discard();
         }
     }
 }
