@@ -302,9 +302,7 @@ impl WriteTx {
     ) -> Result<Vec<Vec<AnyRow>>, StoreError> {
         let begin = self.begin.take().unwrap_or(&[]);
         self.open = true;
-        Ok(script
-            .run(&mut *self.conn, self.backend, begin, &[])
-            .await?)
+        Ok(script.run(&mut self.conn, self.backend, begin, &[]).await?)
     }
 
     /// Runs `script` and commits, in one round trip on SQLite.
@@ -315,7 +313,7 @@ impl WriteTx {
             .collect();
         self.open = true;
         let rows = script
-            .run(&mut *self.conn, self.backend, begin, &end)
+            .run(&mut self.conn, self.backend, begin, &end)
             .await?
             .concat();
         self.open = false;
