@@ -142,6 +142,51 @@ async fn a_script_returns_the_rows_of_each_statement_apart() {
     assert_eq!(synchronous(&store).await, FULL);
 }
 
+/// A transaction cancelled while its statement runs (a caller gone, a
+/// shutdown) leaves the one writer connection usable: whatever the cut,
+/// its rows are all there or none, the next use commits durably again, and
+/// the next transaction goes through.
+#[tokio::test]
+async fn a_transaction_cancelled_mid_statement_leaves_the_writer_usable() {
+    const ROWS: i64 = 200_000;
+    let (store, _dir) = fresh_store().await;
+    let (writer, backend) = (store.write.clone(), store.backend);
+    let task = tokio::spawn(async move {
+        let mut tx = WriteTx::begin_relaxed(&writer, backend).await.unwrap();
+        tx.run(Script::of(
+            format!(
+                "INSERT INTO purged_cases (case_ref, state, purged_at) \
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS}) \
+                 SELECT 'TH-KH-2026-' || i, 'closed', i FROM n"
+            ),
+            [],
+        ))
+        .await
+        .unwrap();
+        tx.commit(Script::new()).await.unwrap();
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    task.abort();
+    let _ = task.await;
+    assert_eq!(synchronous(&store).await, FULL);
+    let rows: i64 = sqlx::query("SELECT COUNT(*) FROM purged_cases")
+        .fetch_one(&mut *store.write.acquire().await.unwrap())
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        rows == 0 || rows == ROWS,
+        "{rows} rows: a transaction cut in two"
+    );
+    let tx = WriteTx::begin(&store.write, store.backend).await.unwrap();
+    tx.commit(Script::of(
+        "INSERT INTO purged_cases (case_ref, state, purged_at) VALUES (?, 'closed', ?)".to_string(),
+        [Arg::Str("TH-KH-2026-XXXXXX"), Arg::Int(1)],
+    ))
+    .await
+    .expect("the writer takes the next transaction");
+}
+
 /// A statement that fails halfway through a script fails the whole
 /// transaction: the statements before it in the same string are undone.
 #[tokio::test]
