@@ -71,13 +71,26 @@ pub fn fast_delivery() -> DeliverySettings {
 
 /// A free 127.0.0.1 port below the kernel's ephemeral range, so that
 /// outgoing connections (which take ephemeral ports) never hold the port of
-/// a gateway that restarts on it.
+/// a gateway that restarts on it. The port is free when probed, not held:
+/// each is handed out once per test process, or two tests running side by
+/// side could draw the same one and the second to bind it would fail.
 pub fn free_addr() -> SocketAddr {
     use rand::Rng;
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static HANDED: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let mut handed = HANDED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut rng = rand::rng();
     for _ in 0..1000 {
         let port = rng.random_range(20_000..32_000);
+        if handed.contains(&port) {
+            continue;
+        }
         if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            handed.insert(port);
             return l.local_addr().expect("addr");
         }
     }
