@@ -437,7 +437,7 @@ async fn case_histories(
     for case_ref in cases {
         query = query.bind(*case_ref);
     }
-    histories_of(sealer, &query.fetch_all(&mut *conn).await?)
+    histories_of(sealer, &query.fetch_all(&mut *conn).await?, |_| true)
 }
 
 /// The read of [`case_histories`], for `n` cases bound in order.
@@ -465,13 +465,19 @@ fn push_case_histories<'a>(script: &mut Script<'a>, backend: Backend, cases: &[&
     true
 }
 
-/// Case histories from the rows of [`case_histories_sql`].
+/// Case histories from the rows of [`case_histories_sql`], of the cases
+/// `wanted` only: the others' bodies are not opened (a batch of resends
+/// needs no history, and must not fail on a body it does not need).
 fn histories_of(
     sealer: &Sealer,
     rows: &[AnyRow],
+    wanted: impl Fn(&str) -> bool,
 ) -> Result<HashMap<String, Vec<CaseMessage>>, StoreError> {
     let mut histories: HashMap<String, Vec<CaseMessage>> = HashMap::new();
     for r in rows {
+        if !wanted(r.get::<&str, _>("case_ref")) {
+            continue;
+        }
         let Some(sealed) = r.get::<Option<String>, _>("body") else {
             continue;
         };
@@ -556,9 +562,9 @@ enum Slot {
 /// Submissions in one transaction, each judged as if committed alone and in
 /// order: replay, conflict, lifecycle refusal, or a new outbox row with its
 /// body, case-log entry and audit record. A handful of statements for the
-/// whole group, not a handful per submission; on SQLite four round trips:
-/// the `BEGIN` with the read of known ids, the case histories, the audit
-/// chain's tail, and every write with the `COMMIT`. The caller holds the
+/// whole group, not a handful per submission; on SQLite two round trips:
+/// the `BEGIN` with every read (known ids, case histories, the audit
+/// chain's tail), then every write with the `COMMIT`. The caller holds the
 /// audit and case locks (PostgreSQL).
 async fn enqueue_group(
     mut tx: WriteTx,
@@ -588,7 +594,14 @@ async fn enqueue_group(
     let mut sets = tx.run_sets(reads).await?.into_iter();
     let existing = outbox_rows_by_id(&sets.next().unwrap_or_default());
     let mut histories = if read_cases {
-        histories_of(sealer, &sets.next().unwrap_or_default())?
+        let wanted: std::collections::HashSet<&str> = group
+            .iter()
+            .filter(|(m, _)| !existing.contains_key(&m.message_id))
+            .map(|(m, _)| m.case_ref.as_str())
+            .collect();
+        histories_of(sealer, &sets.next().unwrap_or_default(), |c| {
+            wanted.contains(c)
+        })?
     } else {
         HashMap::new()
     };
@@ -856,7 +869,7 @@ pub struct Store {
 
 /// Settings of every SQLite connection (per connection; WAL is also
 /// recorded in the file).
-async fn sqlite_pragmas(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+pub(super) async fn sqlite_pragmas(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
     for pragma in [
         "PRAGMA busy_timeout = 10000",
         "PRAGMA journal_mode = WAL",
@@ -904,7 +917,7 @@ impl Store {
                     .max_connections(4)
                     .connect(&url)
                     .await?;
-                (Writer::held(write), read)
+                (Writer::held(write, url), read)
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -1184,7 +1197,14 @@ impl Store {
                 )
             })
             .collect();
-        let mut histories = histories_of(&self.sealer, &sets.next().unwrap_or_default())?;
+        let wanted: std::collections::HashSet<&str> = messages
+            .iter()
+            .filter(|m| !known.contains_key(&m.message_id))
+            .map(|m| m.case_ref.as_str())
+            .collect();
+        let mut histories = histories_of(&self.sealer, &sets.next().unwrap_or_default(), |c| {
+            wanted.contains(c)
+        })?;
         let mut fresh: Vec<&NewInbound> = Vec::new();
         let mut out = Vec::with_capacity(messages.len());
         for m in messages {

@@ -163,15 +163,17 @@ impl<'a> Script<'a> {
                     }
                 }
                 drop(stream);
-                sets.truncate(prefix.len() + self.statements.len());
-                sets.drain(..prefix.len().min(sets.len()));
-                if sets.len() != self.statements.len() {
+                // One result per statement sent, or the sets would not line
+                // up with the statements (a statement holding a `;`, say).
+                let sent = prefix.len() + self.statements.len() + suffix.len();
+                if sets.len() != sent {
                     return Err(sqlx::Error::Protocol(format!(
-                        "a script of {} statements gave {} results",
-                        self.statements.len(),
+                        "{sent} statements gave {} results",
                         sets.len()
                     )));
                 }
+                sets.truncate(prefix.len() + self.statements.len());
+                sets.drain(..prefix.len());
                 Ok(sets)
             }
             Backend::Postgres => {

@@ -9,6 +9,7 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor};
@@ -29,7 +30,14 @@ pub(super) struct Held {
     /// A transaction was cut short on it (an error, a cancellation): roll
     /// it back, and back to durable commits, before the next use.
     dirty: bool,
+    /// Where to open a new connection if that reset fails (the
+    /// connection's thread is gone): a pool would have replaced it too.
+    url: String,
 }
+
+/// How long a writer waits for the connection before giving up, as a
+/// pool's acquire would: a stuck holder then shows as errors, not silence.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// A writer connection in use.
 pub(super) enum Conn {
@@ -38,11 +46,12 @@ pub(super) enum Conn {
 }
 
 impl Writer {
-    /// SQLite's writer, on `conn`.
-    pub(super) fn held(conn: AnyConnection) -> Self {
+    /// SQLite's writer, on `conn`, opened from `url`.
+    pub(super) fn held(conn: AnyConnection, url: String) -> Self {
         Writer::Held(Arc::new(Mutex::new(Held {
             conn: Some(conn),
             dirty: false,
+            url,
         })))
     }
 
@@ -51,15 +60,23 @@ impl Writer {
         match self {
             Writer::Pool(pool) => Ok(Conn::Pooled(pool.acquire().await?)),
             Writer::Held(held) => {
-                let mut guard = held.clone().lock_owned().await;
-                let Held { conn, dirty } = &mut *guard;
-                let Some(conn) = conn.as_mut() else {
+                let mut guard = tokio::time::timeout(WAIT, held.clone().lock_owned())
+                    .await
+                    .map_err(|_| sqlx::Error::PoolTimedOut)?;
+                let Held { conn, dirty, url } = &mut *guard;
+                let Some(open) = conn.as_mut() else {
                     return Err(StoreError::Closed);
                 };
                 if *dirty {
                     // Nothing to roll back is an error too, and harmless.
-                    let _ = conn.execute("ROLLBACK").await;
-                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    let _ = open.execute("ROLLBACK").await;
+                    if open.execute("PRAGMA synchronous = FULL").await.is_err() {
+                        // The connection itself is broken: a new one.
+                        let mut fresh =
+                            <AnyConnection as sqlx::Connection>::connect(url.as_str()).await?;
+                        super::sqlite_pragmas(&mut fresh).await?;
+                        *conn = Some(fresh);
+                    }
                     *dirty = false;
                 }
                 Ok(Conn::Held(guard))
