@@ -32,6 +32,27 @@ async fn fresh_store() -> (Store, tempfile::TempDir) {
 /// 2 is FULL: every commit of the writer waits for the disk.
 const FULL: i64 = 2;
 
+/// One row of `purged_cases`, a table nothing else writes to, for the
+/// transaction tests.
+const PURGED_INSERT: &str =
+    "INSERT INTO purged_cases (case_ref, state, purged_at) VALUES (?, 'closed', ?)";
+
+fn insert_purged(case_ref: &'static str, at: i64) -> Script<'static> {
+    Script::of(
+        PURGED_INSERT.to_string(),
+        [Arg::Str(case_ref), Arg::Int(at)],
+    )
+}
+
+/// Rows of `purged_cases`, read on the writer.
+async fn purged_rows(store: &Store) -> i64 {
+    sqlx::query("SELECT COUNT(*) FROM purged_cases")
+        .fetch_one(&mut *store.write.acquire().await.unwrap())
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// A claim and a repeatable outcome commit with `synchronous` relaxed; the
 /// writer is back to FULL afterwards, so the next submission's `202` still
 /// waits for the disk.
@@ -83,27 +104,15 @@ async fn a_write_transaction_dropped_before_its_commit_leaves_nothing_behind() {
     let mut tx = WriteTx::begin_relaxed(&store.write, store.backend)
         .await
         .unwrap();
-    tx.run(Script::of(
-        "INSERT INTO purged_cases (case_ref, state, purged_at) VALUES (?, 'closed', ?)".to_string(),
-        [Arg::Str("TH-KH-2026-000001"), Arg::Int(1)],
-    ))
-    .await
-    .unwrap();
+    tx.run(insert_purged("TH-KH-2026-000001", 1)).await.unwrap();
     drop(tx);
     assert_eq!(synchronous(&store).await, FULL);
-    let rows: i64 = sqlx::query("SELECT COUNT(*) FROM purged_cases")
-        .fetch_one(&mut *store.write.acquire().await.unwrap())
-        .await
-        .unwrap()
-        .get(0);
+    let rows = purged_rows(&store).await;
     assert_eq!(rows, 0, "the uncommitted insert is rolled back");
     let tx = WriteTx::begin(&store.write, store.backend).await.unwrap();
-    tx.commit(Script::of(
-        "INSERT INTO purged_cases (case_ref, state, purged_at) VALUES (?, 'closed', ?)".to_string(),
-        [Arg::Str("TH-KH-2026-000002"), Arg::Int(2)],
-    ))
-    .await
-    .expect("the writer is free again");
+    tx.commit(insert_purged("TH-KH-2026-000002", 2))
+        .await
+        .expect("the writer is free again");
 }
 
 /// A script's reads share one round trip yet come back apart: one set of
@@ -169,22 +178,15 @@ async fn a_transaction_cancelled_mid_statement_leaves_the_writer_usable() {
     task.abort();
     let _ = task.await;
     assert_eq!(synchronous(&store).await, FULL);
-    let rows: i64 = sqlx::query("SELECT COUNT(*) FROM purged_cases")
-        .fetch_one(&mut *store.write.acquire().await.unwrap())
-        .await
-        .unwrap()
-        .get(0);
+    let rows = purged_rows(&store).await;
     assert!(
         rows == 0 || rows == ROWS,
         "{rows} rows: a transaction cut in two"
     );
     let tx = WriteTx::begin(&store.write, store.backend).await.unwrap();
-    tx.commit(Script::of(
-        "INSERT INTO purged_cases (case_ref, state, purged_at) VALUES (?, 'closed', ?)".to_string(),
-        [Arg::Str("TH-KH-2026-XXXXXX"), Arg::Int(1)],
-    ))
-    .await
-    .expect("the writer takes the next transaction");
+    tx.commit(insert_purged("TH-KH-2026-XXXXXX", 1))
+        .await
+        .expect("the writer takes the next transaction");
 }
 
 /// A statement that fails halfway through a script fails the whole
@@ -194,11 +196,11 @@ async fn a_failing_statement_undoes_the_script_before_it() {
     let (store, _dir) = fresh_store().await;
     let mut script = Script::new();
     script.push(
-        "INSERT INTO purged_cases (case_ref, state, purged_at) VALUES (?, 'closed', ?)".to_string(),
+        PURGED_INSERT.to_string(),
         [Arg::Str("TH-KH-2026-000001"), Arg::Int(1)],
     );
     script.push(
-        "INSERT INTO purged_cases (case_ref, state, purged_at) VALUES (?, 'closed', ?)".to_string(),
+        PURGED_INSERT.to_string(),
         [Arg::Str("TH-KH-2026-000001"), Arg::Int(2)],
     );
     let tx = WriteTx::begin(&store.write, store.backend).await.unwrap();
@@ -206,11 +208,7 @@ async fn a_failing_statement_undoes_the_script_before_it() {
         tx.commit(script).await.is_err(),
         "the second insert repeats the key"
     );
-    let rows: i64 = sqlx::query("SELECT COUNT(*) FROM purged_cases")
-        .fetch_one(&mut *store.write.acquire().await.unwrap())
-        .await
-        .unwrap()
-        .get(0);
+    let rows = purged_rows(&store).await;
     assert_eq!(rows, 0);
     assert_eq!(synchronous(&store).await, FULL);
 }
