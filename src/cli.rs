@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+use crate::domain::message::SchemaRegistry;
 use crate::gateway::Gateway;
-use crate::message::SchemaRegistry;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -357,7 +357,8 @@ fn timers_command(command: TimersCommand) -> anyhow::Result<ExitCode> {
 fn check_config(config: &std::path::Path) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(config)?;
     let registry = SchemaRegistry::embedded()?;
-    let agreements = crate::agreement::AgreementBook::load(&settings.agreements.dir, &registry)?;
+    let agreements =
+        crate::domain::agreement::AgreementBook::load(&settings.agreements.dir, &registry)?;
     let mut problems = 0;
     let now = time::OffsetDateTime::now_utc();
     let mut certs = vec![
@@ -456,19 +457,7 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HOMEWARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
-    };
+    crate::telemetry::init_tracing(matches!(format, LogFormat::Json), default_level);
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -486,7 +475,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { certs, agreements } => {
-            runtime()?.block_on(crate::demo::run(&certs, &agreements))?;
+            runtime()?.block_on(crate::tools::demo::run(&certs, &agreements))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::DevCerts {
@@ -497,7 +486,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let list: Vec<&str> = countries.iter().map(String::as_str).collect();
             for cc in &list {
                 anyhow::ensure!(
-                    crate::agreement::is_known_country(cc),
+                    crate::domain::agreement::is_known_country(cc),
                     "unknown country `{cc}`"
                 );
             }
@@ -541,8 +530,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let settings = Settings::load(&config)?;
             runtime()?.block_on(async {
                 let registry = SchemaRegistry::embedded()?;
-                let agreements =
-                    crate::agreement::AgreementBook::load(&settings.agreements.dir, &registry)?;
+                let agreements = crate::domain::agreement::AgreementBook::load(
+                    &settings.agreements.dir,
+                    &registry,
+                )?;
                 let store = open_store(&settings).await?;
                 let now = crate::clock::system().now_ms();
                 let list = crate::store::retention::purge(&store, now, dry_run, |c| {
@@ -575,7 +566,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .context("reading the token from stdin")?;
             let token = token.trim();
             anyhow::ensure!(!token.is_empty(), "no token on standard input");
-            println!("{}", crate::local_api::hash_token(token));
+            println!("{}", crate::domain::access::hash_token(token));
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { files, json } => validate(&files, json),
@@ -586,11 +577,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     database_url,
                 },
         } => {
-            let opts = crate::bench::BacklogOptions {
+            let opts = crate::tools::bench::BacklogOptions {
                 messages,
                 database_url,
             };
-            let report = runtime()?.block_on(crate::bench::backlog(&opts))?;
+            let report = runtime()?.block_on(crate::tools::bench::backlog(&opts))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -606,7 +597,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     json,
                 },
         } => {
-            let opts = crate::bench::E2eOptions {
+            let opts = crate::tools::bench::E2eOptions {
                 messages,
                 concurrency,
                 rate,
@@ -614,7 +605,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 runs: runs.max(1),
                 database_url,
             };
-            let report = runtime()?.block_on(crate::bench::e2e(&opts))?;
+            let report = runtime()?.block_on(crate::tools::bench::e2e(&opts))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -660,7 +651,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     json,
                 },
         } => {
-            let report = runtime()?.block_on(crate::bench::timers(&sizes, wakeups.max(1)))?;
+            let report =
+                runtime()?.block_on(crate::tools::bench::timers(&sizes, wakeups.max(1)))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

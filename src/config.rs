@@ -12,7 +12,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::agreement::is_known_country;
+use crate::domain::agreement::is_known_country;
 
 /// Top-level sections; only environment variables naming one of these are
 /// read, so unrelated `HOMEWARD_*` variables (test URLs, log settings) are
@@ -70,7 +70,7 @@ pub struct Settings {
     /// This country's working calendar: deadlines in business days that
     /// this node owes are counted in it.
     #[serde(default)]
-    pub calendar: crate::timers::calendar::Calendar,
+    pub calendar: crate::domain::calendar::Calendar,
     #[serde(default)]
     pub timers: TimerSettings,
     #[serde(default)]
@@ -227,7 +227,7 @@ pub struct PeerSettings {
 pub struct TokenSettings {
     /// Who holds the token (shown in logs and audit, never the token).
     pub name: String,
-    pub role: crate::local_api::Role,
+    pub role: crate::domain::access::Role,
     /// Hex SHA-256 of the bearer token; the token itself is never stored.
     pub sha256: String,
 }
@@ -237,7 +237,7 @@ pub struct TokenSettings {
 pub struct ClientCertSettings {
     /// Who holds the certificate (logs and audit).
     pub name: String,
-    pub role: crate::local_api::Role,
+    pub role: crate::domain::access::Role,
     /// The certificate's subject as `homeward` prints it, e.g. `CN=kh-cms, O=MOSVY`.
     pub subject: String,
 }

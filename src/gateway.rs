@@ -1,38 +1,32 @@
-//! Start-up and shutdown of one gateway: opens the store, compiles schemas,
-//! loads agreements and TLS material, binds the peer and local API ports,
-//! and runs both servers and the delivery worker until told to stop.
+//! Composition: start-up and shutdown of one gateway. Opens the store,
+//! compiles schemas, loads agreements and TLS material, builds the node
+//! state, binds the peer and local API ports, and runs both servers, the
+//! delivery worker, the timer scheduler, the alerter and the retention job
+//! until told to stop. The only module (with `cli`) that knows everything.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::Router;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tower::Service;
-use tracing::{Instrument, debug, info, warn};
+use tracing::info;
 
-use crate::agreement::{AgreementBook, AgreementLoadError};
+use crate::app::delivery::{DeliveryError, Worker};
+use crate::app::node::Node;
+use crate::app::timers::{Scheduler, TimerWake};
 use crate::clock::SharedClock;
 use crate::config::Settings;
-use crate::delivery::Worker;
-use crate::local_api::Principal;
-use crate::message::{SchemaCompileError, SchemaRegistry};
+use crate::domain::access::Principal;
+use crate::domain::agreement::{AgreementBook, AgreementLoadError};
+use crate::domain::message::{SchemaCompileError, SchemaRegistry};
+use crate::http::serve::serve_tls;
+use crate::ratelimit::RateLimiter;
 use crate::store::{Store, StoreError};
+use crate::telemetry::Metrics;
 use crate::tls::{self, Identity, TlsError};
-
-/// Most connections served at once per port; more wait in the accept queue.
-const MAX_CONNECTIONS: usize = 1024;
-/// A TLS handshake that takes longer than this is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long in-flight requests get to finish at shutdown.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -52,46 +46,8 @@ pub enum GatewayError {
     },
     #[error("configuration: {0}")]
     Config(String),
-    #[error("delivery client for peer {peer}: {message}")]
-    Client { peer: String, message: String },
-}
-
-/// What every handler and the worker share.
-#[derive(Debug)]
-pub struct Node {
-    pub settings: Settings,
-    pub country: String,
-    pub registry: SchemaRegistry,
-    pub agreements: AgreementBook,
-    pub store: Store,
-    pub clock: SharedClock,
-    /// Wakes the delivery worker when a message is queued.
-    pub wake: Notify,
-    /// Token hash → who holds it.
-    pub tokens: BTreeMap<String, Principal>,
-    /// Client certificate subject → who holds it.
-    pub cert_subjects: BTreeMap<String, Principal>,
-    /// This country's working calendar, for deadlines this node owes.
-    pub calendar: crate::timers::calendar::WorkCalendar,
-    /// Wakes the timer scheduler when a timer opens.
-    pub timer_wake: crate::timers::TimerWake,
-    /// Wakes the webhook sender when an alert is queued.
-    pub alert_wake: Notify,
-    pub metrics: crate::metrics::Metrics,
-    /// Per token holder on the local API.
-    pub api_limits: crate::ratelimit::RateLimiter,
-    /// Per peer country on the peer API.
-    pub peer_limits: crate::ratelimit::RateLimiter,
-}
-
-/// Who is on the other end of a TLS connection, learnt once after the handshake.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub remote: SocketAddr,
-    /// Country from the client certificate's node URI (peer port only).
-    pub node: Option<String>,
-    /// Subject of the verified client certificate, if one was presented.
-    pub subject: Option<String>,
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
 }
 
 /// Pre-bound listeners, so tests and the demo can learn every port before
@@ -141,7 +97,8 @@ pub struct Gateway {
     api_listener: TcpListener,
     peer_tls: Arc<rustls::ServerConfig>,
     api_tls: Arc<rustls::ServerConfig>,
-    worker: Worker,
+    /// `None` once taken by [`Gateway::take_worker`].
+    worker: Option<Worker>,
 }
 
 impl Gateway {
@@ -220,14 +177,14 @@ impl Gateway {
         let node = Arc::new(Node {
             cert_subjects,
             calendar,
-            timer_wake: crate::timers::TimerWake::default(),
+            timer_wake: TimerWake::default(),
             alert_wake: Notify::new(),
-            metrics: crate::metrics::Metrics::default(),
-            api_limits: crate::ratelimit::RateLimiter::new(
+            metrics: Metrics::default(),
+            api_limits: RateLimiter::new(
                 settings.local_api.rate_per_second,
                 settings.local_api.burst,
             ),
-            peer_limits: crate::ratelimit::RateLimiter::new(
+            peer_limits: RateLimiter::new(
                 settings.peer_api.rate_per_second,
                 settings.peer_api.burst,
             ),
@@ -253,12 +210,19 @@ impl Gateway {
             api_listener: to_tokio(listeners.api)?,
             peer_tls,
             api_tls,
-            worker,
+            worker: Some(worker),
         })
     }
 
     pub fn node(&self) -> &Arc<Node> {
         &self.node
+    }
+
+    /// Takes the delivery worker out, so that it does not run with the
+    /// gateway: the caller drives it with [`Worker::step`] (tests that are
+    /// not about the delivery loop itself).
+    pub fn take_worker(&mut self) -> Option<Arc<Worker>> {
+        self.worker.take().map(Arc::new)
     }
 
     pub fn peer_addr(&self) -> SocketAddr {
@@ -283,8 +247,8 @@ impl Gateway {
             api_addr = %self.api_addr(),
             "gateway started"
         );
-        let peer_router = crate::peer_api::router(node.clone());
-        let api_router = crate::local_api::router(node.clone());
+        let peer_router = crate::http::peer::router(node.clone());
+        let api_router = crate::http::local::router(node.clone());
         let peer = tokio::spawn(serve_tls(
             node.clone(),
             "peer",
@@ -301,17 +265,19 @@ impl Gateway {
             api_router,
             shutdown.clone(),
         ));
-        let worker = tokio::spawn(self.worker.run(shutdown.clone()));
-        let scheduler =
-            tokio::spawn(crate::timers::Scheduler::new(node.clone()).run(shutdown.clone()));
-        let alerter = match crate::timers::Alerter::new(node.clone()) {
+        let worker = match self.worker {
+            Some(w) => tokio::spawn(Arc::new(w).run(shutdown.clone())),
+            None => tokio::spawn(async {}),
+        };
+        let scheduler = tokio::spawn(Scheduler::new(node.clone()).run(shutdown.clone()));
+        let alerter = match crate::app::alerts::Alerter::new(node.clone()) {
             Ok(a) => tokio::spawn(a.run(shutdown.clone())),
             Err(e) => {
                 tracing::error!(error = %e, "operator webhook disabled");
                 tokio::spawn(async {})
             }
         };
-        let retention = tokio::spawn(retention_job(node.clone(), shutdown.clone()));
+        let retention = tokio::spawn(crate::app::retention::run(node.clone(), shutdown.clone()));
         let _ = tokio::join!(peer, api, worker, scheduler, alerter, retention);
         node.store.close().await;
         info!(node = %node.country, "gateway stopped");
@@ -334,29 +300,6 @@ impl Gateway {
     }
 }
 
-/// Purges payloads past their retention at start and then daily.
-async fn retention_job(node: Arc<Node>, shutdown: CancellationToken) {
-    loop {
-        let now = node.clock.now_ms();
-        match crate::store::retention::purge(&node.store, now, false, |c| {
-            node.agreements.retention_days_of(c)
-        })
-        .await
-        {
-            Ok(purged) => {
-                for c in &purged {
-                    info!(case_ref = %c.case_ref, state = %c.state, "payloads purged after the retention period");
-                }
-            }
-            Err(e) => warn!(error = %e, "retention purge failed; will retry"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
-        }
-    }
-}
-
 /// A gateway running in the background.
 pub struct RunningGateway {
     pub node: Arc<Node>,
@@ -370,98 +313,5 @@ impl RunningGateway {
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.task.await;
-    }
-}
-
-/// Accepts TLS connections and serves `app` on each, HTTP/1.1 or HTTP/2.
-/// The handshake runs inside the per-connection task under a deadline, and
-/// the peer certificate becomes a [`ConnInfo`] attached to every request.
-async fn serve_tls(
-    node: Arc<Node>,
-    port_name: &'static str,
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    app: Router,
-    shutdown: CancellationToken,
-) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (tcp, remote) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and similar: back off, keep serving.
-                    warn!(port = port_name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let node = node.clone();
-        let watcher = graceful.watcher();
-        let span = tracing::debug_span!("connection", port = port_name, %remote);
-        tokio::spawn(
-            async move {
-                let _permit = permit;
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                {
-                    Ok(Ok(tls)) => tls,
-                                        Ok(Err(e)) => {
-                        let reason = crate::metrics::handshake_reason(&e);
-                        node.metrics.handshake_failed(port_name, reason);
-                        info!(port = port_name, %remote, reason, error = %e, "TLS handshake refused");
-                        return;
-                    }
-                    Err(_) => {
-                        node.metrics.handshake_failed(port_name, "timeout");
-                        info!(port = port_name, %remote, "TLS handshake timed out");
-                        return;
-                    }
-                };
-                let leaf = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|certs| certs.first());
-                let info = ConnInfo {
-                    remote,
-                    node: leaf.and_then(tls::node_of),
-                    subject: leaf.and_then(tls::subject_of),
-                };
-                let service =
-                    hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                        req.extensions_mut().insert(info.clone());
-                        app.clone().call(req)
-                    });
-                let builder = auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection(TokioIo::new(tls), service);
-                if let Err(e) = watcher.watch(conn.into_owned()).await {
-                    debug!(error = %e, "connection ended with error");
-                }
-            }
-            .instrument(span),
-        );
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        warn!(
-            port = port_name,
-            "some connections did not finish before shutdown"
-        );
     }
 }

@@ -39,23 +39,6 @@ impl RateLimiter {
     }
 }
 
-/// The standard 429 refusal.
-pub fn too_many(wait: Duration) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-    let mut resp = crate::api_error::ApiError::new(
-        axum::http::StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        format!("too many requests; retry in {secs} s"),
-    )
-    .into_response();
-    if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
-        resp.headers_mut()
-            .insert(axum::http::header::RETRY_AFTER, v);
-    }
-    resp
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
-use homeward::devnet::ApiClient;
+use homeward::tools::devnet::ApiClient;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 

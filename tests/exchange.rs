@@ -215,7 +215,7 @@ async fn invalid_payload_is_refused_with_every_violation_and_nothing_is_queued()
 
 /// Sends a raw request to the local API.
 async fn raw_submit(
-    api: &homeward::devnet::ApiClient,
+    api: &homeward::tools::devnet::ApiClient,
     content_type: &str,
     body: Vec<u8>,
 ) -> (u16, Value) {

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use homeward::devnet::ApiClient;
+use homeward::tools::devnet::ApiClient;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);

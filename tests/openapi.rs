@@ -1,12 +1,12 @@
 //! `GET /openapi.json` stays true to the code: every route in
-//! `local_api::ROUTES` (and the peer route) is documented, every documented
+//! `http::local::rules()` (and the peer route) is documented, every documented
 //! example validates against its schema, and real responses of a running
 //! gateway validate too.
 
 mod common;
 
 use common::*;
-use homeward::local_api::{OPENAPI, ROUTES};
+use homeward::http::local::{OPENAPI, rules};
 use serde_json::{Value, json};
 
 fn doc() -> Value {
@@ -43,7 +43,7 @@ fn every_route_is_documented_and_every_example_validates() {
     let doc = doc();
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
-    for rule in ROUTES {
+    for rule in &rules() {
         let method = rule.method.as_str().to_ascii_lowercase();
         assert!(
             paths.get(rule.path).and_then(|p| p.get(&method)).is_some(),
@@ -57,7 +57,7 @@ fn every_route_is_documented_and_every_example_validates() {
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
     assert_eq!(
         documented,
-        ROUTES.len() + 2,
+        rules().len() + 2,
         "openapi.json documents a route the code does not have"
     );
     let mut examples = 0;

@@ -1,5 +1,5 @@
 //! Protection of victims' data: every route's roles as declared in
-//! `local_api::ROUTES` (each role × each route), no personal value in any
+//! `http::local::rules()` (each role × each route), no personal value in any
 //! embassy or operator response, log line or metric, message bodies sealed
 //! in the database file, and a tamper-evident audit log.
 
@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::*;
 use homeward::config::TokenSettings;
-use homeward::local_api::{ROUTES, Role, hash_token};
+use homeward::domain::access::{Role, hash_token};
+use homeward::http::local::rules;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -103,7 +104,7 @@ async fn every_route_admits_exactly_its_roles() {
     .await;
 
     let (client, base, _) = kh_api.raw();
-    for rule in ROUTES {
+    for rule in &rules() {
         let path = rule
             .path
             .replace("{id}", &id)
@@ -215,7 +216,7 @@ async fn personal_data_never_reaches_embassy_operator_logs_metrics_or_the_databa
     for (api, id) in [(&th_api, &referral_id), (&kh_api, &tracing_id)] {
         for role in [Role::Embassy, Role::Operator] {
             let as_role = api.with_token(&token(role));
-            for rule in ROUTES
+            for rule in rules()
                 .iter()
                 .filter(|r| r.method == reqwest::Method::GET && r.roles.contains(&role))
             {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use homeward::message::SchemaRegistry;
+use homeward::domain::message::SchemaRegistry;
 use serde_json::Value;
 
 fn examples() -> Vec<PathBuf> {

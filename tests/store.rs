@@ -14,7 +14,7 @@ use homeward::store::audit::{AuditEntry, Verified};
 use homeward::store::seal::Sealer;
 use homeward::store::timers::{NewTimer, Side};
 use homeward::store::{
-    Backend, Enqueued, NewInbound, NewOutbound, OutState, Outcome, Received, Store, case_message_of,
+    Backend, Enqueued, NewInbound, NewOutbound, OutState, Outcome, Received, Store,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -57,7 +57,8 @@ fn outbound(msg: &Value, now: i64) -> NewOutbound {
         in_reply_to: msg["in_reply_to"].as_str().map(String::from),
         body_sha256: sha.clone(),
         submit_sha256: sha,
-        case_message: case_message_of(&body).expect("envelope"),
+        case_message: homeward::domain::lifecycle::CaseMessage::from_stored(&body)
+            .expect("envelope"),
         body,
         submitted_at: now,
         deadline_at: now + 3_600_000,
@@ -73,7 +74,8 @@ fn inbound(msg: &Value, now: i64) -> NewInbound {
         message_type: msg["type"].as_str().unwrap().to_string(),
         in_reply_to: msg["in_reply_to"].as_str().map(String::from),
         body_sha256: hex::encode(Sha256::digest(body.as_bytes())),
-        case_message: case_message_of(&body).expect("envelope"),
+        case_message: homeward::domain::lifecycle::CaseMessage::from_stored(&body)
+            .expect("envelope"),
         body,
         received_at: now,
         receipt: format!("{{\"receipt_for\":\"{}\"}}", msg["message_id"]),
@@ -416,7 +418,7 @@ async fn a_timer_fires_once_with_two_instances() {
     // writes race, and exactly one lands.
     let firings = |due: Vec<homeward::store::timers::TimerRow>| -> Vec<_> {
         due.into_iter()
-            .filter_map(|t| homeward::timers::decide(&t, 600, &reminders).map(|f| (t, f)))
+            .filter_map(|t| homeward::app::timers::decide(&t, 600, &reminders).map(|f| (t, f)))
             .collect()
     };
     let firings_a = firings(a.due_timers(600, 10).await.unwrap());

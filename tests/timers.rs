@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::*;
 use homeward::clock::{Clock, ManualClock, SharedClock};
 use homeward::config::Settings;
-use homeward::devnet::ApiClient;
 use homeward::gateway::RunningGateway;
+use homeward::tools::devnet::ApiClient;
 use serde_json::Value;
 use time::macros::datetime;
 
@@ -291,8 +291,8 @@ async fn an_undeliverable_message_dies_at_its_deadline_and_can_be_requeued() {
     th_settings.delivery.deadline_hours = 1;
     th_settings.tokens.push(homeward::config::TokenSettings {
         name: "th-admin".into(),
-        role: homeward::local_api::Role::Admin,
-        sha256: homeward::local_api::hash_token("admin-token"),
+        role: homeward::domain::access::Role::Admin,
+        sha256: homeward::domain::access::hash_token("admin-token"),
     });
     let th = start_with(th_settings, shared.clone()).await;
     let th_api = api(&pki, "TH", th.api_addr);

@@ -21,7 +21,8 @@ use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Executor, Row};
 
-use crate::lifecycle::{self, CaseMessage, CaseState, LifecycleError};
+use crate::domain::admission::{self, Refusal};
+use crate::domain::lifecycle::{self, CaseMessage, CaseState};
 
 pub mod audit;
 mod group;
@@ -219,8 +220,9 @@ pub enum Enqueued {
     Replay(OutboxRow),
     /// A different message already uses this id.
     Conflict(OutboxRow),
-    /// The message makes no sense in the case's state; nothing stored.
-    Refused(LifecycleError),
+    /// The message makes no sense in its case (state, reply target,
+    /// correction); nothing stored.
+    Refused(Refusal),
 }
 
 /// A message claimed for one delivery attempt.
@@ -287,8 +289,9 @@ pub enum Received {
     Stored { receipt: String, fresh: bool },
     /// A different message already arrived under this id.
     Conflict,
-    /// The message makes no sense in the case's state; nothing stored.
-    Refused(LifecycleError),
+    /// The message makes no sense in its case (state, reply target,
+    /// correction); nothing stored.
+    Refused(Refusal),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -482,32 +485,11 @@ fn histories_of(
             continue;
         };
         let body = sealer.open(r.get::<&str, _>("message_id"), &sealed)?;
-        if let Some(m) = case_message_of(&body) {
+        if let Some(m) = CaseMessage::from_stored(&body) {
             histories.entry(r.get("case_ref")).or_default().push(m);
         }
     }
     Ok(histories)
-}
-
-/// The lifecycle's view of a stored envelope.
-pub fn case_message_of(body: &str) -> Option<CaseMessage> {
-    let mut v: serde_json::Value = serde_json::from_str(body).ok()?;
-    Some(CaseMessage {
-        message_id: v["message_id"].as_str()?.to_string(),
-        message_type: v["type"].as_str()?.to_string(),
-        from: v["from"].as_str()?.to_string(),
-        in_reply_to: v["in_reply_to"].as_str().map(String::from),
-        payload: std::sync::Arc::new(v["payload"].take()),
-    })
-}
-
-fn check_lifecycle(
-    case_ref: &str,
-    history: &[CaseMessage],
-    message: &CaseMessage,
-) -> Result<CaseState, LifecycleError> {
-    let state = lifecycle::replay(case_ref, history);
-    lifecycle::next_state(case_ref, state, message, history)
 }
 
 /// Case-log entries, in commit order (a multi-row insert assigns `seq` in
@@ -624,7 +606,7 @@ async fn enqueue_group(
             slots.push(Slot::Again { of, same });
         } else {
             let history = histories.entry(m.case_ref.clone()).or_default();
-            match check_lifecycle(&m.case_ref, history, &m.case_message) {
+            match admission::admit_in_case(&m.case_ref, history, &m.case_message) {
                 Err(e) => slots.push(Slot::Done(Box::new(Enqueued::Refused(e)))),
                 Ok(_) => {
                     history.push(m.case_message.clone());
@@ -1220,7 +1202,7 @@ impl Store {
                 continue;
             }
             let history = histories.entry(m.case_ref.clone()).or_default();
-            if let Err(e) = check_lifecycle(&m.case_ref, history, &m.case_message) {
+            if let Err(e) = admission::admit_in_case(&m.case_ref, history, &m.case_message) {
                 out.push(Received::Refused(e));
                 continue;
             }
@@ -1293,9 +1275,15 @@ impl Store {
 
     /// The case's state on this node, if the case exists.
     pub async fn case_state(&self, case_ref: &str) -> Result<Option<CaseState>, StoreError> {
-        let mut conn = self.read.acquire().await?;
-        let history = case_history(&mut conn, &self.sealer, case_ref).await?;
+        let history = self.case_history(case_ref).await?;
         Ok(lifecycle::replay(case_ref, &history))
+    }
+
+    /// The lifecycle's view of every message of the case, sent and
+    /// received, in the order the case saw them.
+    pub async fn case_history(&self, case_ref: &str) -> Result<Vec<CaseMessage>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        case_history(&mut conn, &self.sealer, case_ref).await
     }
 
     /// Received messages after `cursor`, oldest first.

@@ -1,44 +1,14 @@
-//! Timer and case-event rows. The scheduling rules live in `crate::timers`;
+//! Timer and case-event rows. The deadline rules live in
+//! `crate::domain::deadline` and the scheduling in `crate::app::timers`;
 //! this is only how they are kept.
 
 use serde::Serialize;
 use sqlx::Row;
 
+pub use crate::domain::deadline::{NewTimer, Side};
+
 use super::tx::{Arg, Script, WriteTx};
 use super::{Backend, Store, StoreError};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Side {
-    /// This node sent the message and waits for the answer.
-    AwaitingAnswer,
-    /// This node received the message and owes the answer.
-    AnswerDue,
-}
-
-impl Side {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AwaitingAnswer => "awaiting_answer",
-            Self::AnswerDue => "answer_due",
-        }
-    }
-}
-
-/// A timer to open.
-#[derive(Debug, Clone)]
-pub struct NewTimer {
-    pub case_ref: String,
-    pub message_id: String,
-    pub message_type: String,
-    pub expected_type: String,
-    pub side: Side,
-    pub peer: String,
-    pub agreement: String,
-    pub started_at: i64,
-    pub due_at: i64,
-    pub first_event_at: Option<i64>,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TimerRow {

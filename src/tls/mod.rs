@@ -378,3 +378,26 @@ pub fn api_client_config(ca: &[CertificateDer<'static>]) -> Result<rustls::Clien
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
+
+/// Who is on the other end of a TLS connection, learnt once after the
+/// handshake and attached to every request of the connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub remote: std::net::SocketAddr,
+    /// Country from the client certificate's node URI (peer port only).
+    pub node: Option<String>,
+    /// Subject of the verified client certificate, if one was presented.
+    pub subject: Option<String>,
+}
+
+impl ConnInfo {
+    /// From the verified chain the client presented (leaf first), if any.
+    pub fn new(remote: std::net::SocketAddr, chain: Option<&[CertificateDer<'_>]>) -> Self {
+        let leaf = chain.and_then(|c| c.first());
+        Self {
+            remote,
+            node: leaf.and_then(node_of),
+            subject: leaf.and_then(subject_of),
+        }
+    }
+}

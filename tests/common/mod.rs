@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use homeward::config::{DeliverySettings, Settings};
-use homeward::devnet::{ApiClient, node_settings};
+use homeward::domain::access::Role;
 use homeward::gateway::{Gateway, Listeners, RunningGateway};
-use homeward::local_api::Role;
 use homeward::tls::pki::{self, CountryPaths};
 use homeward::tls::{self, Identity};
+use homeward::tools::devnet::{ApiClient, node_settings};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 

@@ -144,7 +144,7 @@ impl Agreement {
             .iter()
             .filter(|(t, _)| t == message_type)
             .map(|(_, p)| p.as_str())
-            .find(|p| crate::message::pointer_present(payload, p))
+            .find(|p| super::message::pointer_present(payload, p))
     }
 
     fn allowed_from(&self, from: &str) -> Vec<String> {
@@ -207,7 +207,7 @@ impl AgreementBook {
     /// Loads every `*.toml` in `dir`; `known_type` says which message types exist.
     pub fn load(
         dir: &Path,
-        registry: &crate::message::SchemaRegistry,
+        registry: &super::message::SchemaRegistry,
     ) -> Result<Self, AgreementLoadError> {
         Self::load_with(dir, &|t: &str| registry.knows_type(t), &|t: &str| {
             registry.personal_pointers(t)
@@ -268,11 +268,9 @@ impl AgreementBook {
     /// Retention of a case, by the agreement between the two countries its
     /// reference names (365 days when there is none).
     pub fn retention_days_of(&self, case_ref: &str) -> u32 {
-        let mut parts = case_ref.split('-');
-        match (parts.next(), parts.next()) {
-            (Some(a), Some(b)) => self.between(a, b).map_or(365, |ag| ag.retention_days),
-            _ => 365,
-        }
+        super::ids::CaseRef::parse(case_ref)
+            .and_then(|c| self.between(c.host(), c.origin()))
+            .map_or(365, |ag| ag.retention_days)
     }
 
     pub fn all(&self) -> &[Agreement] {

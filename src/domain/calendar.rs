@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use time::{Date, Duration, OffsetDateTime, UtcOffset, Weekday};
 
-use crate::agreement::Deadline;
+use super::agreement::Deadline;
 
 /// A country's working calendar.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

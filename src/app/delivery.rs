@@ -16,12 +16,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
+use super::node::Node;
 use crate::config::DeliverySettings;
-use crate::gateway::{GatewayError, Node};
-use crate::peer_api::{BATCH_MAX, BATCH_PATH, MESSAGES_PATH, Receipt};
-use crate::store::timers::Side;
+use crate::domain::deadline::{Side, Timed};
+use crate::protocol::{BATCH_MAX, BATCH_PATH, BatchRequest, BatchResponse, MESSAGES_PATH, Receipt};
 use crate::store::{Claimed, Outcome, StoreError};
-use crate::tls::{self, Identity};
+use crate::telemetry::Metrics;
+use crate::tls::{self, Identity, TlsError};
 
 /// Longest the idle worker sleeps before looking again (deadlines pass even
 /// when nothing is submitted).
@@ -31,6 +32,15 @@ struct PeerClient {
     client: reqwest::Client,
     url: reqwest::Url,
     batch_url: reqwest::Url,
+}
+
+/// A delivery client that cannot be built from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("delivery client for peer {peer}: {message}")]
+    Client { peer: String, message: String },
 }
 
 pub struct Worker {
@@ -60,10 +70,10 @@ impl Worker {
         node: Arc<Node>,
         identity: &Identity,
         peer_cas: &BTreeMap<String, Vec<CertificateDer<'static>>>,
-    ) -> Result<Self, GatewayError> {
+    ) -> Result<Self, DeliveryError> {
         let mut peers = BTreeMap::new();
         for peer in &node.settings.peers {
-            let err = |message: String| GatewayError::Client {
+            let err = |message: String| DeliveryError::Client {
                 peer: peer.country.clone(),
                 message,
             };
@@ -107,8 +117,8 @@ impl Worker {
     /// round trip (claim, the peer's commit, recording) does not cap the
     /// rate. Per-case order holds because only a case's head is ever due,
     /// and a claimed head stays claimed until its outcome is recorded.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let this = Arc::new(self);
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let this = self;
         match this
             .node
             .store
@@ -153,7 +163,7 @@ impl Worker {
                         }
                     }
                     Err(e) => {
-                        crate::metrics::Metrics::inc(&this.node.metrics.store_errors);
+                        Metrics::inc(&this.node.metrics.store_errors);
                         error!(error = %e, "cannot claim due messages; retrying shortly");
                         wait = Some(Duration::from_secs(1));
                         break;
@@ -201,18 +211,33 @@ impl Worker {
         }
     }
 
+    /// One step of the loop, for whoever drives delivery itself (tests,
+    /// tools): claims what is due now (at most one batch), sends it and
+    /// records every outcome. Returns how many messages it settled; 0 when
+    /// nothing was due.
+    pub async fn step(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let claimed = self.claim_now(BATCH_MAX).await?;
+        if claimed.is_empty() {
+            return Ok(0);
+        }
+        self.deliver(claimed).await
+    }
+
+    async fn claim_now(&self, limit: usize) -> Result<Vec<Claimed>, StoreError> {
+        let now = self.node.clock.now_ms();
+        self.node
+            .store
+            .claim_due(now, i64::try_from(limit).unwrap_or(i64::MAX))
+            .await
+    }
+
     /// Claims up to `limit` due messages and returns the attempt that sends
     /// them and records the outcomes (`None`: nothing is due).
     async fn claim(
         self: &Arc<Self>,
         limit: usize,
     ) -> Result<Option<(usize, impl Future<Output = usize> + Send + 'static)>, StoreError> {
-        let now = self.node.clock.now_ms();
-        let claimed = self
-            .node
-            .store
-            .claim_due(now, i64::try_from(limit).unwrap_or(i64::MAX))
-            .await?;
+        let claimed = self.claim_now(limit).await?;
         if claimed.is_empty() {
             return Ok(None);
         }
@@ -223,7 +248,7 @@ impl Worker {
                 // The claims stand until their lease runs out; then the
                 // messages are due again (a resend is recognised by the
                 // peer as the same message).
-                crate::metrics::Metrics::inc(&this.node.metrics.store_errors);
+                Metrics::inc(&this.node.metrics.store_errors);
                 error!(error = %e, "cannot record delivery outcomes; the messages will be retried");
             }
             n
@@ -274,7 +299,7 @@ impl Worker {
             let m = &self.node.metrics;
             match outcome {
                 Outcome::Delivered { timer, at, .. } => {
-                    crate::metrics::Metrics::inc(&m.delivered);
+                    Metrics::inc(&m.delivered);
                     if let Some(submitted_at) = submitted.get(seq) {
                         m.observe_latency((*at - *submitted_at).max(0) as f64 / 1000.0);
                     }
@@ -282,10 +307,10 @@ impl Worker {
                         .timer_wake
                         .opened(timer.as_ref().and_then(|t| t.first_event_at));
                 }
-                Outcome::Rejected { .. } => crate::metrics::Metrics::inc(&m.rejected),
-                Outcome::Retry { .. } => crate::metrics::Metrics::inc(&m.retried),
+                Outcome::Rejected { .. } => Metrics::inc(&m.rejected),
+                Outcome::Retry { .. } => Metrics::inc(&m.retried),
                 Outcome::Dead { .. } => {
-                    crate::metrics::Metrics::inc(&m.dead);
+                    Metrics::inc(&m.dead);
                     self.node.alert_wake.notify_one();
                 }
             }
@@ -310,7 +335,7 @@ impl Worker {
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {
-                let message = error_chain(&e);
+                let message = crate::telemetry::error_chain(&e);
                 self.node
                     .metrics
                     .peer_attempt(&c.peer, false, false, self.node.clock.now_ms());
@@ -352,14 +377,15 @@ impl Worker {
                         .answer_due
                         .as_ref()
                         .and_then(|a| crate::clock::parse_rfc3339_ms(&a.due_at));
-                    let timer = crate::timers::timer_for(
-                        &self.node,
+                    let timer = self.node.deadlines().timer_for(
                         Side::AwaitingAnswer,
-                        &c.case_ref,
-                        &c.message_id,
-                        &c.message_type,
-                        c.in_reply_to.is_some(),
-                        &c.peer,
+                        Timed {
+                            case_ref: &c.case_ref,
+                            message_id: &c.message_id,
+                            message_type: &c.message_type,
+                            is_reply: c.in_reply_to.is_some(),
+                            peer: &c.peer,
+                        },
                         received_at,
                         due_at,
                     );
@@ -425,12 +451,8 @@ impl Worker {
     async fn attempt_batch(self: Arc<Self>, group: Vec<Claimed>) -> Vec<(i64, Outcome)> {
         let peer = &self.peers[&group[0].peer];
         // Serialized straight from the stored texts, not via a copy in a `Value`.
-        #[derive(serde::Serialize)]
-        struct Batch<'a> {
-            messages: Vec<&'a str>,
-        }
-        let body = Batch {
-            messages: group.iter().map(|c| c.body.as_str()).collect(),
+        let body = BatchRequest {
+            messages: group.iter().map(|c| c.body.as_str().into()).collect(),
         };
         let sent = peer
             .client
@@ -442,7 +464,7 @@ impl Worker {
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {
-                let message = error_chain(&e);
+                let message = crate::telemetry::error_chain(&e);
                 self.node
                     .metrics
                     .peer_attempt(&group[0].peer, false, false, now);
@@ -468,26 +490,21 @@ impl Worker {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let text = resp.text().await.unwrap_or_default();
-        let results = serde_json::from_str::<Value>(&text)
+        // Receipts stay the exact bytes the receiver issued: they are evidence.
+        let results = serde_json::from_str::<BatchResponse>(&text)
             .ok()
-            .and_then(|mut v| match v.get_mut("results").map(Value::take) {
-                Some(Value::Array(results)) => Some(results),
-                _ => None,
-            })
+            .map(|r| r.results)
             .filter(|r| r.len() == group.len());
         match (status.as_u16(), results) {
             (200, Some(results)) => group
                 .iter()
                 .zip(results)
                 .map(|(c, r)| {
-                    let item_status = r["status"]
-                        .as_u64()
-                        .and_then(|s| reqwest::StatusCode::from_u16(s as u16).ok())
+                    let item_status = reqwest::StatusCode::from_u16(r.status)
                         .unwrap_or(reqwest::StatusCode::BAD_GATEWAY);
-                    let item_text = if item_status.is_success() {
-                        r["receipt"].to_string()
-                    } else {
-                        json!({ "error": r["error"] }).to_string()
+                    let item_text = match (&r.receipt, &r.error) {
+                        (Some(receipt), _) if item_status.is_success() => receipt.get().to_string(),
+                        (_, error) => json!({ "error": error }).to_string(),
                     };
                     let span = tracing::info_span!("deliver", message_id = %c.message_id, case_ref = %c.case_ref, peer = %c.peer, attempt = c.attempts);
                     (c.seq, span.in_scope(|| self.classify(c, item_status, None, item_text)))
@@ -544,17 +561,6 @@ fn settled(
         }
     };
     sizes.remove(&id).unwrap_or(0)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -9,61 +9,62 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::api_error::Detail;
+use super::ids::CaseRef;
+use crate::protocol::Detail;
 
-const ENVELOPE_SCHEMA: &str = include_str!("../schemas/envelope.v1.json");
+const ENVELOPE_SCHEMA: &str = include_str!("../../schemas/envelope.v1.json");
 
 /// Every payload schema: (type, version, source).
 const PAYLOAD_SCHEMAS: &[(&str, u32, &str)] = &[
     (
         "referral.notify",
         1,
-        include_str!("../schemas/referral.notify.v1.json"),
+        include_str!("../../schemas/referral.notify.v1.json"),
     ),
     (
         "referral.acknowledge",
         1,
-        include_str!("../schemas/referral.acknowledge.v1.json"),
+        include_str!("../../schemas/referral.acknowledge.v1.json"),
     ),
     (
         "referral.update",
         1,
-        include_str!("../schemas/referral.update.v1.json"),
+        include_str!("../../schemas/referral.update.v1.json"),
     ),
     (
         "referral.withdraw",
         1,
-        include_str!("../schemas/referral.withdraw.v1.json"),
+        include_str!("../../schemas/referral.withdraw.v1.json"),
     ),
     (
         "family-tracing.request",
         1,
-        include_str!("../schemas/family-tracing.request.v1.json"),
+        include_str!("../../schemas/family-tracing.request.v1.json"),
     ),
     (
         "family-tracing.result",
         1,
-        include_str!("../schemas/family-tracing.result.v1.json"),
+        include_str!("../../schemas/family-tracing.result.v1.json"),
     ),
     (
         "repatriation.request",
         1,
-        include_str!("../schemas/repatriation.request.v1.json"),
+        include_str!("../../schemas/repatriation.request.v1.json"),
     ),
     (
         "repatriation.confirm",
         1,
-        include_str!("../schemas/repatriation.confirm.v1.json"),
+        include_str!("../../schemas/repatriation.confirm.v1.json"),
     ),
     (
         "repatriation.handover",
         1,
-        include_str!("../schemas/repatriation.handover.v1.json"),
+        include_str!("../../schemas/repatriation.handover.v1.json"),
     ),
     (
         "reintegration.report",
         1,
-        include_str!("../schemas/reintegration.report.v1.json"),
+        include_str!("../../schemas/reintegration.report.v1.json"),
     ),
 ];
 
@@ -82,7 +83,7 @@ pub struct Envelope {
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// Shared with the lifecycle's view of the message
-    /// ([`crate::lifecycle::CaseMessage`]) rather than copied into it.
+    /// ([`super::lifecycle::CaseMessage`]) rather than copied into it.
     #[serde(deserialize_with = "shared_value")]
     pub payload: std::sync::Arc<Value>,
 }
@@ -92,10 +93,9 @@ fn shared_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::sync::Arc
 }
 
 impl Envelope {
-    /// The two countries named by the case reference (`TH-KH-2026-000042`).
-    pub fn case_parties(&self) -> Option<(&str, &str)> {
-        let mut parts = self.case_ref.split('-');
-        Some((parts.next()?, parts.next()?))
+    /// The case reference, parsed into the two countries it names.
+    pub fn case(&self) -> Option<CaseRef<'_>> {
+        CaseRef::parse(&self.case_ref)
     }
 }
 

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use crate::config::DeliverySettings;
-use crate::devnet::DevNet;
+use crate::tools::devnet::DevNet;
 
 const CASE_REF: &str = "TH-KH-2026-000042";
 
@@ -113,7 +113,7 @@ pub async fn run(certs: &Path, agreements: &Path) -> anyhow::Result<()> {
             "  {cc}  peer port {:<5}  local API {:<5}  {}",
             n.gateway.peer_addr.port(),
             n.gateway.api_addr.port(),
-            crate::devnet::organisation(cc)
+            crate::tools::devnet::organisation(cc)
         );
     }
     let result = exchange(&net).await;
@@ -136,7 +136,7 @@ struct Step {
 
 macro_rules! example {
     ($path:literal) => {
-        include_str!(concat!("../schemas/examples/", $path, ".json"))
+        include_str!(concat!("../../schemas/examples/", $path, ".json"))
     };
 }
 

@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use crate::app::timers::decide;
 use crate::store::Store;
 use crate::store::timers::{NewTimer, Side, TimerRow};
-use crate::timers::decide;
 
 const REMINDERS: &[f64] = &[0.5, 0.8];
 
@@ -31,7 +31,7 @@ fn timer(i: usize, now: i64) -> NewTimer {
         agreement: "kh-th".into(),
         started_at,
         due_at,
-        first_event_at: crate::timers::first_event(started_at, due_at, REMINDERS),
+        first_event_at: crate::domain::deadline::first_event(started_at, due_at, REMINDERS),
     }
 }
 
@@ -124,8 +124,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::devnet::ApiClient;
-use crate::local_api::Role;
+use crate::domain::access::Role;
+use crate::tools::devnet::ApiClient;
 
 /// What `homeward bench e2e` measures.
 #[derive(Debug, Clone)]
@@ -330,7 +330,7 @@ async fn prepare_pair(dir: &Path, dbs: &mut Databases) -> anyhow::Result<(Prepar
         let key = dir.join(format!("{lc}.key"));
         std::fs::write(&key, crate::store::seal::new_key_hex())?;
         let db = dbs.url(dir, cc).await?;
-        let mut settings = crate::devnet::node_settings(
+        let mut settings = crate::tools::devnet::node_settings(
             cc,
             dir,
             &agreements,

@@ -8,77 +8,23 @@
 //! operator webhook. Timers live in the database; one task sleeps until the
 //! next event.
 
-pub mod calendar;
-
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
-
-use tokio::sync::Notify;
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::gateway::Node;
+use super::node::Node;
+pub use super::wake::TimerWake;
+use crate::domain::deadline::next_event;
 use crate::store::StoreError;
-use crate::store::timers::{Firing, NewEvent, NewTimer, Side, TimerRow};
+use crate::store::timers::{Firing, NewEvent, TimerRow};
 
 /// Longest the scheduler sleeps without looking (guards against a missed wake-up).
-const MAX_SLEEP: Duration = Duration::from_secs(3600);
+pub(super) const MAX_SLEEP: Duration = Duration::from_secs(3600);
 /// Events handled per scheduler step.
 const BATCH: i64 = 500;
-
-/// Wakes the scheduler when a timer opens whose first event falls before the
-/// scheduler's own next wake-up. Most timers open days ahead of their first
-/// event, and waking for each would cost two reads per delivered message on
-/// both gateways for nothing.
-#[derive(Debug)]
-pub struct TimerWake {
-    /// When the scheduler next wakes on its own (ms since the epoch);
-    /// `i64::MIN` while it is awake and reading, so a timer opened meanwhile
-    /// wakes it once more.
-    planned: AtomicI64,
-    notify: Notify,
-}
-
-impl Default for TimerWake {
-    fn default() -> Self {
-        Self {
-            planned: AtomicI64::new(i64::MIN),
-            notify: Notify::new(),
-        }
-    }
-}
-
-impl TimerWake {
-    /// Call after the commit that opened a timer whose first event is `at`.
-    pub fn opened(&self, at: Option<i64>) {
-        if at.is_some_and(|at| at < self.planned.load(Ordering::SeqCst)) {
-            self.notify.notify_one();
-        }
-    }
-
-    fn awake(&self) {
-        self.planned.store(i64::MIN, Ordering::SeqCst);
-    }
-
-    fn sleeping_until(&self, at: i64) {
-        self.planned.store(at, Ordering::SeqCst);
-    }
-}
-
-/// When the first event of a timer falls: its first reminder, or the breach.
-pub fn first_event(started_at: i64, due_at: i64, reminders: &[f64]) -> Option<i64> {
-    next_event(started_at, due_at, reminders, 0)
-}
-
-fn next_event(started_at: i64, due_at: i64, reminders: &[f64], fired: usize) -> Option<i64> {
-    match reminders.get(fired) {
-        Some(f) => Some(started_at + ((due_at - started_at) as f64 * f) as i64),
-        None => Some(due_at),
-    }
-}
 
 /// What a timer does at `now`: the latest event that has come due. Stale
 /// reminders are skipped when a later event is also due (after downtime,
@@ -134,46 +80,6 @@ pub fn decide(t: &TimerRow, now: i64, reminders: &[f64]) -> Option<Firing> {
             detail,
             alert: true,
         },
-    })
-}
-
-/// The timer a message opens on this node, if its agreement expects an answer.
-#[allow(clippy::too_many_arguments)]
-pub fn timer_for(
-    node: &Node,
-    side: Side,
-    case_ref: &str,
-    message_id: &str,
-    message_type: &str,
-    is_reply: bool,
-    peer: &str,
-    started_at: i64,
-    due_at: Option<i64>,
-) -> Option<NewTimer> {
-    let agreement = node.agreements.between(&node.country, peer)?;
-    let (expected, deadline) = agreement.rule(message_type)?.expects.clone()?;
-    // A reply of the type it answers (a countersigned handover) closes a
-    // timer; it does not open another.
-    if is_reply && expected == message_type {
-        return None;
-    }
-    let due_at = due_at.unwrap_or_else(|| {
-        crate::clock::unix_ms(
-            node.calendar
-                .due(crate::clock::from_unix_ms(started_at), deadline),
-        )
-    });
-    Some(NewTimer {
-        case_ref: case_ref.to_string(),
-        message_id: message_id.to_string(),
-        message_type: message_type.to_string(),
-        expected_type: expected,
-        side,
-        peer: peer.to_string(),
-        agreement: agreement.id.clone(),
-        started_at,
-        due_at,
-        first_event_at: first_event(started_at, due_at, &node.settings.timers.reminders),
     })
 }
 
@@ -260,97 +166,6 @@ impl Scheduler {
     }
 }
 
-/// Sends pending case events to the operator webhook, retrying with
-/// backoff; runs on its own so a slow webhook never holds up delivery.
-pub struct Alerter {
-    node: Arc<Node>,
-    client: Option<(reqwest::Client, String)>,
-}
-
-/// Attempts before an alert is given up (and logged as failed).
-const ALERT_ATTEMPTS: i64 = 12;
-
-impl Alerter {
-    pub fn new(node: Arc<Node>) -> Result<Self, String> {
-        let client = match &node.settings.alerts.webhook_url {
-            None => None,
-            Some(url) => {
-                let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
-                if let Some(ca) = &node.settings.alerts.webhook_ca {
-                    let certs = crate::tls::load_certs(ca).map_err(|e| e.to_string())?;
-                    let config =
-                        crate::tls::api_client_config(&certs).map_err(|e| e.to_string())?;
-                    builder = builder.use_preconfigured_tls(config);
-                } else {
-                    let config = crate::tls::system_client_config().map_err(|e| e.to_string())?;
-                    builder = builder.use_preconfigured_tls(config);
-                }
-                Some((builder.build().map_err(|e| e.to_string())?, url.clone()))
-            }
-        };
-        Ok(Self { node, client })
-    }
-
-    pub async fn run(self, shutdown: CancellationToken) {
-        let Some((client, url)) = &self.client else {
-            return;
-        };
-        loop {
-            if shutdown.is_cancelled() {
-                break;
-            }
-            let now = self.node.clock.now_ms();
-            match self.node.store.pending_alerts(now, 100).await {
-                Ok(alerts) => {
-                    for a in alerts {
-                        let body = json!({
-                            "node": self.node.country,
-                            "event": a.kind,
-                            "case_ref": a.case_ref,
-                            "message_id": a.message_id,
-                            "at": crate::clock::rfc3339_ms(a.at),
-                            "detail": a.detail,
-                        });
-                        let ok = client
-                            .post(url)
-                            .json(&body)
-                            .send()
-                            .await
-                            .map(|r| r.status().is_success())
-                            .unwrap_or(false);
-                        let retry = (!ok && a.alert_attempts + 1 < ALERT_ATTEMPTS).then(|| {
-                            let delay = 1000i64 << a.alert_attempts.clamp(0, 9);
-                            self.node.clock.now_ms() + delay.min(600_000)
-                        });
-                        if !ok && retry.is_none() {
-                            error!(case_ref = %a.case_ref, event = %a.kind, "operator webhook failed; alert given up");
-                        }
-                        if let Err(e) = self.node.store.mark_alert(a.id, ok, retry).await {
-                            error!(error = %e, "cannot record an alert attempt");
-                        }
-                    }
-                }
-                Err(e) => error!(error = %e, "cannot read pending alerts"),
-            }
-            let wait = match self.node.store.next_alert_at().await {
-                Ok(Some(at)) => {
-                    Duration::from_millis((at - self.node.clock.now_ms()).max(0) as u64)
-                        .min(MAX_SLEEP)
-                }
-                _ => MAX_SLEEP,
-            };
-            if wait.is_zero() {
-                continue;
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = self.node.alert_wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
-    }
-}
-
 /// SLA figures per agreement and message type over a window.
 pub fn sla(timers: &[TimerRow], now: i64) -> serde_json::Value {
     use std::collections::BTreeMap;
@@ -403,6 +218,7 @@ pub fn sla(timers: &[TimerRow], now: i64) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::deadline::first_event;
 
     fn timer(started: i64, due: i64, fired: i64, next: Option<i64>) -> TimerRow {
         TimerRow {

@@ -12,8 +12,8 @@ use crate::config::{
     AgreementSettings, DatabaseSettings, DeliverySettings, ListenSettings, NodeSettings,
     PeerSettings, Settings, TlsSettings, TokenSettings,
 };
+use crate::domain::access::{Role, hash_token};
 use crate::gateway::{Gateway, GatewayError, Listeners, RunningGateway};
-use crate::local_api::{Role, hash_token};
 use crate::tls::pki::CountryPaths;
 use crate::tls::{self, TlsError};
 
@@ -108,7 +108,7 @@ pub fn node_settings(
             }],
         },
         client_certs: Vec::new(),
-        calendar: crate::timers::calendar::Calendar::default(),
+        calendar: crate::domain::calendar::Calendar::default(),
         timers: crate::config::TimerSettings::default(),
         alerts: crate::config::AlertSettings::default(),
     }

@@ -16,6 +16,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use super::message::Envelope;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CaseState {
@@ -67,6 +69,34 @@ pub struct CaseMessage {
     pub in_reply_to: Option<String>,
     /// Shared: a case's history is copied for every check, the payload need not be.
     pub payload: std::sync::Arc<Value>,
+}
+
+impl From<&Envelope> for CaseMessage {
+    fn from(envelope: &Envelope) -> Self {
+        Self {
+            message_id: envelope.message_id.to_string(),
+            message_type: envelope.message_type.clone(),
+            from: envelope.from.clone(),
+            in_reply_to: envelope.in_reply_to.map(|u| u.to_string()),
+            payload: envelope.payload.clone(),
+        }
+    }
+}
+
+impl CaseMessage {
+    /// From a stored envelope's text. Not through [`Envelope`]: a stored
+    /// body may be a retention skeleton, which carries `purged_at` and no
+    /// longer matches the schema, and its case state must still replay.
+    pub fn from_stored(body: &str) -> Option<Self> {
+        let mut v: Value = serde_json::from_str(body).ok()?;
+        Some(Self {
+            message_id: v["message_id"].as_str()?.to_string(),
+            message_type: v["type"].as_str()?.to_string(),
+            from: v["from"].as_str()?.to_string(),
+            in_reply_to: v["in_reply_to"].as_str().map(String::from),
+            payload: std::sync::Arc::new(v["payload"].take()),
+        })
+    }
 }
 
 /// Every type the lifecycle knows, in catalogue order.
@@ -205,8 +235,8 @@ pub fn next_state(
         });
     }
     if let Some(role) = sender_role(&message.message_type) {
-        let mut parties = case_ref.split('-');
-        let (host, origin) = (parties.next().unwrap_or(""), parties.next().unwrap_or(""));
+        let parties = super::ids::CaseRef::parse(case_ref);
+        let (host, origin) = parties.map_or(("", ""), |c| (c.host(), c.origin()));
         let expected = if role == "host" { host } else { origin };
         if message.from != expected {
             return Err(LifecycleError::WrongSide {

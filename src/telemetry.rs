@@ -1,6 +1,7 @@
-//! In-process counters, exported in Prometheus text format at `/metrics`.
-//! Labels carry node, peer, state, outcome and reason classes only, never
-//! personal data.
+//! Telemetry: in-process counters, exported in Prometheus text format at
+//! `/metrics`, and the tracing set-up. Labels carry node, peer, state,
+//! outcome and reason classes only, never personal data; log lines carry
+//! `message_id` and `case_ref`, never payload fields.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -260,4 +261,37 @@ pub fn handshake_reason(e: &std::io::Error) -> &'static str {
         Some(_) => "protocol",
         None => "io",
     }
+}
+
+/// An error and its sources, `: `-separated: what a log line needs to say
+/// why something failed.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Installs the process's log subscriber: `HOMEWARD_LOG` (an `EnvFilter`)
+/// or `default_level`, to stderr, human-readable or one JSON object per
+/// line with the current span's fields.
+pub fn init_tracing(json: bool, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOMEWARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
 }

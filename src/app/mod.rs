@@ -1,0 +1,12 @@
+//! Application services: the node's shared state and what it does with
+//! it — submit, receive, deliver, keep deadlines, alert, purge. They speak
+//! in domain values and store calls; the HTTP adapters above call them.
+
+pub mod alerts;
+pub mod delivery;
+pub mod node;
+pub mod receive;
+pub mod retention;
+pub mod submit;
+pub mod timers;
+pub mod wake;

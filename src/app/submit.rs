@@ -1,0 +1,132 @@
+//! Submitting a message from this country's systems: fill in what the
+//! gateway may supply, admit it, and commit it to the outbox together with
+//! its audit record. Success means the message is on disk and will be
+//! delivered.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tracing::{Instrument, info};
+
+use super::node::Node;
+use crate::domain::access::Principal;
+use crate::domain::admission::Refusal;
+use crate::domain::lifecycle::CaseMessage;
+use crate::store::audit::AuditEntry;
+use crate::store::{Enqueued, NewOutbound, OutboxRow, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A committed submission.
+#[derive(Debug)]
+pub struct Submitted {
+    pub row: OutboxRow,
+    /// False when the same message was submitted before (a retry).
+    pub fresh: bool,
+    /// Whether the audit record was committed with the message (a fresh
+    /// submission by a known caller); otherwise the caller writes it.
+    pub audited: bool,
+}
+
+/// Fills what the submitter may leave to the gateway: `message_id` (a new
+/// UUIDv7), `created_at` (now) and `from` (this node). Callers that retry
+/// should set `message_id` themselves so a retry is recognised as one.
+pub fn fill_defaults(node: &Node, doc: &mut Value) {
+    let Some(obj) = doc.as_object_mut() else {
+        return;
+    };
+    obj.entry("message_id")
+        .or_insert_with(|| Value::String(uuid::Uuid::now_v7().to_string()));
+    obj.entry("created_at").or_insert_with(|| {
+        Value::String(
+            node.clock
+                .now()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        )
+    });
+    obj.entry("from")
+        .or_insert_with(|| Value::String(node.country.clone()));
+    obj.entry("in_reply_to").or_insert(Value::Null);
+}
+
+/// Admits `doc` and commits it to the outbox, with the audit record of
+/// `principal`'s submission in the same transaction.
+pub async fn submit(
+    node: &Node,
+    principal: Option<&Principal>,
+    mut doc: Value,
+) -> Result<Submitted, SubmitError> {
+    if !doc.is_object() {
+        return Err(Refusal::NotAnObject.into());
+    }
+    // Of the document as submitted: a retry of the same submission (whose
+    // defaults the gateway filled differently) is still recognised.
+    let submit_sha256 = hex::encode(Sha256::digest(
+        serde_json::to_vec(&doc).expect("a JSON value serializes"),
+    ));
+    fill_defaults(node, &mut doc);
+    // The stored text first: admission then takes the document, and its
+    // payload moves into the envelope instead of being copied.
+    let body = serde_json::to_string(&doc).expect("a JSON value serializes");
+    let envelope = node
+        .admission()
+        .admit_outbound(doc, |peer| node.settings.peer(peer).is_some())?;
+    let span = tracing::info_span!("submit", message_id = %envelope.message_id, case_ref = %envelope.case_ref);
+    async move {
+        let now = node.clock.now_ms();
+        let new = NewOutbound {
+            message_id: envelope.message_id.to_string(),
+            case_ref: envelope.case_ref.clone(),
+            peer: envelope.to.clone(),
+            message_type: envelope.message_type.clone(),
+            in_reply_to: envelope.in_reply_to.map(|u| u.to_string()),
+            body_sha256: hex::encode(Sha256::digest(body.as_bytes())),
+            body,
+            submit_sha256,
+            submitted_at: now,
+            deadline_at: node.delivery_deadline(now),
+            case_message: CaseMessage::from(&envelope),
+        };
+        let audit = principal.map(|p| AuditEntry {
+            at: now,
+            actor: p.name.clone(),
+            role: p.role.as_str().to_string(),
+            action: "message.submit".to_string(),
+            case_ref: Some(new.case_ref.clone()),
+            message_id: Some(new.message_id.clone()),
+            result: "ok".to_string(),
+        });
+        let with_audit = audit.is_some();
+        match node.store.enqueue_audited(new, audit).await? {
+            Enqueued::New(row) => {
+                info!(peer = %row.peer, message_type = %row.message_type, "queued");
+                crate::telemetry::Metrics::inc(&node.metrics.submitted);
+                node.wake.notify_one();
+                Ok(Submitted {
+                    row,
+                    fresh: true,
+                    audited: with_audit,
+                })
+            }
+            Enqueued::Replay(row) => Ok(Submitted {
+                row,
+                fresh: false,
+                audited: false,
+            }),
+            Enqueued::Refused(refusal) => Err(refusal.into()),
+            Enqueued::Conflict(_) => Err(Refusal::DuplicateMessageId {
+                message_id: envelope.message_id.to_string(),
+                inbound: false,
+            }
+            .into()),
+        }
+    }
+    .instrument(span)
+    .await
+}

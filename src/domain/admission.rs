@@ -1,0 +1,441 @@
+//! Admission: whether a message may enter this node, outbound (a local
+//! submission) or inbound (from a peer). Every rule that decides it lives
+//! here, as values: a refusal names its rule, the JSON pointer it concerns
+//! and the agreement or case state behind it. HTTP status codes are the
+//! HTTP layer's business (`crate::http::error`).
+//!
+//! Admission runs in two steps: [`admit_outbound`] / [`admit_inbound`] judge
+//! the message alone (schema, parties, agreement), before any I/O;
+//! [`admit_in_case`] judges it against its case's history inside the store's
+//! transaction (lifecycle, corrections), so two messages of one case are
+//! never judged against the same stale history.
+
+use serde_json::Value;
+
+use super::agreement::{AgreementBook, AgreementError};
+use super::lifecycle::{self, CaseMessage, CaseState, LifecycleError};
+use super::message::{Envelope, MessageError, SchemaRegistry};
+use crate::protocol::Detail;
+
+/// Why a message is not admitted.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Refusal {
+    #[error("a message must be a JSON object")]
+    NotAnObject,
+    #[error("{0}")]
+    Schema(MessageError),
+    /// A local system tried to send as another node.
+    #[error("this gateway is {node}; it cannot send as {from}")]
+    WrongSender { node: String, from: String },
+    /// A peer sent under another node's name than its certificate's.
+    #[error("the client certificate identifies node {sender}, but the envelope says from {from}")]
+    SenderMismatch { sender: String, from: String },
+    #[error("this gateway is {node}, the message is for {to}")]
+    WrongReceiver { node: String, to: String },
+    #[error("case {case_ref} does not belong to {from} and {to}")]
+    CaseParties {
+        case_ref: String,
+        from: String,
+        to: String,
+    },
+    #[error("{0}")]
+    Agreement(AgreementError),
+    #[error(
+        "agreement `{agreement}` ({title}) does not allow sharing `{pointer}` in `{message_type}`"
+    )]
+    Withheld {
+        agreement: String,
+        title: String,
+        message_type: String,
+        /// Pointer into the payload.
+        pointer: String,
+    },
+    #[error("this gateway has no peer {peer} configured")]
+    UnknownPeer { peer: String },
+    #[error("{0}")]
+    Lifecycle(LifecycleError),
+    #[error("{0}")]
+    Correction(CorrectionError),
+    /// The id is taken by a different message.
+    #[error("{}", if *.inbound {
+        format!("message {message_id} was already received with different content")
+    } else {
+        format!("message_id {message_id} was already used for a different message; use a new id")
+    })]
+    DuplicateMessageId { message_id: String, inbound: bool },
+}
+
+/// A `referral.update` with `reason: correction` that does not say what it
+/// corrects, or names what is not there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CorrectionError {
+    #[error("a correction must name the message it corrects (set in_reply_to)")]
+    TargetRequired,
+    #[error(
+        "in_reply_to {in_reply_to} is not a message of case {case_ref}; a correction corrects a message of its own case"
+    )]
+    UnknownTarget {
+        case_ref: String,
+        in_reply_to: String,
+    },
+    #[error(
+        "corrections[{index}].pointer `{pointer}` is not a field of message {target} (a `{target_type}`)"
+    )]
+    PointerAbsent {
+        index: usize,
+        pointer: String,
+        target: String,
+        target_type: String,
+    },
+}
+
+impl Refusal {
+    /// The stable machine-readable code of the error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotAnObject => "schema_violation",
+            Self::Schema(e) => e.code(),
+            Self::WrongSender { .. } => "wrong_sender",
+            Self::SenderMismatch { .. } => "sender_mismatch",
+            Self::WrongReceiver { .. } => "wrong_receiver",
+            Self::CaseParties { .. } => "case_ref_mismatch",
+            Self::Agreement(_) => "agreement_refused",
+            Self::Withheld { .. } => "personal_data_withheld",
+            Self::UnknownPeer { .. } => "unknown_peer",
+            Self::Lifecycle(e) => e.code(),
+            Self::Correction(CorrectionError::TargetRequired) => "correction_target_required",
+            Self::Correction(CorrectionError::UnknownTarget { .. }) => "correction_target_unknown",
+            Self::Correction(CorrectionError::PointerAbsent { .. }) => "correction_pointer_absent",
+            Self::DuplicateMessageId { .. } => "duplicate_message_id",
+        }
+    }
+
+    /// Each problem, with its JSON pointer into the envelope and the rule.
+    pub fn details(&self) -> Vec<Detail> {
+        match self {
+            Self::NotAnObject | Self::SenderMismatch { .. } | Self::WrongReceiver { .. } => {
+                Vec::new()
+            }
+            Self::DuplicateMessageId { .. } | Self::Agreement(_) => Vec::new(),
+            Self::Schema(e) => e.details(),
+            Self::WrongSender { node, .. } => {
+                vec![Detail::at("/from", "this_node", format!("must be {node}"))]
+            }
+            Self::CaseParties { .. } => vec![Detail::at(
+                "/case_ref",
+                "case_parties",
+                "the case reference must start with the two countries exchanging the message",
+            )],
+            Self::Withheld { pointer, .. } => vec![Detail::at(
+                format!("/payload{pointer}"),
+                "agreement_withheld",
+                "remove this field: the agreement withholds it",
+            )],
+            Self::UnknownPeer { peer } => vec![Detail::at(
+                "/to",
+                "configured_peer",
+                format!("no peer {peer} in the configuration"),
+            )],
+            Self::Lifecycle(e) => {
+                let (pointer, keyword) = match e {
+                    LifecycleError::NotAllowed { .. } => ("/type", "case_state"),
+                    LifecycleError::WrongSide { .. } => ("/from", "case_side"),
+                    LifecycleError::Duplicate { .. } => ("/message_id", "unique"),
+                    _ => ("/in_reply_to", "reply_target"),
+                };
+                vec![Detail::at(pointer, keyword, e.to_string())]
+            }
+            Self::Correction(e) => {
+                let pointer = match e {
+                    CorrectionError::PointerAbsent { index, .. } => {
+                        format!("/payload/corrections/{index}/pointer")
+                    }
+                    _ => "/in_reply_to".to_string(),
+                };
+                vec![Detail::at(pointer, "correction_target", e.to_string())]
+            }
+        }
+    }
+}
+
+/// What admission needs to know of this node.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission<'a> {
+    /// This node's country.
+    pub country: &'a str,
+    pub registry: &'a SchemaRegistry,
+    pub agreements: &'a AgreementBook,
+}
+
+impl Admission<'_> {
+    /// A submission from this country's systems: schema-valid, sent as this
+    /// node, between the case's two countries, allowed by their agreement,
+    /// to a configured peer.
+    pub fn admit_outbound(
+        &self,
+        doc: Value,
+        peer_configured: impl Fn(&str) -> bool,
+    ) -> Result<Envelope, Refusal> {
+        if !doc.is_object() {
+            return Err(Refusal::NotAnObject);
+        }
+        let envelope = self.validate(doc)?;
+        if envelope.from != self.country {
+            return Err(Refusal::WrongSender {
+                node: self.country.to_string(),
+                from: envelope.from.clone(),
+            });
+        }
+        self.check_exchange(&envelope)?;
+        if !peer_configured(&envelope.to) {
+            return Err(Refusal::UnknownPeer {
+                peer: envelope.to.clone(),
+            });
+        }
+        Ok(envelope)
+    }
+
+    /// A message from `sender` (the node its TLS certificate names): the
+    /// same rules as a submission, and it must come from that node to this
+    /// one. The receiver does not trust the sender to have checked.
+    pub fn admit_inbound(&self, sender: &str, doc: Value) -> Result<Envelope, Refusal> {
+        let envelope = self.validate(doc)?;
+        if envelope.from != sender {
+            return Err(Refusal::SenderMismatch {
+                sender: sender.to_string(),
+                from: envelope.from.clone(),
+            });
+        }
+        if envelope.to != self.country {
+            return Err(Refusal::WrongReceiver {
+                node: self.country.to_string(),
+                to: envelope.to.clone(),
+            });
+        }
+        self.check_exchange(&envelope)?;
+        Ok(envelope)
+    }
+
+    /// Every problem `POST /v1/validate` reports for a message as this node
+    /// would receive it for submission (schema, case parties, agreement).
+    pub fn problems(&self, doc: &Value) -> Vec<Detail> {
+        let envelope = match self.registry.validate(doc) {
+            Ok(e) => e,
+            Err(e) => return e.details(),
+        };
+        let mut problems = Vec::new();
+        if let Err(e) = case_parties(&envelope) {
+            problems.extend(e.details());
+        }
+        if let Err(e) = self.agreement(&envelope) {
+            let details = e.details();
+            if details.is_empty() {
+                problems.push(Detail::at("/type", "agreement", e.to_string()));
+            } else {
+                problems.extend(details);
+            }
+        }
+        problems
+    }
+
+    fn validate(&self, doc: Value) -> Result<Envelope, Refusal> {
+        self.registry.validate_owned(doc).map_err(Refusal::Schema)
+    }
+
+    fn check_exchange(&self, envelope: &Envelope) -> Result<(), Refusal> {
+        case_parties(envelope)?;
+        self.agreement(envelope)
+    }
+
+    /// The agreement between sender and receiver must allow the type in
+    /// this direction, and the payload must not carry a personal field it
+    /// withholds.
+    fn agreement(&self, envelope: &Envelope) -> Result<(), Refusal> {
+        let agreement = self
+            .agreements
+            .permit(&envelope.from, &envelope.to, &envelope.message_type)
+            .map_err(Refusal::Agreement)?;
+        if let Some(pointer) = agreement.withheld_in(&envelope.message_type, &envelope.payload) {
+            return Err(Refusal::Withheld {
+                agreement: agreement.id.clone(),
+                title: agreement.title.clone(),
+                message_type: envelope.message_type.clone(),
+                pointer: pointer.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The case reference names the two countries of the case; a message of
+/// the case must travel between those two.
+fn case_parties(envelope: &Envelope) -> Result<(), Refusal> {
+    if envelope
+        .case()
+        .is_some_and(|c| c.is_between(&envelope.from, &envelope.to))
+    {
+        return Ok(());
+    }
+    Err(Refusal::CaseParties {
+        case_ref: envelope.case_ref.clone(),
+        from: envelope.from.clone(),
+        to: envelope.to.clone(),
+    })
+}
+
+/// Judges `message` against its case's `history` (oldest first): the
+/// corrections rule, then the lifecycle. Returns the state the case moves
+/// to. Runs inside the transaction that stores the message.
+pub fn admit_in_case(
+    case_ref: &str,
+    history: &[CaseMessage],
+    message: &CaseMessage,
+) -> Result<CaseState, Refusal> {
+    check_correction(case_ref, history, message).map_err(Refusal::Correction)?;
+    let state = lifecycle::replay(case_ref, history);
+    lifecycle::next_state(case_ref, state, message, history).map_err(Refusal::Lifecycle)
+}
+
+/// Whether `message` is a correction (`referral.update`, reason `correction`).
+pub fn is_correction(message: &CaseMessage) -> bool {
+    message.message_type == "referral.update" && message.payload["reason"] == "correction"
+}
+
+/// A correction names the message it corrects, of its own case, and every
+/// corrected pointer is a field of that message's payload.
+fn check_correction(
+    case_ref: &str,
+    history: &[CaseMessage],
+    message: &CaseMessage,
+) -> Result<(), CorrectionError> {
+    if !is_correction(message) {
+        return Ok(());
+    }
+    let Some(target_id) = &message.in_reply_to else {
+        return Err(CorrectionError::TargetRequired);
+    };
+    let Some(target) = history.iter().find(|h| &h.message_id == target_id) else {
+        return Err(CorrectionError::UnknownTarget {
+            case_ref: case_ref.to_string(),
+            in_reply_to: target_id.clone(),
+        });
+    };
+    let corrections = message.payload["corrections"].as_array();
+    for (index, c) in corrections.into_iter().flatten().enumerate() {
+        let pointer = c["pointer"].as_str().unwrap_or_default();
+        if target.payload.pointer(pointer).is_none() {
+            return Err(CorrectionError::PointerAbsent {
+                index,
+                pointer: pointer.to_string(),
+                target: target.message_id.clone(),
+                target_type: target.message_type.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `target`'s payload with every correction in `history` that names it
+/// applied, oldest first; `None` when nothing corrects it.
+pub fn corrected_payload(target: &CaseMessage, history: &[CaseMessage]) -> Option<Value> {
+    let mut corrected: Option<Value> = None;
+    for m in history
+        .iter()
+        .filter(|m| is_correction(m) && m.in_reply_to.as_deref() == Some(&target.message_id))
+    {
+        let doc = corrected.get_or_insert_with(|| (*target.payload).clone());
+        for c in m.payload["corrections"].as_array().into_iter().flatten() {
+            if let Some(slot) = c["pointer"].as_str().and_then(|p| doc.pointer_mut(p)) {
+                *slot = c["value"].clone();
+            }
+        }
+    }
+    corrected
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn msg(id: &str, t: &str, reply: Option<&str>, payload: Value) -> CaseMessage {
+        CaseMessage {
+            message_id: id.into(),
+            message_type: t.into(),
+            from: "TH".into(),
+            in_reply_to: reply.map(str::to_string),
+            payload: Arc::new(payload),
+        }
+    }
+
+    fn notify() -> CaseMessage {
+        msg(
+            "n1",
+            "referral.notify",
+            None,
+            json!({"person": {"home_address": {"commune": "Old"}}}),
+        )
+    }
+
+    fn correction(reply: Option<&str>, pointer: &str) -> CaseMessage {
+        msg(
+            "u1",
+            "referral.update",
+            reply,
+            json!({"reason": "correction", "summary": "s",
+                   "corrections": [{"pointer": pointer, "value": "New"}]}),
+        )
+    }
+
+    #[test]
+    fn a_correction_names_an_existing_field_of_a_message_of_its_case() {
+        let case = "TH-KH-2026-000001";
+        let history = [notify()];
+        let ok = correction(Some("n1"), "/person/home_address/commune");
+        assert!(check_correction(case, &history, &ok).is_ok());
+        assert_eq!(
+            check_correction(case, &history, &correction(None, "/person")),
+            Err(CorrectionError::TargetRequired)
+        );
+        assert!(matches!(
+            check_correction(case, &history, &correction(Some("other"), "/person")),
+            Err(CorrectionError::UnknownTarget { .. })
+        ));
+        let absent = correction(Some("n1"), "/person/home_address/village");
+        let e = check_correction(case, &history, &absent).unwrap_err();
+        assert!(matches!(e, CorrectionError::PointerAbsent { index: 0, .. }));
+        assert_eq!(
+            Refusal::Correction(e).details()[0].pointer.as_deref(),
+            Some("/payload/corrections/0/pointer")
+        );
+    }
+
+    #[test]
+    fn other_updates_need_no_target() {
+        let update = msg(
+            "u2",
+            "referral.update",
+            None,
+            json!({"reason": "other", "summary": "s"}),
+        );
+        assert!(check_correction("TH-KH-2026-000001", &[notify()], &update).is_ok());
+    }
+
+    #[test]
+    fn corrections_apply_in_order_and_keep_the_original() {
+        let original = notify();
+        let mut second = correction(Some("n1"), "/person/home_address/commune");
+        second.message_id = "u2".into();
+        Arc::make_mut(&mut second.payload)["corrections"][0]["value"] = json!("Newer");
+        let history = [
+            original.clone(),
+            correction(Some("n1"), "/person/home_address/commune"),
+            second,
+        ];
+        let corrected = corrected_payload(&original, &history).unwrap();
+        assert_eq!(corrected["person"]["home_address"]["commune"], "Newer");
+        assert_eq!(original.payload["person"]["home_address"]["commune"], "Old");
+        assert!(corrected_payload(&history[1], &history).is_none());
+    }
+}

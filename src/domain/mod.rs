@@ -1,0 +1,12 @@
+//! The domain: what Homeward knows about cases, messages and agreements,
+//! as pure values and functions. Nothing here does I/O or knows HTTP, SQL
+//! or the network; everything above builds on it.
+
+pub mod access;
+pub mod admission;
+pub mod agreement;
+pub mod calendar;
+pub mod deadline;
+pub mod ids;
+pub mod lifecycle;
+pub mod message;

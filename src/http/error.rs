@@ -1,0 +1,194 @@
+//! The one error body every refusal uses, on both the local and the peer API:
+//! `{"error": {"code", "message", "details": [...]}}` ([`crate::protocol::ErrorBody`]).
+//! `code` is stable and meant for machines; `message` is for people;
+//! `details` lists each problem (a JSON pointer and the rule). Here the
+//! domain's refusals and the store's failures get their HTTP status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::app::node::Node;
+use crate::domain::admission::Refusal;
+pub use crate::protocol::{Detail, ErrorBody, ErrorEnvelope};
+use crate::store::StoreError;
+
+/// A refusal with its HTTP status.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+    /// Set when the store failed: the response is marked so the router's
+    /// [`count_store_failures`] layer counts it.
+    store_failed: bool,
+}
+
+/// Marks a response that a store failure caused.
+#[derive(Debug, Clone, Copy)]
+struct StoreFailed;
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: ErrorBody {
+                code: code.to_string(),
+                message: message.into(),
+                details: Vec::new(),
+            },
+            store_failed: false,
+        }
+    }
+
+    pub fn with_details(mut self, details: Vec<Detail>) -> Self {
+        self.body.details = details;
+        self
+    }
+
+    /// The store could not be reached: 503, nothing was accepted.
+    pub fn store_unavailable() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the gateway could not reach its store; nothing was accepted, retry later",
+        );
+        e.store_failed = true;
+        e
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+
+    /// The standard 429 refusal, with `Retry-After` in whole seconds.
+    pub fn too_many(wait: Duration) -> Response {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut resp = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests; retry in {secs} s"),
+        )
+        .into_response();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
+        resp
+    }
+
+    /// The error body as JSON text (`{"error": {...}}`).
+    pub fn to_json_text(&self) -> String {
+        serde_json::to_string(&ErrorEnvelope {
+            error: self.body.clone(),
+        })
+        .unwrap_or_default()
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        let status = match &r {
+            Refusal::NotAnObject | Refusal::Schema(_) | Refusal::CaseParties { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Refusal::SenderMismatch { .. }
+            | Refusal::WrongReceiver { .. }
+            | Refusal::Agreement(_)
+            | Refusal::Withheld { .. } => StatusCode::FORBIDDEN,
+            Refusal::WrongSender { .. } | Refusal::UnknownPeer { .. } | Refusal::Correction(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Refusal::Lifecycle(_) | Refusal::DuplicateMessageId { .. } => StatusCode::CONFLICT,
+        };
+        Self::new(status, r.code(), r.to_string()).with_details(r.details())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    /// Logs the whole cause chain (an operator must see why) and answers
+    /// the standard 503; the response is counted in
+    /// `homeward_store_errors_total` by [`count_store_failures`].
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %crate::telemetry::error_chain(&e), "store failure; answered 503");
+        Self::store_unavailable()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let failed = self.store_failed;
+        let body = ErrorEnvelope { error: self.body };
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if failed {
+            resp.extensions_mut().insert(StoreFailed);
+        }
+        resp
+    }
+}
+
+/// Router layer: counts every response a store failure caused.
+pub async fn count_store_failures(
+    State(node): State<Arc<Node>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let resp = next.run(req).await;
+    if resp.extensions().get::<StoreFailed>().is_some() {
+        crate::telemetry::Metrics::inc(&node.metrics.store_errors);
+    }
+    resp
+}
+
+/// Reads a JSON request body: checks the content type and the size limit and
+/// parses it, each failure a clear 4xx.
+pub async fn read_json_body(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<(axum::body::Bytes, serde_json::Value), ApiError> {
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("expected Content-Type application/json, got `{content_type}`"),
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body exceeds the limit of {limit} bytes"),
+            )
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                format!("could not read the request body: {e}"),
+            )
+        }
+    })?;
+    let value = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("request body is not valid JSON: {e}"),
+        )
+    })?;
+    Ok((bytes, value))
+}

@@ -1,0 +1,82 @@
+//! The local API, used by this country's own systems over TLS with a bearer
+//! token or client certificate: submit messages, follow their delivery,
+//! read the inbox feed, see a case's timeline, watch timers and queues.
+//! One module per resource, each declaring its routes with the roles that
+//! may call them ([`access::Routes`]).
+
+pub mod access;
+mod audit;
+mod cases;
+mod dashboard;
+mod inbox;
+mod messages;
+mod outbox;
+mod params;
+mod schemas;
+mod service;
+mod timers;
+mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::middleware;
+
+pub use access::RouteRule;
+pub use service::OPENAPI;
+
+use crate::app::node::Node;
+use crate::http::error::{ApiError, count_store_failures};
+use access::Routes;
+
+fn routes() -> Routes {
+    service::routes()
+        .merge(dashboard::routes())
+        .merge(messages::routes())
+        .merge(inbox::routes())
+        .merge(cases::routes())
+        .merge(timers::routes())
+        .merge(outbox::routes())
+        .merge(audit::routes())
+        .merge(schemas::routes())
+}
+
+/// Every local API route and who may call it.
+pub fn rules() -> Vec<RouteRule> {
+    routes().rules()
+}
+
+pub fn router(node: Arc<Node>) -> Router {
+    let limit = node.settings.local_api.max_body_bytes;
+    routes()
+        .into_router(&node)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            node.clone(),
+            count_store_failures,
+        ))
+        // Bodies are read with our own limit (clear JSON error); this only
+        // stops axum's default from cutting in first.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            limit.saturating_add(1),
+        ))
+        .with_state(node)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_route",
+        "no such route on the local API",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}

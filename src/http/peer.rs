@@ -1,0 +1,193 @@
+//! The peer API, spoken between gateways over mutual TLS 1.3 (the wire
+//! contract is `crate::protocol`). A peer is the node its certificate
+//! names; what it may send is admission's business
+//! (`crate::app::receive`). Storage is idempotent by `message_id`: a resend
+//! gets the receipt of the first delivery.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Router, middleware};
+use serde_json::value::RawValue;
+use tracing::warn;
+
+use super::error::{ApiError, count_store_failures, read_json_body};
+use crate::app::node::Node;
+use crate::app::receive::{self, Arrival, Judged};
+use crate::protocol::{BATCH_MAX, BATCH_PATH, BatchResponse, BatchResult, MESSAGES_PATH};
+use crate::tls::ConnInfo;
+
+pub fn router(node: Arc<Node>) -> Router {
+    let limit = node.settings.peer_api.max_body_bytes;
+    Router::new()
+        .route(MESSAGES_PATH, post(receive_one))
+        .route(BATCH_PATH, post(receive_batch))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_route",
+                "no such route on the peer API",
+            )
+        })
+        .layer(middleware::from_fn_with_state(
+            node.clone(),
+            count_store_failures,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            limit.saturating_mul(BATCH_MAX).saturating_add(1),
+        ))
+        .with_state(node)
+}
+
+/// `POST /peer/v1/messages`: one envelope; the answer is its receipt.
+async fn receive_one(
+    State(node): State<Arc<Node>>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let sender = identify(&conn)?;
+    if let Err(wait) = node.peer_limits.check(&sender) {
+        return Ok(ApiError::too_many(wait));
+    }
+    let (raw, doc) = read_json_body(&headers, body, node.settings.peer_api.max_body_bytes).await?;
+    let text = String::from_utf8(raw.to_vec()).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "body is not UTF-8",
+        )
+    })?;
+    let accepted = receive::receive(&node, &sender, Arrival { text, doc }).await??;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        accepted.receipt,
+    )
+        .into_response())
+}
+
+/// `POST /peer/v1/messages/batch`: `{"messages": ["<envelope JSON>", ...]}`
+/// (each envelope as the exact text the sender stored, so receipts hash the
+/// same bytes). Every message is judged on its own; the admitted ones are
+/// committed in one transaction. The answer lists, in order, each message's
+/// status and its receipt or error: `{"results": [{"status", "receipt"|"error"}]}`.
+async fn receive_batch(
+    State(node): State<Arc<Node>>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let sender = identify(&conn)?;
+    if let Err(wait) = node.peer_limits.check(&sender) {
+        return Ok(ApiError::too_many(wait));
+    }
+    let item_limit = node.settings.peer_api.max_body_bytes;
+    let (_, mut doc) = read_json_body(&headers, body, item_limit.saturating_mul(BATCH_MAX)).await?;
+    let items: Vec<String> = doc
+        .get_mut("messages")
+        .map(serde_json::Value::take)
+        .and_then(|m| serde_json::from_value(m).ok())
+        .filter(|m: &Vec<String>| !m.is_empty() && m.len() <= BATCH_MAX)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_batch",
+                format!(
+                    "expected {{\"messages\": [1 to {BATCH_MAX} envelopes, each as JSON text]}}"
+                ),
+            )
+        })?;
+    // Messages that are not even JSON are answered here; the rest go to
+    // the receive service, and their answers back to their places.
+    let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(items.len());
+    let mut arrivals = Vec::new();
+    let mut slots = Vec::new();
+    for text in items {
+        let parsed = if text.len() > item_limit {
+            Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "message exceeds the size limit",
+            ))
+        } else {
+            serde_json::from_str::<serde_json::Value>(&text).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    format!("not valid JSON: {e}"),
+                )
+            })
+        };
+        match parsed {
+            Ok(doc) => {
+                slots.push(results.len());
+                arrivals.push(Arrival { text, doc });
+                results.push(None);
+            }
+            Err(e) => results.push(Some(refused(e))),
+        }
+    }
+    let n = arrivals.len();
+    match receive::receive_many(&node, &sender, arrivals).await {
+        Ok(judged) => {
+            for (slot, j) in slots.into_iter().zip(judged) {
+                results[slot] = Some(answer(j));
+            }
+        }
+        Err(e) => {
+            // Nothing of the batch was committed; the sender retries each.
+            crate::telemetry::Metrics::inc(&node.metrics.store_errors);
+            warn!(error = %crate::telemetry::error_chain(&e), messages = n, "could not commit a batch to the inbox");
+            for slot in slots {
+                results[slot] = Some(refused(ApiError::store_unavailable()));
+            }
+        }
+    }
+    let body = BatchResponse {
+        results: results
+            .into_iter()
+            .map(|r| r.expect("every message has a result"))
+            .collect(),
+    };
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
+}
+
+/// One message's answer in a batch.
+fn answer(judged: Judged) -> BatchResult {
+    match judged {
+        Ok(accepted) => match RawValue::from_string(accepted.receipt) {
+            Ok(receipt) => BatchResult {
+                status: 200,
+                receipt: Some(receipt),
+                error: None,
+            },
+            // A stored receipt is JSON this node wrote; if it is not, the
+            // sender must not count the message delivered.
+            Err(_) => refused(ApiError::store_unavailable()),
+        },
+        Err(refusal) => refused(refusal.into()),
+    }
+}
+
+fn refused(e: ApiError) -> BatchResult {
+    BatchResult {
+        status: e.status.as_u16(),
+        receipt: None,
+        error: Some(e.body),
+    }
+}
+
+fn identify(conn: &ConnInfo) -> Result<String, ApiError> {
+    conn.node.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "no_node_identity",
+            "the client certificate carries no urn:homeward:node URI",
+        )
+    })
+}

@@ -1,0 +1,108 @@
+//! The peer wire contract, shared by the peer API (server) and the delivery
+//! worker (client): paths, the batch limit, the receipt, the batch request
+//! and answer, and the one error body both APIs use. A change here is a
+//! change of protocol between countries' gateways.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// One envelope per request.
+pub const MESSAGES_PATH: &str = "/peer/v1/messages";
+/// Up to [`BATCH_MAX`] envelopes per request, each judged on its own.
+pub const BATCH_PATH: &str = "/peer/v1/messages/batch";
+/// Most messages in one batch.
+pub const BATCH_MAX: usize = 64;
+
+/// Evidence that the receiver committed a message to its inbox.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Receipt {
+    pub message_id: String,
+    pub receiver: String,
+    pub received_at: String,
+    /// SHA-256 of the envelope bytes as received; the sender checks it
+    /// against what it sent.
+    pub envelope_sha256: String,
+    /// The answer the receiver owes and when, counted in the receiver's
+    /// calendar; both sides' timers use this same due time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_due: Option<AnswerDue>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AnswerDue {
+    #[serde(rename = "type")]
+    pub message_type: String,
+    pub due_at: String,
+}
+
+/// `POST` [`BATCH_PATH`]: each envelope as the exact text the sender
+/// stored, so the receiver hashes the same bytes the sender did.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchRequest<'a> {
+    #[serde(borrow)]
+    pub messages: Vec<std::borrow::Cow<'a, str>>,
+}
+
+/// The answer to a batch: one result per message, in order.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchResponse {
+    pub results: Vec<BatchResult>,
+}
+
+/// One message's answer in a batch: its HTTP status and either the receipt
+/// (kept as the exact bytes the receiver issued: it is evidence) or the
+/// error body's inner object.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchResult {
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Box<RawValue>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+/// One problem of a refusal, located where it can be.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Detail {
+    /// JSON pointer into the submitted document, when the problem has a place.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+    /// The schema keyword or rule that failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyword: Option<String>,
+    pub message: String,
+}
+
+impl Detail {
+    pub fn message(message: impl Into<String>) -> Self {
+        Self {
+            pointer: None,
+            keyword: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn at(pointer: impl Into<String>, keyword: &str, message: impl Into<String>) -> Self {
+        Self {
+            pointer: Some(pointer.into()),
+            keyword: Some(keyword.to_string()),
+            message: message.into(),
+        }
+    }
+}
+
+/// The one error body of every refusal on both APIs:
+/// `{"error": {"code", "message", "details": [...]}}`. `code` is stable and
+/// meant for machines; `message` is for people.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(default)]
+    pub details: Vec<Detail>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
