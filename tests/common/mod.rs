@@ -7,8 +7,10 @@ pub mod pg;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use homeward::app::delivery::Worker;
 use homeward::config::{DeliverySettings, Settings};
 use homeward::domain::access::Role;
 use homeward::gateway::{Gateway, Listeners, RunningGateway};
@@ -204,6 +206,18 @@ pub async fn start_with(settings: Settings, clock: homeward::clock::SharedClock)
         .await
         .expect("gateway builds")
         .spawn()
+}
+
+/// A gateway whose delivery worker does not run: the test drives it with
+/// [`Worker::step`].
+pub async fn start_manual(settings: Settings) -> (RunningGateway, Arc<Worker>) {
+    let listeners =
+        Listeners::bind(settings.peer_api.listen, settings.local_api.listen).expect("bind");
+    let mut gateway = Gateway::build_with(settings, listeners, homeward::clock::system())
+        .await
+        .expect("gateway builds");
+    let worker = gateway.take_worker().expect("the worker is there");
+    (gateway.spawn(), worker)
 }
 
 pub fn api(pki: &Pki, cc: &str, addr: SocketAddr) -> ApiClient {
