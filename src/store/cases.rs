@@ -1,0 +1,152 @@
+//! A case's history as the store keeps it: the messages that count, in
+//! commit order (what admission judges a new message against), the case
+//! log, and the reads of a whole case.
+
+use super::*;
+
+/// The messages of a case that count, in the order this node committed
+/// them: everything received, and everything sent that the peer has not
+/// refused (`rejected`) or that did not die undelivered (`dead`).
+pub(super) async fn case_history(
+    conn: &mut sqlx::AnyConnection,
+    sealer: &Sealer,
+    case_ref: &str,
+) -> Result<Vec<CaseMessage>, StoreError> {
+    Ok(case_histories(conn, sealer, &[case_ref])
+        .await?
+        .remove(case_ref)
+        .unwrap_or_default())
+}
+
+/// [`case_history`] of several cases in one query.
+pub(super) async fn case_histories(
+    conn: &mut sqlx::AnyConnection,
+    sealer: &Sealer,
+    cases: &[&str],
+) -> Result<HashMap<String, Vec<CaseMessage>>, StoreError> {
+    if cases.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = case_histories_sql(backend_of(conn), cases.len());
+    let mut query = sqlx::query(&sql);
+    for case_ref in cases {
+        query = query.bind(*case_ref);
+    }
+    histories_of(sealer, &query.fetch_all(&mut *conn).await?, |_| true)
+}
+
+/// The read of [`case_histories`], for `n` cases bound in order.
+pub(super) fn case_histories_sql(backend: Backend, n: usize) -> String {
+    format!(
+        "SELECT l.case_ref, l.message_id, COALESCE(ob.body, i.body) AS body FROM case_log l \
+         LEFT JOIN outbox o ON l.direction = 'out' AND o.message_id = l.message_id \
+         LEFT JOIN outbox_body ob ON ob.seq = o.seq \
+         LEFT JOIN inbox i ON l.direction = 'in' AND i.message_id = l.message_id \
+         WHERE l.case_ref IN ({}) AND (o.state IS NULL OR o.state NOT IN ('rejected', 'dead')) \
+         ORDER BY l.seq",
+        in_of(backend, n)
+    )
+}
+
+/// [`case_histories`] as a statement of a [`Script`] (none for no cases).
+pub(super) fn push_case_histories<'a>(
+    script: &mut Script<'a>,
+    backend: Backend,
+    cases: &[&'a str],
+) -> bool {
+    if cases.is_empty() {
+        return false;
+    }
+    script.push(
+        case_histories_sql(backend, cases.len()),
+        cases.iter().map(|c| Arg::Str(c)),
+    );
+    true
+}
+
+/// Case histories from the rows of [`case_histories_sql`], of the cases
+/// `wanted` only: the others' bodies are not opened (a batch of resends
+/// needs no history, and must not fail on a body it does not need).
+pub(super) fn histories_of(
+    sealer: &Sealer,
+    rows: &[AnyRow],
+    wanted: impl Fn(&str) -> bool,
+) -> Result<HashMap<String, Vec<CaseMessage>>, StoreError> {
+    let mut histories: HashMap<String, Vec<CaseMessage>> = HashMap::new();
+    for r in rows {
+        if !wanted(r.get::<&str, _>("case_ref")) {
+            continue;
+        }
+        let Some(sealed) = r.get::<Option<String>, _>("body") else {
+            continue;
+        };
+        let body = sealer.open(r.get::<&str, _>("message_id"), &sealed)?;
+        if let Some(m) = CaseMessage::from_stored(&body) {
+            histories.entry(r.get("case_ref")).or_default().push(m);
+        }
+    }
+    Ok(histories)
+}
+
+/// Case-log entries, in commit order (a multi-row insert assigns `seq` in
+/// the order of its rows).
+pub(super) fn push_case_log<'a>(
+    script: &mut Script<'a>,
+    backend: Backend,
+    entries: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+    direction: &'static str,
+) {
+    let n = entries.len();
+    if n == 0 {
+        return;
+    }
+    script.push(
+        format!(
+            "INSERT INTO case_log (case_ref, message_id, direction) VALUES {}",
+            values_of(backend, n, 3)
+        ),
+        entries.flat_map(|(case_ref, message_id)| {
+            [
+                Arg::Str(case_ref),
+                Arg::Str(message_id),
+                Arg::Str(direction),
+            ]
+        }),
+    );
+}
+
+impl Store {
+    /// The case's state on this node, if the case exists.
+    pub async fn case_state(&self, case_ref: &str) -> Result<Option<CaseState>, StoreError> {
+        let history = self.case_history(case_ref).await?;
+        Ok(lifecycle::replay(case_ref, &history))
+    }
+
+    /// The lifecycle's view of every message of the case, sent and
+    /// received, in the order the case saw them.
+    pub async fn case_history(&self, case_ref: &str) -> Result<Vec<CaseMessage>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        case_history(&mut conn, &self.sealer, case_ref).await
+    }
+
+    /// Everything this node sent and received for a case.
+    pub async fn case_messages(
+        &self,
+        case_ref: &str,
+    ) -> Result<(Vec<OutboxRow>, Vec<InboxRow>), StoreError> {
+        let out = sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE case_ref = $1 ORDER BY seq"
+        ))
+        .bind(case_ref)
+        .fetch_all(&self.read)
+        .await?;
+        let inb = sqlx::query("SELECT * FROM inbox WHERE case_ref = $1 ORDER BY seq")
+            .bind(case_ref)
+            .fetch_all(&self.read)
+            .await?;
+        Ok((
+            out.iter().map(outbox_row).collect(),
+            inb.iter().map(inbox_row).collect(),
+        ))
+    }
+}

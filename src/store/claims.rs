@@ -1,0 +1,344 @@
+//! The delivery worker's side of the outbox: claiming what is due (one
+//! head per case, leased on PostgreSQL), releasing claims after a stop,
+//! and recording each attempt's outcome (receipt, refusal, retry, dead).
+
+use super::*;
+
+/// A message claimed for one delivery attempt.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub seq: i64,
+    pub message_id: String,
+    pub message_type: String,
+    pub in_reply_to: Option<String>,
+    pub case_ref: String,
+    pub peer: String,
+    pub submitted_at: i64,
+    pub body: String,
+    pub body_sha256: String,
+    pub attempts: i64,
+    pub deadline_at: i64,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Delivered {
+        receipt: String,
+        at: i64,
+        /// The receiver's commit time, from its receipt.
+        received_at: i64,
+        /// The "awaiting answer" timer this delivery opens.
+        timer: Option<NewTimer>,
+    },
+    Rejected {
+        reason: String,
+    },
+    Retry {
+        error: String,
+        next_attempt_at: i64,
+    },
+    Dead {
+        error: String,
+        at: i64,
+    },
+}
+
+/// The writes of [`Store::record`], inside the caller's transaction: the
+/// bulk (deliveries, the timers they open, retries) in one round trip.
+pub(super) async fn record_in(
+    tx: &mut WriteTx,
+    backend: Backend,
+    results: &[(i64, Outcome)],
+) -> Result<(), StoreError> {
+    let mut bulk = Script::new();
+    let delivered: Vec<(i64, &str, i64)> = results
+        .iter()
+        .filter_map(|(seq, o)| match o {
+            Outcome::Delivered { receipt, at, .. } => Some((*seq, receipt.as_str(), *at)),
+            _ => None,
+        })
+        .collect();
+    if !delivered.is_empty() {
+        // A row already delivered is left alone: another instance's
+        // attempt, after this one's lease ran out, recorded it first.
+        bulk.push(
+            format!(
+                "UPDATE outbox SET state = 'delivered', receipt = v.column2, delivered_at = v.column3, last_error = NULL \
+                 FROM (VALUES {}) AS v WHERE outbox.seq = v.column1 AND outbox.state <> 'delivered' \
+                 RETURNING seq, message_id, type, in_reply_to",
+                values_of(backend, delivered.len(), 3)
+            ),
+            delivered
+                .iter()
+                .flat_map(|&(seq, receipt, at)| [Arg::Int(seq), Arg::Str(receipt), Arg::Int(at)]),
+        );
+        // The timers the deliveries open. Such a row delivered before
+        // opened its timer then, and this insert leaves that one as it is.
+        let opened: Vec<&NewTimer> = results
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Outcome::Delivered { timer, .. } => timer.as_ref(),
+                _ => None,
+            })
+            .collect();
+        timers::push_timers(&mut bulk, backend, &opened);
+    }
+    // Retries, in one statement too: with a peer down, every message
+    // of every batch comes back as one.
+    let retries: Vec<(i64, &str, i64)> = results
+        .iter()
+        .filter_map(|(seq, o)| match o {
+            Outcome::Retry {
+                error,
+                next_attempt_at,
+            } => Some((*seq, error.as_str(), *next_attempt_at)),
+            _ => None,
+        })
+        .collect();
+    if !retries.is_empty() {
+        bulk.push(
+            format!(
+                "UPDATE outbox SET last_error = v.column2, next_attempt_at = v.column3 \
+                 FROM (VALUES {}) AS v WHERE outbox.seq = v.column1 AND outbox.state IN ('queued', 'delivering')",
+                values_of(backend, retries.len(), 3)
+            ),
+            retries.iter().flat_map(|&(seq, error, next_attempt_at)| {
+                [Arg::Int(seq), Arg::Str(error), Arg::Int(next_attempt_at)]
+            }),
+        );
+    }
+    // Rows of the deliveries this record made: an answer closes the timers
+    // of the message it answers.
+    let updated = if bulk.is_empty() {
+        Vec::new()
+    } else {
+        tx.run(bulk).await?
+    };
+    for row in &updated {
+        let Some(reply_to) = row.get::<Option<String>, _>("in_reply_to") else {
+            continue;
+        };
+        let seq: i64 = row.get("seq");
+        let Some(received_at) = results.iter().find_map(|(s, o)| match o {
+            Outcome::Delivered { received_at, .. } if *s == seq => Some(*received_at),
+            _ => None,
+        }) else {
+            continue;
+        };
+        let (id, t): (String, String) = (row.get("message_id"), row.get("type"));
+        timers::close_timers(
+            tx.conn().await?,
+            Side::AnswerDue,
+            &reply_to,
+            &t,
+            &id,
+            received_at,
+        )
+        .await?;
+    }
+    for (seq, outcome) in results {
+        match outcome {
+            Outcome::Delivered { .. } | Outcome::Retry { .. } => {}
+            Outcome::Rejected { reason } => {
+                sqlx::query(
+                    "UPDATE outbox SET state = 'rejected', last_error = $1 \
+                     WHERE seq = $2 AND state IN ('queued', 'delivering')",
+                )
+                .bind(reason)
+                .bind(seq)
+                .execute(tx.conn().await?)
+                .await?;
+            }
+            Outcome::Dead { error, at } => {
+                let conn = tx.conn().await?;
+                let Some(row) = sqlx::query(
+                    "UPDATE outbox SET state = 'dead', last_error = $1 \
+                     WHERE seq = $2 AND state IN ('queued', 'delivering') \
+                     RETURNING message_id, case_ref, type, peer, attempts",
+                )
+                .bind(error)
+                .bind(seq)
+                .fetch_optional(&mut *conn)
+                .await?
+                else {
+                    continue;
+                };
+                timers::insert_event(
+                    conn,
+                    &NewEvent {
+                        case_ref: row.get("case_ref"),
+                        message_id: Some(row.get("message_id")),
+                        kind: "dead",
+                        at: *at,
+                        detail: serde_json::json!({
+                            "type": row.get::<String, _>("type"),
+                            "peer": row.get::<String, _>("peer"),
+                            "attempts": row.get::<i64, _>("attempts"),
+                        }),
+                        alert: true,
+                    },
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Claims up to `limit` messages due at `now` that head their (peer,
+    /// case) queue, marks them `delivering` and counts the attempt. A later
+    /// message of a case waits until every earlier one is final, which keeps
+    /// per-case order.
+    ///
+    /// A claim moves `next_attempt_at` one lease ahead, so a claimed message
+    /// is not due again while its attempt is in flight (the worker keeps
+    /// several batches in flight) and becomes due if its claimer dies. On
+    /// PostgreSQL several instances claim at once: rows another instance is
+    /// claiming are skipped (`FOR UPDATE SKIP LOCKED`). SQLite has a single
+    /// claimer, which releases its stale claims at start
+    /// ([`Store::release_claims`]).
+    pub async fn claim_due(&self, now: i64, limit: i64) -> Result<Vec<Claimed>, StoreError> {
+        const HEAD: &str = "o.state IN ('queued', 'delivering') AND o.next_attempt_at <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.peer = o.peer AND p.case_ref = o.case_ref \
+                             AND p.seq < o.seq AND p.state IN ('queued', 'delivering'))";
+        const RETURNING: &str = "RETURNING seq, message_id, type, in_reply_to, submitted_at, case_ref, peer, body_sha256, attempts, deadline_at";
+        // One statement per claim: on SQLite each statement is a round trip
+        // to its connection's thread. Due heads are taken in the pending
+        // index's order (due time, then seq), so the scan stops after
+        // `limit` heads: ordering by seq alone read and sorted every due row,
+        // and a 100,000-message backlog drained at a fifth of the speed.
+        // Per-case order does not depend on it: only a case's head is due.
+        let sql = match self.backend {
+            Backend::Sqlite => format!(
+                "UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = $3 \
+                 WHERE seq IN (SELECT o.seq FROM outbox o INDEXED BY outbox_pending WHERE {HEAD} ORDER BY o.next_attempt_at, o.seq LIMIT $2) \
+                 {RETURNING}"
+            ),
+            Backend::Postgres => format!(
+                "WITH due AS (SELECT o.seq AS due_seq FROM outbox o WHERE {HEAD} ORDER BY o.next_attempt_at, o.seq LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = $3 \
+                 FROM due WHERE outbox.seq = due.due_seq {RETURNING}"
+            ),
+        };
+        let lease_until = now.saturating_add(self.lease_ms);
+        // A claim is a lease, not a fact worth an fsync: if a crash loses
+        // it, the restart releases claims anyway. On SQLite it is one round
+        // trip to the writer's thread, from `BEGIN` to `COMMIT`.
+        let claim = Script::of(sql, [Arg::Int(now), Arg::Int(limit), Arg::Int(lease_until)]);
+        let rows = WriteTx::begin_relaxed(&self.write, self.backend)
+            .await?
+            .commit(claim)
+            .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The bodies, which the claim did not rewrite: they never change
+        // while a message is pending, so any connection may read them.
+        let sql = format!(
+            "SELECT seq, body FROM outbox_body WHERE seq IN ({})",
+            placeholders(self.backend, rows.len())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for r in &rows {
+            query = query.bind(r.get::<i64, _>("seq"));
+        }
+        let mut bodies: HashMap<i64, String> = query
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(|r| (r.get("seq"), r.get("body")))
+            .collect();
+        let mut claimed = rows
+            .iter()
+            .map(|r| {
+                let message_id: String = r.get("message_id");
+                let sealed = bodies
+                    .remove(&r.get::<i64, _>("seq"))
+                    .ok_or(StoreError::Db(sqlx::Error::RowNotFound))?;
+                let body = self.sealer.open(&message_id, &sealed)?;
+                Ok(Claimed {
+                    seq: r.get("seq"),
+                    message_id,
+                    message_type: r.get("type"),
+                    in_reply_to: r.get("in_reply_to"),
+                    submitted_at: r.get("submitted_at"),
+                    case_ref: r.get("case_ref"),
+                    peer: r.get("peer"),
+                    body,
+                    body_sha256: r.get("body_sha256"),
+                    attempts: r.get("attempts"),
+                    deadline_at: r.get("deadline_at"),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        claimed.sort_by_key(|c| c.seq);
+        Ok(claimed)
+    }
+
+    /// At start: claims left by a previous run of this gateway (a crash
+    /// mid-attempt) are due now rather than when their lease runs out. Only
+    /// on SQLite, whose file has one gateway; on PostgreSQL the claims may
+    /// belong to other live instances, and their leases decide.
+    pub async fn release_claims(&self, now: i64) -> Result<u64, StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $1 WHERE state = 'delivering' AND next_attempt_at > $1",
+        )
+        .bind(now)
+        .execute(&mut *self.write.acquire().await?)
+        .await?
+        .rows_affected();
+        Ok(done)
+    }
+
+    /// The earliest time a head-of-queue message becomes due, if any.
+    pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        // SQLite's planner would scan the whole outbox in `seq` order here.
+        let from = match self.backend {
+            Backend::Sqlite => "outbox o INDEXED BY outbox_pending",
+            Backend::Postgres => "outbox o",
+        };
+        let row = sqlx::query(&format!(
+            "SELECT o.next_attempt_at AS due FROM {from} \
+             WHERE o.state IN ('queued', 'delivering') \
+               AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.peer = o.peer AND p.case_ref = o.case_ref \
+                               AND p.seq < o.seq AND p.state IN ('queued', 'delivering')) \
+             ORDER BY o.next_attempt_at, o.seq LIMIT 1"
+        ))
+        .fetch_optional(&self.read)
+        .await?;
+        // The first head in index order: MIN() over the filter read them all.
+        Ok(row.map(|r| r.get("due")))
+    }
+
+    /// Records the outcome of attempts, in one transaction: a delivery
+    /// opens the sender's timer and closes the timer it answers; a dead
+    /// message raises an alert.
+    ///
+    /// On SQLite, deliveries and retries commit without waiting for the
+    /// disk: if a crash of the machine loses them, the messages are sent
+    /// again, and the peer, idempotent by `message_id`, answers with the
+    /// receipt it already gave. The next durable commit (a submission, a
+    /// receipt) covers them, the WAL being written in order. Refusals and
+    /// dead messages, which raise alerts and are not repeatable, wait for
+    /// the disk.
+    pub async fn record(&self, results: &[(i64, Outcome)]) -> Result<(), StoreError> {
+        let repeatable = results
+            .iter()
+            .all(|(_, o)| matches!(o, Outcome::Delivered { .. } | Outcome::Retry { .. }));
+        let mut tx = if repeatable {
+            WriteTx::begin_relaxed(&self.write, self.backend).await?
+        } else {
+            WriteTx::begin(&self.write, self.backend).await?
+        };
+        record_in(&mut tx, self.backend, results).await?;
+        tx.commit(Script::new()).await?;
+        Ok(())
+    }
+}
