@@ -12,6 +12,9 @@
 //! request is allowed from `acknowledged`, `tracing` and `traced`, and
 //! tracing messages are accepted (without moving the state back) during the
 //! repatriation stages.
+//!
+//! The file is over 600 lines because the tests of every path through the
+//! transition table (about 250 lines) sit beside the table they check.
 
 use serde::Serialize;
 use serde_json::Value;

@@ -1,0 +1,11 @@
+//! `homeward bench`: measurements that are not tests. Each benchmark has
+//! its own module; they share the gateway processes of [`procs`].
+
+mod backlog;
+mod e2e;
+mod procs;
+mod timers;
+
+pub use backlog::{BacklogOptions, backlog};
+pub use e2e::{E2eOptions, e2e};
+pub use timers::timers;
