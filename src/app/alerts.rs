@@ -22,22 +22,30 @@ pub struct Alerter {
 /// Attempts before an alert is given up (and logged as failed).
 const ALERT_ATTEMPTS: i64 = 12;
 
+/// Why the webhook client cannot be built (the gateway runs without it).
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("alerts.webhook_ca: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("webhook client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
 impl Alerter {
-    pub fn new(node: Arc<Node>) -> Result<Self, String> {
+    pub fn new(node: Arc<Node>) -> Result<Self, AlertError> {
         let client = match &node.settings.alerts.webhook_url {
             None => None,
             Some(url) => {
                 let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
                 if let Some(ca) = &node.settings.alerts.webhook_ca {
-                    let certs = crate::tls::load_certs(ca).map_err(|e| e.to_string())?;
-                    let config =
-                        crate::tls::api_client_config(&certs).map_err(|e| e.to_string())?;
+                    let certs = crate::tls::load_certs(ca)?;
+                    let config = crate::tls::api_client_config(&certs)?;
                     builder = builder.use_preconfigured_tls(config);
                 } else {
-                    let config = crate::tls::system_client_config().map_err(|e| e.to_string())?;
+                    let config = crate::tls::system_client_config()?;
                     builder = builder.use_preconfigured_tls(config);
                 }
-                Some((builder.build().map_err(|e| e.to_string())?, url.clone()))
+                Some((builder.build()?, url.clone()))
             }
         };
         Ok(Self { node, client })
