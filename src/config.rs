@@ -159,6 +159,11 @@ pub struct TlsSettings {
     /// Certificate and key the local API serves.
     pub api_cert: PathBuf,
     pub api_key: PathBuf,
+    /// Also offer TLS 1.2 on the local API port, for a case-management
+    /// system that cannot speak TLS 1.3. Off by default; the peer port is
+    /// TLS 1.3 only, always.
+    #[serde(default)]
+    pub api_tls12: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -138,7 +138,8 @@ impl Gateway {
             Some(path) => tls::load_certs(path)?,
             None => Vec::new(),
         };
-        let api_tls = tls::api_server_config(&api_identity, &client_cas)?;
+        let api_tls =
+            tls::local_api_server_config(&api_identity, &client_cas, settings.tls.api_tls12)?;
         let sealer = crate::store::seal::Sealer::from_settings(&settings.encryption)
             .map_err(|e| GatewayError::Config(e.to_string()))?;
         let store = Store::open(&settings.database.url, sealer)

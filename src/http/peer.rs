@@ -33,6 +33,13 @@ pub fn router(node: Arc<Node>) -> Router {
                 "no such route on the peer API",
             )
         })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route only accepts POST",
+            )
+        })
         .layer(middleware::from_fn_with_state(
             node.clone(),
             count_store_failures,

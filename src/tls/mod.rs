@@ -227,17 +227,32 @@ pub fn peer_server_config(
     Ok(Arc::new(config))
 }
 
-/// Server configuration of the local API: TLS 1.2+, no client certificate needed.
-/// With `client_cas`, a client certificate from one of them is accepted
-/// (and mapped to a role by its subject) but not required: bearer tokens
-/// remain the other way in.
+/// Server configuration of the local API: TLS 1.3, no client certificate
+/// needed. With `client_cas`, a client certificate from one of them is
+/// accepted (and mapped to a role by its subject) but not required: bearer
+/// tokens remain the other way in.
 pub fn api_server_config(
     identity: &Identity,
     client_cas: &[CertificateDer<'static>],
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    local_api_server_config(identity, client_cas, false)
+}
+
+/// As [`api_server_config`]; with `tls12`, TLS 1.2 is offered too
+/// (`tls.api_tls12`, for legacy case systems).
+pub fn local_api_server_config(
+    identity: &Identity,
+    client_cas: &[CertificateDer<'static>],
+    tls12: bool,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = provider();
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12 {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13]
+    };
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let builder = if client_cas.is_empty() {
         builder.with_no_client_auth()

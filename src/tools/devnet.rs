@@ -78,6 +78,7 @@ pub fn node_settings(
             key: own.peer_key,
             api_cert: own.api_cert,
             api_key: own.api_key,
+            api_tls12: false,
         },
         agreements: AgreementSettings {
             dir: agreements_dir.to_path_buf(),

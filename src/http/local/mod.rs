@@ -20,8 +20,9 @@ mod views;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use access::RouteRule;
 pub use service::OPENAPI;
@@ -56,6 +57,24 @@ pub fn router(node: Arc<Node>) -> Router {
         .layer(middleware::from_fn_with_state(
             node.clone(),
             count_store_failures,
+        ))
+        // Case data must not linger in caches or be sniffed or framed; the
+        // page's own files say `no-cache` themselves.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
         ))
         // Bodies are read with our own limit (clear JSON error); this only
         // stops axum's default from cutting in first.
