@@ -1,41 +1,76 @@
-//! Telemetry: in-process counters, exported in Prometheus text format at
-//! `/metrics`, and the tracing set-up. Labels carry node, peer, state,
+//! Telemetry: the node's metrics (`prometheus-client`, one registry per
+//! node), exported in the OpenMetrics text format at `/metrics`, and the
+//! tracing set-up. Labels carry node, peer, state,
 //! outcome and reason classes only, never personal data; log lines carry
 //! `message_id` and `case_ref`, never payload fields.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds of the submit→receipt latency buckets, in seconds.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
 ];
 
-/// A counter family for rendering: name, help, and (labels, value) series.
-type Counter<'a> = (&'a str, &'a str, &'a [(&'a str, u64)]);
-
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub reminders: AtomicU64,
-    pub breaches: AtomicU64,
-    pub dead: AtomicU64,
-    pub delivered: AtomicU64,
-    pub rejected: AtomicU64,
-    pub retried: AtomicU64,
-    pub received: AtomicU64,
-    pub submitted: AtomicU64,
-    pub store_errors: AtomicU64,
-    latency: Mutex<Histogram>,
-    handshake_failures: Mutex<BTreeMap<(String, String), u64>>,
-    peers: Mutex<BTreeMap<String, PeerHealth>>,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
 }
 
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandshakeLabels {
+    port: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabel {
+    peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutboxLabels {
+    peer: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+/// One node's metrics, in a registry of its own: several gateways run in
+/// one process (demo, tests, bench), so nothing is global.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub submitted: Counter,
+    pub received: Counter,
+    pub delivered: Counter,
+    pub rejected: Counter,
+    pub retried: Counter,
+    pub dead: Counter,
+    pub reminders: Counter,
+    pub breaches: Counter,
+    pub store_errors: Counter,
+    latency: Histogram,
+    handshake_failures: Family<HandshakeLabels, Counter>,
+    peer_up: Family<PeerLabel, Gauge>,
+    peer_last_success: Family<PeerLabel, Gauge<f64, AtomicU64>>,
+    /// Read from the store at each scrape.
+    outbox: Family<OutboxLabels, Gauge>,
+    timers: Family<StateLabel, Gauge>,
+    /// One scrape at a time: the store-read gauges are cleared and refilled.
+    scrape: Mutex<()>,
+    peers: Mutex<BTreeMap<String, PeerHealth>>,
 }
 
 /// What the gateway last saw of a peer.
@@ -49,44 +84,131 @@ pub struct PeerHealth {
     pub last_attempt: Option<i64>,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let submitted = Counter::default();
+        registry.register(
+            "homeward_messages_submitted",
+            "Messages accepted for delivery",
+            submitted.clone(),
+        );
+        let received = Counter::default();
+        registry.register(
+            "homeward_messages_received",
+            "Messages received from peers",
+            received.clone(),
+        );
+        let deliveries = Family::<OutcomeLabel, Counter>::default();
+        let outcome = |o| {
+            deliveries
+                .get_or_create(&OutcomeLabel { outcome: o })
+                .clone()
+        };
+        let (delivered, rejected, retried, dead) = (
+            outcome("delivered"),
+            outcome("rejected"),
+            outcome("retry"),
+            outcome("dead"),
+        );
+        registry.register(
+            "homeward_deliveries",
+            "Delivery attempts by outcome",
+            deliveries,
+        );
+        let reminders = Counter::default();
+        registry.register(
+            "homeward_timer_reminders",
+            "Deadline reminders fired",
+            reminders.clone(),
+        );
+        let breaches = Counter::default();
+        registry.register(
+            "homeward_timer_breaches",
+            "Deadlines breached",
+            breaches.clone(),
+        );
+        let store_errors = Counter::default();
+        registry.register(
+            "homeward_store_errors",
+            "Store operations that failed",
+            store_errors.clone(),
+        );
+        let outbox = Family::<OutboxLabels, Gauge>::default();
+        registry.register(
+            "homeward_outbox_messages",
+            "Outbox messages by peer and state",
+            outbox.clone(),
+        );
+        let timers = Family::<StateLabel, Gauge>::default();
+        registry.register("homeward_timers", "Timers by state", timers.clone());
+        let latency = Histogram::new(LATENCY_BUCKETS.iter().copied());
+        registry.register(
+            "homeward_delivery_latency_seconds",
+            "Submission to peer receipt",
+            latency.clone(),
+        );
+        let handshake_failures = Family::<HandshakeLabels, Counter>::default();
+        registry.register(
+            "homeward_tls_handshake_failures",
+            "Refused or failed TLS handshakes by port and reason",
+            handshake_failures.clone(),
+        );
+        let peer_up = Family::<PeerLabel, Gauge>::default();
+        registry.register(
+            "homeward_peer_up",
+            "Whether the last delivery attempt reached the peer",
+            peer_up.clone(),
+        );
+        let peer_last_success = Family::<PeerLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "homeward_peer_last_success_timestamp_seconds",
+            "Last delivery with a receipt",
+            peer_last_success.clone(),
+        );
+        Self {
+            registry,
+            submitted,
+            received,
+            delivered,
+            rejected,
+            retried,
+            dead,
+            reminders,
+            breaches,
+            store_errors,
+            latency,
+            handshake_failures,
+            peer_up,
+            peer_last_success,
+            outbox,
+            timers,
+            scrape: Mutex::new(()),
+            peers: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
 impl Metrics {
     pub fn timer_event(&self, kind: &str) {
         match kind {
-            "reminder" => self.reminders.fetch_add(1, Ordering::Relaxed),
-            "breach" => self.breaches.fetch_add(1, Ordering::Relaxed),
+            "reminder" => self.reminders.inc(),
+            "breach" => self.breaches.inc(),
             _ => 0,
         };
     }
 
-    pub fn get(c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
-    }
-
-    pub fn inc(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-
     pub fn observe_latency(&self, seconds: f64) {
-        let mut h = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-        if h.counts.is_empty() {
-            h.counts = vec![0; LATENCY_BUCKETS.len()];
-        }
-        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-            if seconds <= *b {
-                h.counts[i] += 1;
-            }
-        }
-        h.sum += seconds;
-        h.count += 1;
+        self.latency.observe(seconds);
     }
 
     pub fn handshake_failed(&self, port: &str, reason: &str) {
-        *self
-            .handshake_failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((port.to_string(), reason.to_string()))
-            .or_default() += 1;
+        self.handshake_failures
+            .get_or_create(&HandshakeLabels {
+                port: port.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     pub fn peer_attempt(&self, peer: &str, reachable: bool, success: bool, now: i64) {
@@ -94,8 +216,15 @@ impl Metrics {
         let p = peers.entry(peer.to_string()).or_default();
         p.reachable = reachable;
         p.last_attempt = Some(now);
+        let label = PeerLabel {
+            peer: peer.to_string(),
+        };
+        self.peer_up.get_or_create(&label).set(i64::from(reachable));
         if success {
             p.last_success = Some(now);
+            self.peer_last_success
+                .get_or_create(&label)
+                .set(now as f64 / 1000.0);
         }
     }
 
@@ -103,149 +232,38 @@ impl Metrics {
         self.peers.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Everything, in Prometheus text format; `outbox` is (peer, state,
-    /// count) and `timers` (state, count), read from the store.
+    /// Everything, in the OpenMetrics text format ([`CONTENT_TYPE`]);
+    /// `outbox` is (peer, state, count) and `timers` (state, count), read
+    /// from the store for this scrape.
     pub fn render(&self, outbox: &[(String, String, i64)], timers: &[(String, i64)]) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let counters: [Counter; 6] = [
-            (
-                "homeward_messages_submitted_total",
-                "Messages accepted for delivery.",
-                &[("", g(&self.submitted))],
-            ),
-            (
-                "homeward_messages_received_total",
-                "Messages received from peers.",
-                &[("", g(&self.received))],
-            ),
-            (
-                "homeward_deliveries_total",
-                "Delivery attempts by outcome.",
-                &[
-                    ("outcome=\"delivered\"", g(&self.delivered)),
-                    ("outcome=\"rejected\"", g(&self.rejected)),
-                    ("outcome=\"retry\"", g(&self.retried)),
-                    ("outcome=\"dead\"", g(&self.dead)),
-                ],
-            ),
-            (
-                "homeward_timer_reminders_total",
-                "Deadline reminders fired.",
-                &[("", g(&self.reminders))],
-            ),
-            (
-                "homeward_timer_breaches_total",
-                "Deadlines breached.",
-                &[("", g(&self.breaches))],
-            ),
-            (
-                "homeward_store_errors_total",
-                "Store operations that failed.",
-                &[("", g(&self.store_errors))],
-            ),
-        ];
-        for (name, help, series) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (labels, value) in series {
-                let labels = if labels.is_empty() {
-                    String::new()
-                } else {
-                    format!("{{{labels}}}")
-                };
-                let _ = writeln!(out, "{name}{labels} {value}");
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP homeward_outbox_messages Outbox messages by peer and state.\n# TYPE homeward_outbox_messages gauge"
-        );
+        let _one = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        // A state with no messages left must not keep its last count.
+        self.outbox.clear();
         for (peer, state, n) in outbox {
-            let _ = writeln!(
-                out,
-                "homeward_outbox_messages{{peer=\"{peer}\",state=\"{state}\"}} {n}"
-            );
+            self.outbox
+                .get_or_create(&OutboxLabels {
+                    peer: peer.clone(),
+                    state: state.clone(),
+                })
+                .set(*n);
         }
-        let _ = writeln!(
-            out,
-            "# HELP homeward_timers Timers by state.\n# TYPE homeward_timers gauge"
-        );
+        self.timers.clear();
         for (state, n) in timers {
-            let _ = writeln!(out, "homeward_timers{{state=\"{state}\"}} {n}");
+            self.timers
+                .get_or_create(&StateLabel {
+                    state: state.clone(),
+                })
+                .set(*n);
         }
-        self.render_dynamic(&mut out);
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
-
-    /// The histogram, handshake failures and peer gauges as Prometheus text.
-    fn render_dynamic(&self, out: &mut String) {
-        use std::fmt::Write;
-        let h = self
-            .latency
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let _ = writeln!(
-            out,
-            "# HELP homeward_delivery_latency_seconds Submission to peer receipt.\n# TYPE homeward_delivery_latency_seconds histogram"
-        );
-        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "homeward_delivery_latency_seconds_bucket{{le=\"{b}\"}} {}",
-                h.counts.get(i).copied().unwrap_or(0)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "homeward_delivery_latency_seconds_bucket{{le=\"+Inf\"}} {}",
-            h.count
-        );
-        let _ = writeln!(out, "homeward_delivery_latency_seconds_sum {}", h.sum);
-        let _ = writeln!(out, "homeward_delivery_latency_seconds_count {}", h.count);
-        let _ = writeln!(
-            out,
-            "# HELP homeward_tls_handshake_failures_total Refused or failed TLS handshakes by port and reason.\n# TYPE homeward_tls_handshake_failures_total counter"
-        );
-        for ((port, reason), n) in self
-            .handshake_failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "homeward_tls_handshake_failures_total{{port=\"{port}\",reason=\"{reason}\"}} {n}"
-            );
-        }
-        let peers = self.peer_health();
-        let _ = writeln!(
-            out,
-            "# HELP homeward_peer_up Whether the last delivery attempt reached the peer.\n# TYPE homeward_peer_up gauge"
-        );
-        for (peer, p) in &peers {
-            let _ = writeln!(
-                out,
-                "homeward_peer_up{{peer=\"{peer}\"}} {}",
-                u8::from(p.reachable)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP homeward_peer_last_success_timestamp_seconds Last delivery with a receipt.\n# TYPE homeward_peer_last_success_timestamp_seconds gauge"
-        );
-        for (peer, p) in &peers {
-            if let Some(t) = p.last_success {
-                let _ = writeln!(
-                    out,
-                    "homeward_peer_last_success_timestamp_seconds{{peer=\"{peer}\"}} {}",
-                    t as f64 / 1000.0
-                );
-            }
-        }
-    }
 }
+
+/// The media type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// A reason class for a failed handshake, for the metric label.
 pub fn handshake_reason(e: &std::io::Error) -> &'static str {
@@ -294,4 +312,90 @@ pub fn init_tracing(json: bool, default_level: &str) {
     } else {
         builder.try_init()
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// (metric as scraped, type, label keys), from a render with one series
+    /// of every family.
+    fn scraped() -> BTreeSet<(String, String, String)> {
+        let m = Metrics::default();
+        m.peer_attempt("TH", true, true, 1_700_000_000_000);
+        m.handshake_failed("peer", "unknown_issuer");
+        m.observe_latency(0.2);
+        let text = m.render(&[("TH".into(), "queued".into(), 3)], &[("open".into(), 2)]);
+        let mut types = BTreeMap::new();
+        let mut out = BTreeSet::new();
+        for line in text.lines() {
+            if let Some(t) = line.strip_prefix("# TYPE ") {
+                let (family, kind) = t.split_once(' ').unwrap();
+                types.insert(family.to_string(), kind.to_string());
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let name = line.split(['{', ' ']).next().unwrap();
+            let (family, kind) = types
+                .iter()
+                .filter(|(f, _)| name.starts_with(f.as_str()))
+                .max_by_key(|(f, _)| f.len())
+                .unwrap();
+            let mut keys: Vec<&str> = line
+                .split_once('{')
+                .map(|(_, rest)| rest.split('}').next().unwrap())
+                .into_iter()
+                .flat_map(|l| l.split(','))
+                .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
+                .filter(|k| *k != "le")
+                .collect();
+            keys.sort_unstable();
+            let shown = if kind == "counter" {
+                format!("{family}_total")
+            } else {
+                family.clone()
+            };
+            out.insert((shown, kind.clone(), keys.join(", ")));
+        }
+        out
+    }
+
+    #[test]
+    fn the_readme_lists_every_metric_with_its_type_and_labels() {
+        let readme: BTreeSet<(String, String, String)> = include_str!("../README.md")
+            .lines()
+            .filter(|l| l.starts_with("| `homeward_"))
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let labels = cells[3].replace('`', "");
+                (
+                    cells[1].trim_matches('`').to_string(),
+                    cells[2].to_string(),
+                    if labels == "—" {
+                        String::new()
+                    } else {
+                        labels
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(
+            readme,
+            scraped(),
+            "README's metrics table and the registry differ"
+        );
+    }
+
+    #[test]
+    fn a_store_count_that_drops_to_nothing_leaves_no_stale_series() {
+        let m = Metrics::default();
+        assert!(
+            m.render(&[("TH".into(), "queued".into(), 3)], &[])
+                .contains("state=\"queued\"} 3")
+        );
+        assert!(!m.render(&[], &[]).contains("state=\"queued\""));
+    }
 }

@@ -21,7 +21,6 @@ use crate::config::DeliverySettings;
 use crate::domain::deadline::{Side, Timed};
 use crate::protocol::{BATCH_MAX, BATCH_PATH, BatchRequest, BatchResponse, MESSAGES_PATH, Receipt};
 use crate::store::{Claimed, Outcome, StoreError};
-use crate::telemetry::Metrics;
 use crate::tls::{self, Identity, TlsError};
 
 /// Longest the idle worker sleeps before looking again (deadlines pass even
@@ -163,7 +162,7 @@ impl Worker {
                         }
                     }
                     Err(e) => {
-                        Metrics::inc(&this.node.metrics.store_errors);
+                        this.node.metrics.store_errors.inc();
                         error!(error = %e, "cannot claim due messages; retrying shortly");
                         wait = Some(Duration::from_secs(1));
                         break;
@@ -248,7 +247,7 @@ impl Worker {
                 // The claims stand until their lease runs out; then the
                 // messages are due again (a resend is recognised by the
                 // peer as the same message).
-                Metrics::inc(&this.node.metrics.store_errors);
+                this.node.metrics.store_errors.inc();
                 error!(error = %e, "cannot record delivery outcomes; the messages will be retried");
             }
             n
@@ -299,7 +298,7 @@ impl Worker {
             let m = &self.node.metrics;
             match outcome {
                 Outcome::Delivered { timer, at, .. } => {
-                    Metrics::inc(&m.delivered);
+                    m.delivered.inc();
                     if let Some(submitted_at) = submitted.get(seq) {
                         m.observe_latency((*at - *submitted_at).max(0) as f64 / 1000.0);
                     }
@@ -307,10 +306,14 @@ impl Worker {
                         .timer_wake
                         .opened(timer.as_ref().and_then(|t| t.first_event_at));
                 }
-                Outcome::Rejected { .. } => Metrics::inc(&m.rejected),
-                Outcome::Retry { .. } => Metrics::inc(&m.retried),
+                Outcome::Rejected { .. } => {
+                    m.rejected.inc();
+                }
+                Outcome::Retry { .. } => {
+                    m.retried.inc();
+                }
                 Outcome::Dead { .. } => {
-                    Metrics::inc(&m.dead);
+                    m.dead.inc();
                     self.node.alert_wake.notify_one();
                 }
             }

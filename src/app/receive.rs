@@ -133,7 +133,7 @@ fn settle(node: &Node, new: &NewInbound, stored: Received) -> Judged {
         Received::Stored { receipt, fresh } => {
             if fresh {
                 info!(message_type = %new.message_type, "received");
-                crate::telemetry::Metrics::inc(&node.metrics.received);
+                node.metrics.received.inc();
                 node.timer_wake
                     .opened(new.timer.as_ref().and_then(|t| t.first_event_at));
             }

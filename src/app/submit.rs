@@ -106,7 +106,7 @@ pub async fn submit(
         match node.store.enqueue_audited(new, audit).await? {
             Enqueued::New(row) => {
                 info!(peer = %row.peer, message_type = %row.message_type, "queued");
-                crate::telemetry::Metrics::inc(&node.metrics.submitted);
+                node.metrics.submitted.inc();
                 node.wake.notify_one();
                 Ok(Submitted {
                     row,

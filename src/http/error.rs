@@ -142,7 +142,7 @@ pub async fn count_store_failures(
 ) -> Response {
     let resp = next.run(req).await;
     if resp.extensions().get::<StoreFailed>().is_some() {
-        crate::telemetry::Metrics::inc(&node.metrics.store_errors);
+        node.metrics.store_errors.inc();
     }
     resp
 }

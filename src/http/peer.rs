@@ -148,7 +148,7 @@ async fn receive_batch(
         }
         Err(e) => {
             // Nothing of the batch was committed; the sender retries each.
-            crate::telemetry::Metrics::inc(&node.metrics.store_errors);
+            node.metrics.store_errors.inc();
             warn!(error = %crate::telemetry::error_chain(&e), messages = n, "could not commit a batch to the inbox");
             for slot in slots {
                 results[slot] = Some(refused(ApiError::store_unavailable()));

@@ -47,5 +47,9 @@ async fn metrics(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
     let outbox = node.store.outbox_counts().await?;
     let timers = node.store.timer_counts().await?;
     let out = node.metrics.render(&outbox, &timers);
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, crate::telemetry::CONTENT_TYPE)],
+        out,
+    )
+        .into_response())
 }
