@@ -127,6 +127,21 @@ pub struct ListenSettings {
     /// certificate's subject must be listed in `[[client_certs]]`.
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// Longest a client may take to send a request's headers (HTTP/1.1:
+    /// the connection is closed) or its body (`408`), in milliseconds, so
+    /// a slow or stalled client cannot hold a connection forever.
+    #[serde(default = "default_read_timeout_ms")]
+    pub read_timeout_ms: u64,
+}
+
+impl ListenSettings {
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_millis(self.read_timeout_ms)
+    }
+}
+
+fn default_read_timeout_ms() -> u64 {
+    30_000
 }
 
 fn default_max_body_bytes() -> usize {
@@ -318,6 +333,20 @@ impl Settings {
                 "agreements.dir",
                 format!("directory `{}` not found", self.agreements.dir.display()),
             ));
+        }
+        for (key, port) in [
+            ("peer_api.read_timeout_ms", &self.peer_api),
+            ("local_api.read_timeout_ms", &self.local_api),
+        ] {
+            if port.read_timeout_ms < 100 {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{} ms would cut off every client; at least 100",
+                        port.read_timeout_ms
+                    ),
+                ));
+            }
         }
         let d = &self.delivery;
         if d.initial_backoff_ms == 0 || d.max_backoff_ms < d.initial_backoff_ms {

@@ -256,6 +256,7 @@ impl Gateway {
             self.peer_listener,
             TlsAcceptor::from(self.peer_tls),
             peer_router,
+            node.settings.peer_api.read_timeout(),
             shutdown.clone(),
         ));
         let api = tokio::spawn(serve_tls(
@@ -264,6 +265,7 @@ impl Gateway {
             self.api_listener,
             TlsAcceptor::from(self.api_tls),
             api_router,
+            node.settings.local_api.read_timeout(),
             shutdown.clone(),
         ));
         let worker = match self.worker {

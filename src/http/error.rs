@@ -153,6 +153,7 @@ pub async fn read_json_body(
     headers: &axum::http::HeaderMap,
     body: axum::body::Body,
     limit: usize,
+    timeout: Duration,
 ) -> Result<(axum::body::Bytes, serde_json::Value), ApiError> {
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
@@ -166,15 +167,31 @@ pub async fn read_json_body(
             format!("expected Content-Type application/json, got `{content_type}`"),
         ));
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+    // A body announced larger than the limit is refused before it is read.
+    let announced = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(too_large_error(limit));
+    }
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    timeout.as_secs_f64()
+                ),
+            )
+        })?;
+    let bytes = read.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if too_large {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("request body exceeds the limit of {limit} bytes"),
-            )
+            too_large_error(limit)
         } else {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -191,4 +208,12 @@ pub async fn read_json_body(
         )
     })?;
     Ok((bytes, value))
+}
+
+fn too_large_error(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("request body exceeds the limit of {limit} bytes"),
+    )
 }

@@ -61,7 +61,13 @@ async fn receive_one(
     if let Err(wait) = node.peer_limits.check(&sender) {
         return Ok(ApiError::too_many(wait));
     }
-    let (raw, doc) = read_json_body(&headers, body, node.settings.peer_api.max_body_bytes).await?;
+    let (raw, doc) = read_json_body(
+        &headers,
+        body,
+        node.settings.peer_api.max_body_bytes,
+        node.settings.peer_api.read_timeout(),
+    )
+    .await?;
     let text = String::from_utf8(raw.to_vec()).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -94,7 +100,13 @@ async fn receive_batch(
         return Ok(ApiError::too_many(wait));
     }
     let item_limit = node.settings.peer_api.max_body_bytes;
-    let (_, mut doc) = read_json_body(&headers, body, item_limit.saturating_mul(BATCH_MAX)).await?;
+    let (_, mut doc) = read_json_body(
+        &headers,
+        body,
+        item_limit.saturating_mul(BATCH_MAX),
+        node.settings.peer_api.read_timeout(),
+    )
+    .await?;
     let items: Vec<String> = doc
         .get_mut("messages")
         .map(serde_json::Value::take)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -29,12 +29,14 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Accepts TLS connections and serves `app` on each, HTTP/1.1 or HTTP/2.
 /// The handshake runs inside the per-connection task under a deadline, and
 /// the peer certificate becomes a [`ConnInfo`] attached to every request.
+/// Request headers must arrive within `read_timeout`.
 pub async fn serve_tls(
     node: Arc<Node>,
     port_name: &'static str,
     listener: TcpListener,
     acceptor: TlsAcceptor,
     app: Router,
+    read_timeout: Duration,
     shutdown: CancellationToken,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -89,7 +91,13 @@ pub async fn serve_tls(
                         req.extensions_mut().insert(info.clone());
                         app.clone().call(req)
                     });
-                let builder = auto::Builder::new(TokioExecutor::new());
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                // A client that trickles its request headers is cut off
+                // (bodies are bounded where they are read).
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(read_timeout);
                 let conn = builder.serve_connection(TokioIo::new(tls), service);
                 if let Err(e) = watcher.watch(conn.into_owned()).await {
                     debug!(error = %e, "connection ended with error");

@@ -62,6 +62,7 @@ pub fn node_settings(
             rate_per_second: 2000.0,
             burst: 4000,
             client_ca: None,
+            read_timeout_ms: 30_000,
         },
         local_api: ListenSettings {
             listen: *listeners.1,
@@ -69,6 +70,7 @@ pub fn node_settings(
             rate_per_second: 2000.0,
             burst: 4000,
             client_ca: None,
+            read_timeout_ms: 30_000,
         },
         database: DatabaseSettings {
             url: database_url.to_string(),

@@ -61,7 +61,13 @@ async fn submit_message(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (_, doc) = read_json_body(&headers, body, node.settings.local_api.max_body_bytes).await?;
+    let (_, doc) = read_json_body(
+        &headers,
+        body,
+        node.settings.local_api.max_body_bytes,
+        node.settings.local_api.read_timeout(),
+    )
+    .await?;
     let principal = principal.map(|p| p.0);
     let submitted = submit::submit(&node, principal.as_ref(), doc)
         .await
@@ -111,8 +117,13 @@ async fn validate(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (_, mut doc) =
-        read_json_body(&headers, body, node.settings.local_api.max_body_bytes).await?;
+    let (_, mut doc) = read_json_body(
+        &headers,
+        body,
+        node.settings.local_api.max_body_bytes,
+        node.settings.local_api.read_timeout(),
+    )
+    .await?;
     if !doc.is_object() {
         return Err(crate::domain::admission::Refusal::NotAnObject.into());
     }
