@@ -167,39 +167,11 @@ pub async fn read_json_body(
             format!("expected Content-Type application/json, got `{content_type}`"),
         ));
     }
-    // A body announced larger than the limit is refused before it is read.
     let announced = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limit as u64) {
-        return Err(too_large_error(limit));
-    }
-    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                format!(
-                    "the request body did not arrive within {} s",
-                    timeout.as_secs_f64()
-                ),
-            )
-        })?;
-    let bytes = read.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            too_large_error(limit)
-        } else {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "unreadable_body",
-                format!("could not read the request body: {e}"),
-            )
-        }
-    })?;
+    let bytes = read_bounded(body, limit, announced, timeout).await?;
     let value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -208,6 +180,73 @@ pub async fn read_json_body(
         )
     })?;
     Ok((bytes, value))
+}
+
+/// Most bytes read and thrown away after a body is refused as too large.
+/// Reading the rest lets a client that sends its whole body before it
+/// reads the answer (Python's `urllib`, HTTP/2 streams) see the `413`
+/// instead of a reset connection; past this, the connection is cut.
+const DRAIN_MAX: u64 = 256 * 1024 * 1024;
+
+/// The body, at most `limit` bytes of it, within `timeout`. A body over
+/// the limit (announced by `Content-Length` or found while reading) is not
+/// kept: the rest is read and dropped, up to [`DRAIN_MAX`] and the same
+/// deadline, and the answer is `413`.
+async fn read_bounded(
+    mut body: axum::body::Body,
+    limit: usize,
+    announced: Option<u64>,
+    timeout: Duration,
+) -> Result<axum::body::Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut over = announced.is_some_and(|n| n > limit as u64);
+    let mut kept = Vec::new();
+    let mut seen: u64 = 0;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(frame) => frame,
+            // Too large is the answer that matters, late or not.
+            Err(_) if over => break,
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "the request body did not arrive within {} s",
+                        timeout.as_secs_f64()
+                    ),
+                ));
+            }
+        };
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                format!("could not read the request body: {e}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len() as u64);
+        if !over && seen > limit as u64 {
+            over = true;
+            kept = Vec::new();
+        }
+        if over {
+            if seen > DRAIN_MAX {
+                break;
+            }
+        } else {
+            kept.extend_from_slice(&data);
+        }
+    }
+    if over {
+        return Err(too_large_error(limit));
+    }
+    Ok(kept.into())
 }
 
 fn too_large_error(limit: usize) -> ApiError {
