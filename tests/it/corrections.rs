@@ -3,11 +3,9 @@
 //! exist in that message. Both gateways apply the rule: the sender at
 //! submission, the receiver at its peer port without trusting the sender.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 
 fn correction(case: &str, in_reply_to: Option<&str>, pointer: &str) -> Value {
@@ -39,7 +37,7 @@ async fn a_correction_names_its_message_and_existing_fields_on_both_gateways() {
     let case = case_ref("TH", "KH", 1);
     let other_case = case_ref("TH", "KH", 2);
     let referral = referral("TH", "KH", &case, 1);
-    let other = common::referral("TH", "KH", &other_case, 2);
+    let other = crate::support::referral("TH", "KH", &other_case, 2);
     for m in [&referral, &other] {
         assert_eq!(th.submit(m).await.unwrap().status, 202);
         let done = th.wait_final(&id(m), Duration::from_secs(20)).await;

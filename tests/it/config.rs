@@ -1,11 +1,9 @@
 //! Configuration: bad files and bad keys fail at start with a message that
 //! names the key and the file; environment variables override any key.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::support::*;
 
 fn serve(config: &std::path::Path, env: &[(&str, &str)]) -> (i32, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_homeward"));

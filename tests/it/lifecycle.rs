@@ -2,11 +2,9 @@
 //! from the messages, and each side refuses what the state does not allow,
 //! naming the state and what may come next.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use homeward::tools::devnet::ApiClient;
 use serde_json::Value;
 

@@ -1,11 +1,9 @@
 //! The operator commands against a real gateway's store: outbox list, show,
 //! cancel and retry, timers list, check-config.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::support::*;
 
 fn homeward(args: &[&str], config: &std::path::Path) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_homeward"))

@@ -1,9 +1,7 @@
 //! A receipt is evidence: the sender keeps the exact bytes the receiver
 //! issued, whether the message went alone or in a batch.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sender_keeps_the_receipt_byte_for_byte_on_the_single_and_batch_paths() {

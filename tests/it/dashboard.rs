@@ -7,12 +7,10 @@
 //! Without Chromium the test says it is skipped, unless
 //! `HOMEWARD_REQUIRE_BROWSER=1` (set by `.ci/run`) makes that a failure.
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use homeward::clock::{ManualClock, SharedClock};
 use serde_json::json;
 

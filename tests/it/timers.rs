@@ -1,12 +1,10 @@
 //! Acknowledgement deadlines, by time travel: a manual clock shared by two
 //! real gateways moves forward instead of the test sleeping.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use homeward::clock::{Clock, ManualClock, SharedClock};
 use homeward::config::Settings;
 use homeward::gateway::RunningGateway;

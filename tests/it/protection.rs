@@ -3,11 +3,9 @@
 //! embassy or operator response, log line or metric, message bodies sealed
 //! in the database file, and a tamper-evident audit log.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use homeward::config::TokenSettings;
 use homeward::domain::access::{Role, hash_token};
 use homeward::http::local::rules;

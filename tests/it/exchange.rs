@@ -2,11 +2,9 @@
 //! SQLite files: submission, delivery, receipts, the inbox feed, and every
 //! refusal on the submit path.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);

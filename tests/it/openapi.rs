@@ -3,9 +3,7 @@
 //! example validates against its schema, and real responses of a running
 //! gateway validate too.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use homeward::http::local::{OPENAPI, rules};
 use serde_json::{Value, json};
 

@@ -2,11 +2,9 @@
 //! caller gets the standard 503 body, the failure is logged with its cause
 //! and counted in `homeward_store_errors_total`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 
 async fn store_errors(api: &homeward::tools::devnet::ApiClient) -> u64 {
     let (client, base, _) = api.raw();

@@ -4,13 +4,11 @@
 //! exactly once, and per case in submission order. Also: SIGTERM drains and
 //! exits cleanly.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use homeward::tools::devnet::ApiClient;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;

@@ -4,13 +4,11 @@
 //! every accepted message exactly once, and per case in submission order.
 //! Skipped, with a line saying so, when `HOMEWARD_TEST_PG_URL` is not set.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use homeward::tools::devnet::ApiClient;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};

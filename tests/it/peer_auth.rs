@@ -1,9 +1,7 @@
 //! The peer port trusts only certificates from the CA configured for the
 //! country they claim, and only lets a node speak for itself.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn certificate_from_an_unknown_ca_is_refused_and_nothing_stored() {
