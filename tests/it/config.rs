@@ -1,11 +1,9 @@
 //! Configuration: bad files and bad keys fail at start with a message that
 //! names the key and the file; environment variables override any key.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::support::*;
 
 fn serve(config: &std::path::Path, env: &[(&str, &str)]) -> (i32, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_homeward"));
@@ -20,14 +18,12 @@ fn serve(config: &std::path::Path, env: &[(&str, &str)]) -> (i32, String) {
     )
 }
 
+/// A KH configuration that each test breaks, so that `serve` refuses it
+/// before it serves; should it start all the same, it listens on ports the
+/// kernel picks (port 0), and its peer TH is nowhere (port 0 too).
 fn write_config(dir: &std::path::Path, pki: &Pki) -> std::path::PathBuf {
-    let s = settings(
-        pki,
-        "KH",
-        dir,
-        (free_addr(), free_addr()),
-        &[("TH", free_addr())],
-    );
+    let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    let s = settings(pki, "KH", dir, (any, any), &[("TH", any)]);
     let path = dir.join("kh.toml");
     std::fs::write(&path, toml::to_string(&s).unwrap()).unwrap();
     path

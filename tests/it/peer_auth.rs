@@ -1,9 +1,7 @@
 //! The peer port trusts only certificates from the CA configured for the
 //! country they claim, and only lets a node speak for itself.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn certificate_from_an_unknown_ca_is_refused_and_nothing_stored() {
@@ -24,17 +22,14 @@ async fn certificate_from_an_unknown_ca_is_refused_and_nothing_stored() {
     );
     assert!(read_inbox(&pair.kh_api()).await.is_empty());
     // Operators see the refusal, by reason.
-    let kh_api = pair.kh_api();
-    let (client, base, _) = kh_api.raw();
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
+    let metrics = pair
+        .kh_api()
+        .with_token(OPERATOR_TOKEN)
+        .metrics_text()
         .await
         .unwrap();
+    assert_eq!(metrics.status, 200, "{}", metrics.text);
+    let metrics = metrics.text;
     assert!(
         metrics.contains(
             "homeward_tls_handshake_failures_total{port=\"peer\",reason=\"unknown_issuer\"} 1"
@@ -105,42 +100,28 @@ async fn sender_refuses_a_server_that_is_not_the_expected_node() {
     // TH's gateway is told KH lives at VN's... here: at TH's own peer port.
     let pki = Pki::new();
     let data = tempfile::tempdir().unwrap();
-    let th_addrs = (free_addr(), free_addr());
-    let vn_addrs = (free_addr(), free_addr());
+    let (th_l, vn_l) = (bind(), bind());
+    let kh = Unreachable::new();
     // KH's address points at VN's gateway, whose certificate names VN.
-    let vn = start(settings(
+    let vn_settings = settings_for(
         &pki,
         "VN",
         data.path(),
-        vn_addrs,
-        &[("KH", free_addr()), ("TH", th_addrs.0)],
-    ))
-    .await;
-    let mut s = settings(&pki, "TH", data.path(), th_addrs, &[("KH", vn_addrs.0)]);
+        &vn_l,
+        &[("KH", kh.addr), ("TH", th_l.peer_addr())],
+    );
+    let mut s = settings_for(&pki, "TH", data.path(), &th_l, &[("KH", vn_l.peer_addr())]);
     s.peers[0].ca = pki.paths("VN").ca_cert;
-    let th = start(s).await;
+    let vn = start(vn_settings, vn_l).await;
+    let (th, th_worker) = start_manual(s, th_l).await;
     let th_api = api(&pki, "TH", th.api_addr);
     let msg = referral("TH", "KH", &case_ref("TH", "KH", 1), 1);
     let id = msg["message_id"].as_str().unwrap().to_string();
     assert_eq!(th_api.submit(&msg).await.unwrap().status, 202);
-    eventually(
-        "a failed attempt",
-        std::time::Duration::from_secs(10),
-        || async {
-            th_api
-                .get(&format!("/v1/messages/{id}"))
-                .await
-                .unwrap()
-                .body["last_error"]
-                .is_object()
-        },
-    )
-    .await;
-    let s = th_api
-        .get(&format!("/v1/messages/{id}"))
-        .await
-        .unwrap()
-        .body;
+    // One attempt, which fails: recorded as a retry.
+    assert_eq!(step(&th_worker).await, 1, "a failed attempt");
+    let s = th_api.message(&id).await.unwrap().body;
+    assert!(s["last_error"].is_object(), "{s}");
     assert_eq!(s["state"], "delivering", "{s}");
     assert_eq!(s["last_error"]["kind"], "transport", "{s}");
     assert!(read_inbox(&api(&pki, "VN", vn.api_addr)).await.is_empty());
@@ -153,10 +134,7 @@ async fn a_batch_is_checked_message_by_message_and_resends_get_the_same_receipts
     let pair = Pair::start().await;
     let th = pair.pki.identity(&pair.pki.paths("TH"));
     let client = pair.kh_peer_client(Some(&th));
-    let url = format!(
-        "https://127.0.0.1:{}/peer/v1/messages/batch",
-        pair.kh.peer_addr.port()
-    );
+    let url = pair.kh_peer_batch_url();
     let good = referral("TH", "KH", &case_ref("TH", "KH", 1), 1);
     let as_vn = referral("VN", "KH", &case_ref("VN", "KH", 2), 2);
     let early = update("TH", "KH", &case_ref("TH", "KH", 3), 3);

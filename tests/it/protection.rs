@@ -3,11 +3,9 @@
 //! embassy or operator response, log line or metric, message bodies sealed
 //! in the database file, and a tamper-evident audit log.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use homeward::config::TokenSettings;
 use homeward::domain::access::{Role, hash_token};
 use homeward::http::local::rules;
@@ -79,31 +77,24 @@ fn assert_clean(what: &str, text: &str) {
 async fn every_route_admits_exactly_its_roles() {
     let pki = Pki::new();
     let data = tempfile::tempdir().unwrap();
-    let kh_addrs = (free_addr(), free_addr());
-    let th_addrs = (free_addr(), free_addr());
-    let mut kh_settings = settings(&pki, "KH", data.path(), kh_addrs, &[("TH", th_addrs.0)]);
+    let (kh_l, th_l) = (bind(), bind());
+    let mut kh_settings = settings_for(&pki, "KH", data.path(), &kh_l, &[("TH", th_l.peer_addr())]);
     with_all_roles(&mut kh_settings);
-    let kh = start(kh_settings).await;
-    let th = start(settings(
-        &pki,
-        "TH",
-        data.path(),
-        th_addrs,
-        &[("KH", kh_addrs.0)],
-    ))
-    .await;
+    let th_settings = settings_for(&pki, "TH", data.path(), &th_l, &[("KH", kh_l.peer_addr())]);
+    // Neither worker runs unless stepped: what KH's callers submit below
+    // stays in its outbox.
+    let (kh, _kh_worker) = start_manual(kh_settings, kh_l).await;
+    let (th, th_worker) = start_manual(th_settings, th_l).await;
     let th_api = api(&pki, "TH", th.api_addr);
     let kh_api = api(&pki, "KH", kh.api_addr);
     let case = case_ref("TH", "KH", 1);
     let referral_msg = referral("TH", "KH", &case, 1);
     let id = referral_msg["message_id"].as_str().unwrap().to_string();
     assert_eq!(th_api.submit(&referral_msg).await.unwrap().status, 202);
-    eventually("the referral at KH", WAIT, || async {
-        read_inbox(&kh_api).await.len() == 1
-    })
-    .await;
+    assert_eq!(step(&th_worker).await, 1);
+    assert_eq!(read_inbox(&kh_api).await.len(), 1, "the referral at KH");
 
-    let (client, base, _) = kh_api.raw();
+    let (client, base) = (kh_api.http(), kh_api.base());
     for rule in &rules() {
         let path = rule
             .path
@@ -226,10 +217,8 @@ async fn personal_data_never_reaches_embassy_operator_logs_metrics_or_the_databa
                     .replace("{case_ref}", &case)
                     .replace("{message_type}", "referral.notify")
                     .replace("{version}", "1");
-                let (client, base, _) = as_role.raw();
-                let resp = client
-                    .get(format!("{base}{path}"))
-                    .bearer_auth(token(role))
+                let resp = as_role
+                    .request(reqwest::Method::GET, &path)
                     .send()
                     .await
                     .unwrap();
@@ -272,32 +261,28 @@ async fn personal_data_never_reaches_embassy_operator_logs_metrics_or_the_databa
 async fn reads_and_submissions_are_audited_and_tampering_is_detected() {
     let pki = Pki::new();
     let data = tempfile::tempdir().unwrap();
-    let kh_addrs = (free_addr(), free_addr());
-    let th_addrs = (free_addr(), free_addr());
-    let mut th_settings = settings(&pki, "TH", data.path(), th_addrs, &[("KH", kh_addrs.0)]);
+    let kh = Unreachable::new();
+    let th_l = bind();
+    let mut th_settings = settings_for(&pki, "TH", data.path(), &th_l, &[("KH", kh.addr)]);
     with_all_roles(&mut th_settings);
-    let th = start(th_settings.clone()).await;
+    let th = start(th_settings.clone(), th_l).await;
     let th_api = api(&pki, "TH", th.api_addr);
     let case = case_ref("TH", "KH", 4);
     let msg = referral("TH", "KH", &case, 4);
     assert_eq!(th_api.submit(&msg).await.unwrap().status, 202);
     th_api
         .with_token(&token(Role::Embassy))
-        .get(&format!("/v1/cases/{case}"))
+        .case(&case)
         .await
         .unwrap();
     th_api
         .with_token(&token(Role::Integrator))
-        .get(&format!("/v1/cases/{case}"))
+        .case(&case)
         .await
         .unwrap();
 
     let admin = th_api.with_token(&token(Role::Admin));
-    let log = admin
-        .get(&format!("/v1/audit?case_ref={case}"))
-        .await
-        .unwrap()
-        .body;
+    let log = admin.audit(Some(&case)).await.unwrap().body;
     let records = log["records"].as_array().unwrap();
     let summary: Vec<(String, String, String)> = records
         .iter()
@@ -371,13 +356,12 @@ async fn reads_and_submissions_are_audited_and_tampering_is_detected() {
 async fn the_audit_log_refuses_updates_and_deletes() {
     let pki = Pki::new();
     let data = tempfile::tempdir().unwrap();
-    let th = start(settings(
-        &pki,
-        "TH",
-        data.path(),
-        (free_addr(), free_addr()),
-        &[("KH", free_addr())],
-    ))
+    let kh = Unreachable::new();
+    let th_l = bind();
+    let th = start(
+        settings_for(&pki, "TH", data.path(), &th_l, &[("KH", kh.addr)]),
+        th_l,
+    )
     .await;
     let th_api = api(&pki, "TH", th.api_addr);
     th_api
@@ -404,16 +388,15 @@ async fn the_audit_log_refuses_updates_and_deletes() {
 async fn callers_over_their_rate_get_429_and_peers_are_retried_without_loss() {
     let pki = Pki::new();
     let data = tempfile::tempdir().unwrap();
-    let kh_addrs = (free_addr(), free_addr());
-    let th_addrs = (free_addr(), free_addr());
-    let mut kh_settings = settings(&pki, "KH", data.path(), kh_addrs, &[("TH", th_addrs.0)]);
+    let (kh_l, th_l) = (bind(), bind());
+    let mut kh_settings = settings_for(&pki, "KH", data.path(), &kh_l, &[("TH", th_l.peer_addr())]);
     kh_settings.peer_api.rate_per_second = 5.0;
     kh_settings.peer_api.burst = 2;
-    let mut th_settings = settings(&pki, "TH", data.path(), th_addrs, &[("KH", kh_addrs.0)]);
+    let mut th_settings = settings_for(&pki, "TH", data.path(), &th_l, &[("KH", kh_l.peer_addr())]);
     th_settings.local_api.rate_per_second = 0.5;
     th_settings.local_api.burst = 8;
-    let kh = start(kh_settings).await;
-    let th = start(th_settings).await;
+    let kh = start(kh_settings, kh_l).await;
+    let th = start(th_settings, th_l).await;
     let th_api = api(&pki, "TH", th.api_addr);
     let mut ids = Vec::new();
     for i in 0..6 {
@@ -422,12 +405,10 @@ async fn callers_over_their_rate_get_429_and_peers_are_retried_without_loss() {
         assert_eq!(th_api.submit(&m).await.unwrap().status, 202);
     }
     // Two more requests exhaust the burst of 8; the ninth is refused.
-    th_api.get("/v1/inbox").await.unwrap();
-    th_api.get("/v1/inbox").await.unwrap();
-    let (client, base, token) = th_api.raw();
-    let resp = client
-        .get(format!("{base}/v1/inbox"))
-        .bearer_auth(token)
+    th_api.inbox(None, None).await.unwrap();
+    th_api.inbox(None, None).await.unwrap();
+    let resp = th_api
+        .request(reqwest::Method::GET, "/v1/inbox")
         .send()
         .await
         .unwrap();
@@ -457,14 +438,13 @@ async fn payloads_of_finished_cases_are_purged_after_retention_and_the_case_rema
         format!("retention_days = 0\n{text}"),
     )
     .unwrap();
-    let kh_addrs = (free_addr(), free_addr());
-    let th_addrs = (free_addr(), free_addr());
-    let mut kh_settings = settings(&pki, "KH", data.path(), kh_addrs, &[("TH", th_addrs.0)]);
+    let (kh_l, th_l) = (bind(), bind());
+    let mut kh_settings = settings_for(&pki, "KH", data.path(), &kh_l, &[("TH", th_l.peer_addr())]);
     kh_settings.agreements.dir = agreements.path().to_path_buf();
-    let mut th_settings = settings(&pki, "TH", data.path(), th_addrs, &[("KH", kh_addrs.0)]);
+    let mut th_settings = settings_for(&pki, "TH", data.path(), &th_l, &[("KH", kh_l.peer_addr())]);
     th_settings.agreements.dir = agreements.path().to_path_buf();
-    let kh = start(kh_settings.clone()).await;
-    let th = start(th_settings).await;
+    let (kh, kh_worker) = start_manual(kh_settings.clone(), kh_l).await;
+    let (th, th_worker) = start_manual(th_settings, th_l).await;
     let (th_api, kh_api) = (api(&pki, "TH", th.api_addr), api(&pki, "KH", kh.api_addr));
 
     let done = case_ref("TH", "KH", 7);
@@ -475,10 +455,8 @@ async fn payloads_of_finished_cases_are_purged_after_retention_and_the_case_rema
         th_api.submit(&secret_referral(&open)).await.unwrap().status,
         202
     );
-    eventually("both referrals at KH", WAIT, || async {
-        read_inbox(&kh_api).await.len() == 2
-    })
-    .await;
+    assert_eq!(drain(&th_worker).await, 2);
+    assert_eq!(read_inbox(&kh_api).await.len(), 2, "both referrals at KH");
     let withdraw = envelope(
         "referral.withdraw",
         "KH",
@@ -488,10 +466,13 @@ async fn payloads_of_finished_cases_are_purged_after_retention_and_the_case_rema
         example_payload("referral.withdraw", |p| p["reason"] == "not_a_national"),
     );
     assert_eq!(kh_api.submit(&withdraw).await.unwrap().status, 202);
-    kh_api
-        .wait_final(withdraw["message_id"].as_str().unwrap(), WAIT)
-        .await
-        .expect("delivered");
+    let status = step_one(
+        &kh_worker,
+        &kh_api,
+        withdraw["message_id"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(status["state"], "delivered", "{status}");
     kh.stop().await;
 
     let config = data.path().join("kh-purge.toml");
@@ -519,9 +500,12 @@ async fn payloads_of_finished_cases_are_purged_after_retention_and_the_case_rema
     assert!(purge(false).contains("1 case(s) purged"));
     assert!(purge(true).contains("0 case(s) would purge"));
 
-    let kh = start(kh_settings).await;
+    // KH comes back on new ports (only its local API is asked from here on).
+    let kh_l = bind();
+    (kh_settings.peer_api.listen, kh_settings.local_api.listen) = addrs(&kh_l);
+    let kh = start(kh_settings, kh_l).await;
     let kh_api = api(&pki, "KH", kh.api_addr);
-    let view = kh_api.get(&format!("/v1/cases/{done}")).await.unwrap().body;
+    let view = kh_api.case(&done).await.unwrap().body;
     assert_eq!(
         view["state"], "withdrawn",
         "the case and its state remain: {view}"
@@ -596,20 +580,16 @@ async fn a_client_certificate_maps_to_a_role_by_its_subject() {
     let pki = Pki::new();
     let data = tempfile::tempdir().unwrap();
     let (ca_path, embassy_id, subject) = client_cert(data.path(), "embassy-desk-1");
-    let mut s = settings(
-        &pki,
-        "KH",
-        data.path(),
-        (free_addr(), free_addr()),
-        &[("TH", free_addr())],
-    );
+    let th = Unreachable::new();
+    let kh_l = bind();
+    let mut s = settings_for(&pki, "KH", data.path(), &kh_l, &[("TH", th.addr)]);
     s.local_api.client_ca = Some(ca_path);
     s.client_certs.push(homeward::config::ClientCertSettings {
         name: "embassy-desk-1".into(),
         role: Role::Embassy,
         subject: subject.clone(),
     });
-    let kh = start(s).await;
+    let kh = start(s, kh_l).await;
     let base = format!("https://127.0.0.1:{}", kh.api_addr.port());
     let client = api_client_with_cert(&pki, &embassy_id);
     // Embassy may read the schema list but not submit.

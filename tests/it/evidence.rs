@@ -1,31 +1,17 @@
 //! A receipt is evidence: the sender keeps the exact bytes the receiver
 //! issued, whether the message went alone or in a batch.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sender_keeps_the_receipt_byte_for_byte_on_the_single_and_batch_paths() {
     let pki = Pki::new();
     let data = tempfile::tempdir().expect("tempdir");
-    let (th_addrs, kh_addrs) = ((free_addr(), free_addr()), (free_addr(), free_addr()));
-    let (kh, _kh_worker) = start_manual(settings(
-        &pki,
-        "KH",
-        data.path(),
-        kh_addrs,
-        &[("TH", th_addrs.0)],
-    ))
-    .await;
-    let (th, th_worker) = start_manual(settings(
-        &pki,
-        "TH",
-        data.path(),
-        th_addrs,
-        &[("KH", kh_addrs.0)],
-    ))
-    .await;
+    let (th_l, kh_l) = (bind(), bind());
+    let kh_settings = settings_for(&pki, "KH", data.path(), &kh_l, &[("TH", th_l.peer_addr())]);
+    let th_settings = settings_for(&pki, "TH", data.path(), &th_l, &[("KH", kh_l.peer_addr())]);
+    let (kh, _kh_worker) = start_manual(kh_settings, kh_l).await;
+    let (th, th_worker) = start_manual(th_settings, th_l).await;
     let api = api(&pki, "TH", th.api_addr);
     // One message alone, then three claimed together (one batch).
     for group in [1..2, 2..5] {

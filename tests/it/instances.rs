@@ -4,14 +4,11 @@
 //! every accepted message exactly once, and per case in submission order.
 //! Skipped, with a line saying so, when `HOMEWARD_TEST_PG_URL` is not set.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::*;
-use homeward::tools::devnet::ApiClient;
+use crate::support::*;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
@@ -44,7 +41,7 @@ fn messages() -> Vec<Vec<Value>> {
 /// Submits `m` to a live instance until one accepts it. A submission cut
 /// off by the kill is simply sent again (to the survivor): the same bytes
 /// under the same id are a replay, never a second message.
-async fn submit(apis: &[ApiClient; 2], killed: &AtomicBool, rng: &mut impl Rng, m: &Value) {
+async fn submit(apis: &[Api; 2], killed: &AtomicBool, rng: &mut impl Rng, m: &Value) {
     loop {
         let pick = if killed.load(Ordering::SeqCst) {
             1

@@ -2,36 +2,34 @@
 //! from the messages, and each side refuses what the state does not allow,
 //! naming the state and what may come next.
 
-mod common;
+use std::sync::Arc;
 
-use std::time::Duration;
-
-use common::*;
-use homeward::tools::devnet::ApiClient;
+use crate::support::*;
+use homeward::app::delivery::Worker;
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(20);
-
-/// Submits and waits for delivery; returns the message id.
-async fn send(api: &ApiClient, msg: Value) -> String {
+/// Submits, delivers with one step of the sender's worker; returns the
+/// message id.
+async fn send((api, worker): (&Api, &Arc<Worker>), msg: Value) -> String {
     let r = api.submit(&msg).await.unwrap();
     assert_eq!(r.status, 202, "{}", r.body);
     let id = msg["message_id"].as_str().unwrap().to_string();
-    let status = api.wait_final(&id, WAIT).await.expect("final state");
+    let status = step_one(worker, api, &id).await;
     assert_eq!(status["state"], "delivered", "{status}");
     id
 }
 
-async fn state(api: &ApiClient, case: &str) -> String {
-    let r = api.get(&format!("/v1/cases/{case}")).await.unwrap();
+async fn state(api: &Api, case: &str) -> String {
+    let r = api.case(case).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     r.body["state"].as_str().unwrap_or("none").to_string()
 }
 
 #[tokio::test]
 async fn a_case_runs_from_referral_to_closure_and_both_sides_agree() {
-    let pair = Pair::start().await;
+    let pair = Pair::manual().await;
     let (th, kh) = (pair.th_api(), pair.kh_api());
+    let (th_sends, kh_sends) = ((&th, pair.th_worker()), (&kh, pair.kh_worker()));
     let case = case_ref("TH", "KH", 42);
     let both = |want: &'static str| {
         let (th, kh, case) = (th.clone(), kh.clone(), case.clone());
@@ -41,7 +39,7 @@ async fn a_case_runs_from_referral_to_closure_and_both_sides_agree() {
         }
     };
 
-    let referral_id = send(&th, referral("TH", "KH", &case, 1)).await;
+    let referral_id = send(th_sends, referral("TH", "KH", &case, 1)).await;
     both("referred").await;
     let ack = envelope(
         "referral.acknowledge",
@@ -51,13 +49,13 @@ async fn a_case_runs_from_referral_to_closure_and_both_sides_agree() {
         Some(&referral_id),
         example_payload("referral.acknowledge", |p| p["accepted"] == true),
     );
-    send(&kh, ack).await;
+    send(kh_sends, ack).await;
     both("acknowledged").await;
-    send(&th, update("TH", "KH", &case, 1)).await;
+    send(th_sends, update("TH", "KH", &case, 1)).await;
     both("acknowledged").await;
 
     let request = send(
-        &th,
+        th_sends,
         envelope(
             "family-tracing.request",
             "TH",
@@ -71,7 +69,7 @@ async fn a_case_runs_from_referral_to_closure_and_both_sides_agree() {
     both("tracing").await;
     // Return may be proposed while tracing is open.
     let repat = send(
-        &th,
+        th_sends,
         envelope(
             "repatriation.request",
             "TH",
@@ -84,7 +82,7 @@ async fn a_case_runs_from_referral_to_closure_and_both_sides_agree() {
     .await;
     both("repatriation_proposed").await;
     send(
-        &kh,
+        kh_sends,
         envelope(
             "family-tracing.result",
             "KH",
@@ -97,7 +95,7 @@ async fn a_case_runs_from_referral_to_closure_and_both_sides_agree() {
     .await;
     both("repatriation_proposed").await;
     send(
-        &kh,
+        kh_sends,
         envelope(
             "repatriation.confirm",
             "KH",
@@ -110,7 +108,7 @@ async fn a_case_runs_from_referral_to_closure_and_both_sides_agree() {
     .await;
     both("repatriation_agreed").await;
     let handover = send(
-        &th,
+        th_sends,
         envelope(
             "repatriation.handover",
             "TH",
@@ -123,7 +121,7 @@ async fn a_case_runs_from_referral_to_closure_and_both_sides_agree() {
     .await;
     both("handed_over").await;
     send(
-        &kh,
+        kh_sends,
         envelope(
             "repatriation.handover",
             "KH",
@@ -138,7 +136,7 @@ async fn a_case_runs_from_referral_to_closure_and_both_sides_agree() {
     .await;
     both("handed_over").await;
     send(
-        &kh,
+        kh_sends,
         envelope(
             "reintegration.report",
             "KH",
@@ -151,7 +149,7 @@ async fn a_case_runs_from_referral_to_closure_and_both_sides_agree() {
     .await;
     both("following_up").await;
     send(
-        &kh,
+        kh_sends,
         envelope(
             "reintegration.report",
             "KH",
@@ -175,12 +173,12 @@ async fn a_case_runs_from_referral_to_closure_and_both_sides_agree() {
             .contains("`closed`")
     );
 
-    let view = kh.get(&format!("/v1/cases/{case}")).await.unwrap().body;
+    let view = kh.case(&case).await.unwrap().body;
     assert_eq!(view["timeline"].as_array().unwrap().len(), 11);
     // Every answer closed its deadline on both sides; the countersignature
     // opened none of its own.
     for api in [&th, &kh] {
-        let view = api.get(&format!("/v1/cases/{case}")).await.unwrap().body;
+        let view = api.case(&case).await.unwrap().body;
         let timers = view["timers"].as_array().unwrap();
         assert_eq!(timers.len(), 4, "{view}");
         assert!(timers.iter().all(|t| t["state"] == "met"), "{view}");
@@ -190,8 +188,9 @@ async fn a_case_runs_from_referral_to_closure_and_both_sides_agree() {
 
 #[tokio::test]
 async fn the_sender_refuses_what_the_state_does_not_allow_and_names_what_may_come_next() {
-    let pair = Pair::start().await;
+    let pair = Pair::manual().await;
     let th = pair.th_api();
+    let th_sends = (&th, pair.th_worker());
     let case = case_ref("TH", "KH", 43);
     // No case yet: only a referral may open one.
     let early = envelope(
@@ -213,7 +212,7 @@ async fn the_sender_refuses_what_the_state_does_not_allow_and_names_what_may_com
         r.body
     );
 
-    let referral_id = send(&th, referral("TH", "KH", &case, 1)).await;
+    let referral_id = send(th_sends, referral("TH", "KH", &case, 1)).await;
     let r = th.submit(&early).await.unwrap();
     assert_eq!(r.status, 409, "{}", r.body);
     let message = r.body["error"]["message"].as_str().unwrap();

@@ -7,12 +7,10 @@
 //! Without Chromium the test says it is skipped, unless
 //! `HOMEWARD_REQUIRE_BROWSER=1` (set by `.ci/run`) makes that a failure.
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use homeward::clock::{ManualClock, SharedClock};
 use serde_json::json;
 
@@ -80,18 +78,15 @@ async fn the_dashboard_shows_the_seeded_figures_in_a_real_browser() {
             "withheld = [\"referral.notify:/person/date_of_birth\"]",
         );
     std::fs::write(agreements.path().join("kh-th.toml"), text).unwrap();
-    let kh_addrs = (free_addr(), free_addr());
-    let th_addrs = (free_addr(), free_addr());
-    let mut kh_settings = settings(&pki, "KH", data.path(), kh_addrs, &[("TH", th_addrs.0)]);
+    let (kh_l, th_l) = (bind(), bind());
+    let mut kh_settings = settings_for(&pki, "KH", data.path(), &kh_l, &[("TH", th_l.peer_addr())]);
     kh_settings.agreements.dir = agreements.path().to_path_buf();
-    let kh = start(kh_settings).await;
+    let th_settings = settings_for(&pki, "TH", data.path(), &th_l, &[("KH", kh_l.peer_addr())]);
+    let kh = start(kh_settings, kh_l).await;
     let clock = ManualClock::new(time::OffsetDateTime::now_utc());
     let shared: SharedClock = clock.clone();
-    let th = start_with(
-        settings(&pki, "TH", data.path(), th_addrs, &[("KH", kh_addrs.0)]),
-        shared,
-    )
-    .await;
+    // TH's deliveries are the test's steps.
+    let (th, th_worker) = start_manual_with(th_settings, th_l, shared).await;
     let th_api = api(&pki, "TH", th.api_addr);
     let wait = Duration::from_secs(20);
 
@@ -99,10 +94,7 @@ async fn the_dashboard_shows_the_seeded_figures_in_a_real_browser() {
     let a = referral("TH", "KH", &case_ref("TH", "KH", 1), 1);
     assert_eq!(th_api.submit(&a).await.unwrap().status, 202);
     assert_eq!(
-        th_api
-            .wait_final(a["message_id"].as_str().unwrap(), wait)
-            .await
-            .unwrap()["state"],
+        step_one(&th_worker, &th_api, a["message_id"].as_str().unwrap()).await["state"],
         "delivered"
     );
     // KH's agreement withholds dates of birth: rejected.
@@ -110,16 +102,13 @@ async fn the_dashboard_shows_the_seeded_figures_in_a_real_browser() {
     b["payload"]["person"]["date_of_birth"] = json!("2001-01-01");
     assert_eq!(th_api.submit(&b).await.unwrap().status, 202);
     assert_eq!(
-        th_api
-            .wait_final(b["message_id"].as_str().unwrap(), wait)
-            .await
-            .unwrap()["state"],
+        step_one(&th_worker, &th_api, b["message_id"].as_str().unwrap()).await["state"],
         "rejected"
     );
     // Four days later the acknowledgement of the first is overdue.
     clock.advance(time::Duration::days(4));
     eventually("the breach", wait, || async {
-        th_api.get("/v1/timers?state=breached").await.unwrap().body["timers"]
+        th_api.timers(Some("breached")).await.unwrap().body["timers"]
             .as_array()
             .is_some_and(|t| t.len() == 1)
     })
@@ -136,17 +125,16 @@ async fn the_dashboard_shows_the_seeded_figures_in_a_real_browser() {
             202
         );
     }
-    eventually("failed attempts", wait, || async {
-        th_api.get("/v1/inbox").await.is_ok()
-            && th_api
-                .with_token(OPERATOR_TOKEN)
-                .get("/v1/dashboard")
-                .await
-                .unwrap()
-                .body["peers"][0]["reachable"]
-                == false
-    })
-    .await;
+    // One step: the three go together and fail (retried later).
+    assert_eq!(step(&th_worker).await, 3, "failed attempts");
+    assert!(th_api.inbox(None, None).await.is_ok());
+    let dashboard = th_api
+        .with_token(OPERATOR_TOKEN)
+        .dashboard()
+        .await
+        .unwrap()
+        .body;
+    assert_eq!(dashboard["peers"][0]["reachable"], false, "{dashboard}");
 
     let profile = tempfile::tempdir().unwrap();
     let url = format!(

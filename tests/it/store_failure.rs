@@ -2,23 +2,16 @@
 //! caller gets the standard 503 body, the failure is logged with its cause
 //! and counted in `homeward_store_errors_total`.
 
-mod common;
+use crate::support::*;
 
-use std::time::Duration;
-
-use common::*;
-
-async fn store_errors(api: &homeward::tools::devnet::ApiClient) -> u64 {
-    let (client, base, _) = api.raw();
-    let text = client
-        .get(format!("{base}/metrics"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .send()
+async fn store_errors(api: &Api) -> u64 {
+    let metrics = api
+        .with_token(OPERATOR_TOKEN)
+        .metrics_text()
         .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .expect("metrics text");
+        .expect("metrics answer");
+    assert_eq!(metrics.status, 200, "{}", metrics.text);
+    let text = metrics.text;
     text.lines()
         .find_map(|l| l.strip_prefix("homeward_store_errors_total "))
         .and_then(|v| v.trim().parse().ok())
@@ -27,14 +20,14 @@ async fn store_errors(api: &homeward::tools::devnet::ApiClient) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_read_answers_503_and_is_counted() {
-    let pair = Pair::start().await;
+    let pair = Pair::manual().await;
     let (th, kh) = (pair.th_api(), pair.kh_api());
     let case = case_ref("TH", "KH", 1);
     let m = referral("TH", "KH", &case, 1);
     let id = m["message_id"].as_str().unwrap().to_string();
     assert_eq!(th.submit(&m).await.unwrap().status, 202);
-    let done = th.wait_final(&id, Duration::from_secs(20)).await;
-    assert_eq!(done.expect("delivered")["state"], "delivered");
+    let done = step_one(pair.th_worker(), &th, &id).await;
+    assert_eq!(done["state"], "delivered");
     assert_eq!(store_errors(&kh).await, 0);
 
     // The inbox table goes away behind the gateway's back.
@@ -69,7 +62,7 @@ async fn a_failing_read_answers_503_and_is_counted() {
         .await
         .expect("rename back");
     pool.close().await;
-    let r = kh.get("/v1/inbox").await.unwrap();
+    let r = kh.inbox(None, None).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         r.body["messages"].as_array().unwrap().len(),

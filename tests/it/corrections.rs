@@ -3,11 +3,7 @@
 //! exist in that message. Both gateways apply the rule: the sender at
 //! submission, the receiver at its peer port without trusting the sender.
 
-mod common;
-
-use std::time::Duration;
-
-use common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 
 fn correction(case: &str, in_reply_to: Option<&str>, pointer: &str) -> Value {
@@ -34,16 +30,16 @@ fn id(m: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_correction_names_its_message_and_existing_fields_on_both_gateways() {
-    let pair = Pair::start().await;
+    let pair = Pair::manual().await;
     let (th, kh) = (pair.th_api(), pair.kh_api());
     let case = case_ref("TH", "KH", 1);
     let other_case = case_ref("TH", "KH", 2);
     let referral = referral("TH", "KH", &case, 1);
-    let other = common::referral("TH", "KH", &other_case, 2);
+    let other = crate::support::referral("TH", "KH", &other_case, 2);
     for m in [&referral, &other] {
         assert_eq!(th.submit(m).await.unwrap().status, 202);
-        let done = th.wait_final(&id(m), Duration::from_secs(20)).await;
-        assert_eq!(done.expect("delivered")["state"], "delivered");
+        let done = step_one(pair.th_worker(), &th, &id(m)).await;
+        assert_eq!(done["state"], "delivered");
     }
     let th_identity = pair.pki.identity(&pair.pki.paths("TH"));
     let peer = pair.kh_peer_client(Some(&th_identity));
@@ -79,10 +75,7 @@ async fn a_correction_names_its_message_and_existing_fields_on_both_gateways() {
             r.body["error"]["details"][0]["keyword"],
             "correction_target"
         );
-        let status = th
-            .get(&format!("/v1/messages/{}", id(message)))
-            .await
-            .unwrap();
+        let status = th.message(&id(message)).await.unwrap();
         assert_eq!(status.status, 404, "nothing queued at the sender");
         // … and the receiver refuses it too when a sender skips the check.
         let (status, body) = pair.peer_post(&peer, message).await;
@@ -98,12 +91,12 @@ async fn a_correction_names_its_message_and_existing_fields_on_both_gateways() {
 
     let good = correction(&case, Some(&id(&referral)), "/placement/city");
     assert_eq!(th.submit(&good).await.unwrap().status, 202);
-    let done = th.wait_final(&id(&good), Duration::from_secs(20)).await;
-    assert_eq!(done.expect("delivered")["state"], "delivered");
+    let done = step_one(pair.th_worker(), &th, &id(&good)).await;
+    assert_eq!(done["state"], "delivered");
 
     // Both sides show the corrected document with the original kept.
     for api in [&kh, &th] {
-        let view = api.get(&format!("/v1/cases/{case}")).await.unwrap();
+        let view = api.case(&case).await.unwrap();
         assert_eq!(view.status, 200, "{}", view.body);
         let entry = view.body["timeline"]
             .as_array()
@@ -132,7 +125,7 @@ async fn a_correction_names_its_message_and_existing_fields_on_both_gateways() {
     }
     // An operator sees which fields were corrected, never the values.
     let operator = kh.with_token(OPERATOR_TOKEN);
-    let view = operator.get(&format!("/v1/cases/{case}")).await.unwrap();
+    let view = operator.case(&case).await.unwrap();
     assert_eq!(view.status, 200, "{}", view.body);
     assert!(
         view.body.get("corrected_documents").is_none(),

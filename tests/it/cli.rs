@@ -1,11 +1,9 @@
 //! The operator commands against a real gateway's store: outbox list, show,
 //! cancel and retry, timers list, check-config.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::support::*;
 
 fn homeward(args: &[&str], config: &std::path::Path) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_homeward"))
@@ -26,15 +24,12 @@ fn homeward(args: &[&str], config: &std::path::Path) -> (i32, String) {
 async fn outbox_and_timer_commands_work_on_a_stopped_gateway() {
     let pki = Pki::new();
     let data = tempfile::tempdir().unwrap();
-    // KH is never started: TH's messages stay queued.
-    let s = settings(
-        &pki,
-        "TH",
-        data.path(),
-        (free_addr(), free_addr()),
-        &[("KH", free_addr())],
-    );
-    let th = start(s.clone()).await;
+    // KH is never started, and TH's worker never runs: its messages stay
+    // queued.
+    let kh = Unreachable::new();
+    let listeners = bind();
+    let s = settings_for(&pki, "TH", data.path(), &listeners, &[("KH", kh.addr)]);
+    let (th, _worker) = start_manual(s.clone(), listeners).await;
     let th_api = api(&pki, "TH", th.api_addr);
     let a = referral("TH", "KH", &case_ref("TH", "KH", 1), 1);
     let b = referral("TH", "KH", &case_ref("TH", "KH", 2), 2);

@@ -1,7 +1,7 @@
 //! Test databases: a fresh PostgreSQL database per use when
 //! `HOMEWARD_TEST_PG_URL` names a server (dropped when the test process
-//! exits), and a clear line on the terminal for every test skipped without
-//! one.
+//! exits, several at a time), and a clear line on the terminal for every
+//! test skipped without one.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -141,15 +141,25 @@ extern "C" fn drop_created() {
     }
     blocking(move || {
         Box::pin(async move {
-            let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await else {
-                return;
-            };
+            // One test binary drops every database of the run here. Each
+            // DROP DATABASE waits for a checkpoint (about 2 s here, one
+            // after the other); side by side, they share them.
+            let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
+            let mut drops = tokio::task::JoinSet::new();
             for name in names {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await;
+                let (admin, limit) = (admin.clone(), limit.clone());
+                drops.spawn(async move {
+                    let _permit = limit.acquire_owned().await;
+                    let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await else {
+                        return;
+                    };
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                    let _ = conn.close().await;
+                });
             }
-            let _ = conn.close().await;
+            while drops.join_next().await.is_some() {}
         })
     });
 }

@@ -2,18 +2,16 @@
 //! SQLite files: submission, delivery, receipts, the inbox feed, and every
 //! refusal on the submit path.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test]
 async fn referral_flows_th_to_kh_and_acknowledgement_flows_back() {
-    let pair = Pair::start().await;
+    let pair = Pair::manual().await;
     let (th, kh) = (pair.th_api(), pair.kh_api());
     let case = case_ref("TH", "KH", 42);
 
@@ -24,7 +22,7 @@ async fn referral_flows_th_to_kh_and_acknowledgement_flows_back() {
     assert_eq!(r.body["message_id"], id);
     assert_eq!(r.body["status_url"], format!("/v1/messages/{id}"));
 
-    let status = th.wait_final(id, WAIT).await.expect("final state");
+    let status = step_one(pair.th_worker(), &th, id).await;
     assert_eq!(status["state"], "delivered", "{status}");
     assert_eq!(status["receipt"]["receiver"], "KH");
     assert_eq!(status["receipt"]["message_id"], id);
@@ -47,7 +45,7 @@ async fn referral_flows_th_to_kh_and_acknowledgement_flows_back() {
     let r = kh.submit(&ack).await.unwrap();
     assert_eq!(r.status, 202, "{}", r.body);
     let ack_id = ack["message_id"].as_str().unwrap();
-    let status = kh.wait_final(ack_id, WAIT).await.expect("final state");
+    let status = step_one(pair.kh_worker(), &kh, ack_id).await;
     assert_eq!(status["state"], "delivered", "{status}");
     let th_inbox = read_inbox(&th).await;
     assert_eq!(th_inbox.len(), 1);
@@ -55,7 +53,7 @@ async fn referral_flows_th_to_kh_and_acknowledgement_flows_back() {
 
     // Both sides see the case's timeline.
     for api in [&th, &kh] {
-        let case_view = api.get(&format!("/v1/cases/{case}")).await.unwrap();
+        let case_view = api.case(&case).await.unwrap();
         assert_eq!(case_view.status, 200);
         let types: Vec<&str> = case_view.body["timeline"]
             .as_array()
@@ -66,9 +64,9 @@ async fn referral_flows_th_to_kh_and_acknowledgement_flows_back() {
         assert_eq!(types, ["referral.notify", "referral.acknowledge"]);
     }
     // The inbox cursor moves on: nothing after the last message.
-    let cursor = kh.get("/v1/inbox?after=0").await.unwrap().body["next_cursor"].clone();
+    let cursor = kh.inbox(Some("0"), None).await.unwrap().body["next_cursor"].clone();
     let after = kh
-        .get(&format!("/v1/inbox?after={}", cursor.as_str().unwrap()))
+        .inbox(Some(cursor.as_str().unwrap()), None)
         .await
         .unwrap();
     assert_eq!(after.body["messages"], json!([]));
@@ -119,15 +117,14 @@ async fn same_message_id_sent_to_the_peer_twice_is_stored_once_with_the_same_rec
 async fn message_submitted_while_peer_is_down_is_delivered_once_it_starts() {
     let pki = Pki::new();
     let data = tempfile::tempdir().unwrap();
+    // KH starts later on the address TH already has for it.
     let kh_addrs = (free_addr(), free_addr());
-    let th_addrs = (free_addr(), free_addr());
-    let th = start(settings(
-        &pki,
-        "TH",
-        data.path(),
-        th_addrs,
-        &[("KH", kh_addrs.0)],
-    ))
+    let th_l = bind();
+    let th_peer = th_l.peer_addr();
+    let th = start(
+        settings_for(&pki, "TH", data.path(), &th_l, &[("KH", kh_addrs.0)]),
+        th_l,
+    )
     .await;
     let th_api = api(&pki, "TH", th.api_addr);
 
@@ -136,28 +133,17 @@ async fn message_submitted_while_peer_is_down_is_delivered_once_it_starts() {
     assert_eq!(th_api.submit(&msg).await.unwrap().status, 202);
     // Several attempts fail while KH is down; the error says why.
     eventually("retries against the absent peer", WAIT, || async {
-        let s = th_api
-            .get(&format!("/v1/messages/{id}"))
-            .await
-            .unwrap()
-            .body;
+        let s = th_api.message(&id).await.unwrap().body;
         s["state"] == "delivering" && s["attempts"].as_i64().unwrap_or(0) >= 2
     })
     .await;
-    let s = th_api
-        .get(&format!("/v1/messages/{id}"))
-        .await
-        .unwrap()
-        .body;
+    let s = th_api.message(&id).await.unwrap().body;
     assert_eq!(s["last_error"]["kind"], "transport", "{s}");
 
-    let kh = start(settings(
-        &pki,
-        "KH",
-        data.path(),
-        kh_addrs,
-        &[("TH", th_addrs.0)],
-    ))
+    let kh = start_at(
+        settings(&pki, "KH", data.path(), kh_addrs, &[("TH", th_peer)]),
+        homeward::clock::system(),
+    )
     .await;
     let status = th_api
         .wait_final(&id, WAIT)
@@ -206,30 +192,14 @@ async fn invalid_payload_is_refused_with_every_violation_and_nothing_is_queued()
         );
     }
     let id = msg["message_id"].as_str().unwrap();
-    assert_eq!(
-        th.get(&format!("/v1/messages/{id}")).await.unwrap().status,
-        404
-    );
+    assert_eq!(th.message(id).await.unwrap().status, 404);
     pair.stop().await;
 }
 
 /// Sends a raw request to the local API.
-async fn raw_submit(
-    api: &homeward::tools::devnet::ApiClient,
-    content_type: &str,
-    body: Vec<u8>,
-) -> (u16, Value) {
-    let (client, base, token) = api.raw();
-    let resp = client
-        .post(format!("{base}/v1/messages"))
-        .bearer_auth(token)
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+async fn raw_submit(api: &Api, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+    let r = api.submit_raw(content_type, body).await.unwrap();
+    (r.status, r.body)
 }
 
 #[tokio::test]
@@ -348,10 +318,7 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
 
     // Nothing of the above reached the outbox or the peer.
     let id = good["message_id"].as_str().unwrap();
-    assert_eq!(
-        th.get(&format!("/v1/messages/{id}")).await.unwrap().status,
-        404
-    );
+    assert_eq!(th.message(id).await.unwrap().status, 404);
     assert!(read_inbox(&pair.kh_api()).await.is_empty());
     pair.stop().await;
 }
@@ -361,13 +328,18 @@ async fn messages_outside_any_agreement_are_refused_naming_the_agreement() {
     let pki = Pki::new();
     let data = tempfile::tempdir().unwrap();
     // TH has VN configured as a peer, but Thailand and Viet Nam have no agreement here.
-    let th = start(settings(
-        &pki,
-        "TH",
-        data.path(),
-        (free_addr(), free_addr()),
-        &[("KH", free_addr()), ("VN", free_addr())],
-    ))
+    let (kh, vn) = (Unreachable::new(), Unreachable::new());
+    let th_l = bind();
+    let th = start(
+        settings_for(
+            &pki,
+            "TH",
+            data.path(),
+            &th_l,
+            &[("KH", kh.addr), ("VN", vn.addr)],
+        ),
+        th_l,
+    )
     .await;
     let th_api = api(&pki, "TH", th.api_addr);
     let r = th_api
@@ -398,16 +370,11 @@ senders = ["KH"]
 "#,
     )
     .unwrap();
-    let mut s = settings(
-        &pki,
-        "TH",
-        data.path(),
-        (free_addr(), free_addr()),
-        &[("KH", free_addr())],
-    );
+    let th2_l = bind();
+    let mut s = settings_for(&pki, "TH", data.path(), &th2_l, &[("KH", kh.addr)]);
     s.database.url = format!("sqlite://{}", data.path().join("th2.db").display());
     s.agreements.dir = dir.path().to_path_buf();
-    let th2 = start(s).await;
+    let th2 = start(s, th2_l).await;
     let r = api(&pki, "TH", th2.api_addr)
         .submit(&referral("TH", "KH", &case_ref("TH", "KH", 1), 1))
         .await
@@ -424,7 +391,7 @@ senders = ["KH"]
 
 #[tokio::test]
 async fn resubmitting_the_same_message_is_idempotent_and_a_reused_id_conflicts() {
-    let pair = Pair::start().await;
+    let pair = Pair::manual().await;
     let th = pair.th_api();
     let msg = referral("TH", "KH", &case_ref("TH", "KH", 11), 11);
     let first = th.submit(&msg).await.unwrap();
@@ -437,7 +404,8 @@ async fn resubmitting_the_same_message_is_idempotent_and_a_reused_id_conflicts()
     assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(r.body["error"]["code"], "duplicate_message_id");
     let id = msg["message_id"].as_str().unwrap();
-    th.wait_final(id, WAIT).await.expect("delivered");
+    let status = step_one(pair.th_worker(), &th, id).await;
+    assert_eq!(status["state"], "delivered", "{status}");
     assert_eq!(read_inbox(&pair.kh_api()).await.len(), 1);
     pair.stop().await;
 }
@@ -450,7 +418,7 @@ async fn local_api_requires_a_valid_token_and_the_right_role() {
     let r = th.with_token("not-a-token").submit(&msg).await.unwrap();
     assert_eq!(r.status, 401);
     assert_eq!(r.body["error"]["code"], "unauthenticated");
-    let health = th.with_token("").get("/v1/health").await.unwrap();
+    let health = th.with_token("").health().await.unwrap();
     assert_eq!(
         (health.status, health.body["node"].as_str()),
         (200, Some("TH"))
@@ -460,12 +428,12 @@ async fn local_api_requires_a_valid_token_and_the_right_role() {
         (r.status, r.body["error"]["code"].as_str()),
         (404, Some("no_such_route"))
     );
-    let r = th.get("/v1/messages/not-a-uuid").await.unwrap();
+    let r = th.message("not-a-uuid").await.unwrap();
     assert_eq!(
         (r.status, r.body["error"]["code"].as_str()),
         (400, Some("bad_message_id"))
     );
-    let r = th.get("/v1/inbox?after=abc").await.unwrap();
+    let r = th.inbox(Some("abc"), None).await.unwrap();
     assert_eq!(
         (r.status, r.body["error"]["code"].as_str()),
         (400, Some("bad_cursor"))

@@ -4,21 +4,18 @@
 //! exactly once, and per case in submission order. Also: SIGTERM drains and
 //! exits cleanly.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::*;
-use homeward::tools::devnet::ApiClient;
+use crate::support::*;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 const MESSAGES: usize = 500;
 const CASES: usize = 20;
 
-async fn submit_until_accepted(api: &ApiClient, message: &Value) {
+async fn submit_until_accepted(api: &Api, message: &Value) {
     loop {
         match api.submit(message).await {
             Ok(r) if r.status == 202 => return,
@@ -104,7 +101,7 @@ async fn crash_run(victim: &str, seed: u64) {
                 let th_api = th_api.clone();
                 async move {
                     th_api
-                        .get(&format!("/v1/messages/{id}"))
+                        .message(id)
                         .await
                         .map(|r| r.body["state"] == "delivered")
                         .unwrap_or(false)
@@ -134,8 +131,10 @@ async fn receiver_killed_repeatedly_loses_and_duplicates_nothing() {
 async fn sigterm_drains_and_exits_cleanly() {
     let pki = Pki::new();
     let data = tempfile::tempdir().unwrap();
+    // TH restarts on its addresses; KH is nowhere.
     let th_addrs = (free_addr(), free_addr());
-    let th_settings = settings(&pki, "TH", data.path(), th_addrs, &[("KH", free_addr())]);
+    let kh = Unreachable::new();
+    let th_settings = settings(&pki, "TH", data.path(), th_addrs, &[("KH", kh.addr)]);
     let th_api = api(&pki, "TH", th_addrs.1);
     let mut th = Process::new(data.path(), &th_settings, th_api.clone());
     th.start().await;
@@ -153,7 +152,7 @@ async fn sigterm_drains_and_exits_cleanly() {
     // The queued message survived the restart.
     th.start().await;
     let id = msg["message_id"].as_str().unwrap();
-    let s = th_api.get(&format!("/v1/messages/{id}")).await.unwrap();
+    let s = th_api.message(id).await.unwrap();
     assert_eq!(s.status, 200);
     assert!(
         matches!(s.body["state"].as_str(), Some("queued" | "delivering")),

@@ -1,20 +1,24 @@
 //! Acknowledgement deadlines, by time travel: a manual clock shared by two
 //! real gateways moves forward instead of the test sleeping.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
+use homeward::app::delivery::Worker;
 use homeward::clock::{Clock, ManualClock, SharedClock};
 use homeward::config::Settings;
 use homeward::gateway::RunningGateway;
-use homeward::tools::devnet::ApiClient;
 use serde_json::Value;
 use time::macros::datetime;
 
 const WAIT: Duration = Duration::from_secs(20);
+
+/// A running gateway whose delivery worker the test drives.
+struct Node {
+    gateway: RunningGateway,
+    worker: Arc<Worker>,
+}
 
 struct Net {
     pki: Pki,
@@ -22,8 +26,8 @@ struct Net {
     clock: Arc<ManualClock>,
     kh_settings: Settings,
     th_settings: Settings,
-    kh: Option<RunningGateway>,
-    th: Option<RunningGateway>,
+    kh: Option<Node>,
+    th: Option<Node>,
 }
 
 impl Net {
@@ -32,10 +36,11 @@ impl Net {
         let pki = Pki::new();
         let data = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(datetime!(2026-11-20 03:00 UTC));
-        let kh_addrs = (free_addr(), free_addr());
-        let th_addrs = (free_addr(), free_addr());
-        let mut kh_settings = settings(&pki, "KH", data.path(), kh_addrs, &[("TH", th_addrs.0)]);
-        let mut th_settings = settings(&pki, "TH", data.path(), th_addrs, &[("KH", kh_addrs.0)]);
+        // The listeners are bound at every (re)start; these addresses are
+        // replaced then.
+        let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+        let mut kh_settings = settings(&pki, "KH", data.path(), (any, any), &[("TH", any)]);
+        let mut th_settings = settings(&pki, "TH", data.path(), (any, any), &[("KH", any)]);
         tweak(&mut kh_settings);
         tweak(&mut th_settings);
         let mut net = Self {
@@ -51,21 +56,48 @@ impl Net {
         net
     }
 
+    /// Stops both gateways (if running) and starts them again on the same
+    /// databases, on fresh ports the kernel binds, each told the other's.
     async fn restart(&mut self) {
-        for g in [self.kh.take(), self.th.take()].into_iter().flatten() {
-            g.stop().await;
-        }
+        self.halt().await;
+        let (kh_l, th_l) = (bind(), bind());
+        (
+            self.kh_settings.peer_api.listen,
+            self.kh_settings.local_api.listen,
+        ) = addrs(&kh_l);
+        (
+            self.th_settings.peer_api.listen,
+            self.th_settings.local_api.listen,
+        ) = addrs(&th_l);
+        set_peer(&mut self.kh_settings, "TH", th_l.peer_addr());
+        set_peer(&mut self.th_settings, "KH", kh_l.peer_addr());
         let clock: SharedClock = self.clock.clone();
-        self.kh = Some(start_with(self.kh_settings.clone(), clock.clone()).await);
-        self.th = Some(start_with(self.th_settings.clone(), clock).await);
+        let (gateway, worker) =
+            start_manual_with(self.kh_settings.clone(), kh_l, clock.clone()).await;
+        self.kh = Some(Node { gateway, worker });
+        let (gateway, worker) = start_manual_with(self.th_settings.clone(), th_l, clock).await;
+        self.th = Some(Node { gateway, worker });
     }
 
-    fn kh(&self) -> ApiClient {
-        api(&self.pki, "KH", self.kh_settings.local_api.listen)
+    /// Stops both gateways.
+    async fn halt(&mut self) {
+        for n in [self.kh.take(), self.th.take()].into_iter().flatten() {
+            n.gateway.stop().await;
+        }
     }
 
-    fn th(&self) -> ApiClient {
-        api(&self.pki, "TH", self.th_settings.local_api.listen)
+    fn kh(&self) -> Sender {
+        Sender {
+            api: api(&self.pki, "KH", self.kh_settings.local_api.listen),
+            worker: self.kh.as_ref().map(|n| n.worker.clone()),
+        }
+    }
+
+    fn th(&self) -> Sender {
+        Sender {
+            api: api(&self.pki, "TH", self.th_settings.local_api.listen),
+            worker: self.th.as_ref().map(|n| n.worker.clone()),
+        }
     }
 
     fn advance(&self, d: time::Duration) {
@@ -73,24 +105,38 @@ impl Net {
     }
 
     async fn stop(mut self) {
-        for g in [self.kh.take(), self.th.take()].into_iter().flatten() {
-            g.stop().await;
-        }
+        self.halt().await;
         drop(self.data);
     }
 }
 
-async fn send(api: &ApiClient, msg: Value) -> String {
-    let r = api.submit(&msg).await.unwrap();
+/// One side of a [`Net`]: its local API, and its delivery worker while it
+/// runs.
+struct Sender {
+    api: Api,
+    worker: Option<Arc<Worker>>,
+}
+
+impl std::ops::Deref for Sender {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// Submits `msg` and delivers it with one step of the sender's worker.
+async fn send(sender: &Sender, msg: Value) -> String {
+    let r = sender.submit(&msg).await.unwrap();
     assert_eq!(r.status, 202, "{}", r.body);
     let id = msg["message_id"].as_str().unwrap().to_string();
-    let s = api.wait_final(&id, WAIT).await.expect("final");
+    let worker = sender.worker.as_ref().expect("the sender runs");
+    let s = step_one(worker, sender, &id).await;
     assert_eq!(s["state"], "delivered", "{s}");
     id
 }
 
-async fn case(api: &ApiClient, case_ref: &str) -> Value {
-    let r = api.get(&format!("/v1/cases/{case_ref}")).await.unwrap();
+async fn case(api: &Api, case_ref: &str) -> Value {
+    let r = api.case(case_ref).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     r.body
 }
@@ -150,7 +196,7 @@ async fn both_sides_see_the_same_deadline_reminders_breach_and_a_late_answer() {
     both_show(&net, &case_ref, "reminder", 2).await;
     net.advance(time::Duration::hours(15)); // 73h: breached
     both_show(&net, &case_ref, "breach", 1).await;
-    let r = net.th().get("/v1/timers?state=breached").await.unwrap();
+    let r = net.th().timers(Some("breached")).await.unwrap();
     assert_eq!(r.body["timers"].as_array().unwrap().len(), 1, "{}", r.body);
 
     // The answer comes late: both timers close as met late, keeping both times.
@@ -172,7 +218,7 @@ async fn both_sides_see_the_same_deadline_reminders_breach_and_a_late_answer() {
         assert_eq!(t["breached_at"], "2026-11-23T03:00:00Z");
         assert!(t["answered_at"].as_str().unwrap() > t["due_at"].as_str().unwrap());
     }
-    let sla = net.th().get("/v1/sla").await.unwrap().body;
+    let sla = net.th().sla().await.unwrap().body;
     let g = &sla["groups"][0];
     assert_eq!(
         (
@@ -206,7 +252,7 @@ async fn an_answer_in_time_meets_the_deadline_and_nothing_fires() {
             "{view}"
         );
     }
-    let sla = net.kh().get("/v1/sla").await.unwrap().body;
+    let sla = net.kh().sla().await.unwrap().body;
     assert_eq!(sla["groups"][0]["met_on_time"], 1, "{sla}");
     assert_eq!(sla["groups"][0]["median_seconds_to_answer"], 36000.0);
     net.stop().await;
@@ -253,9 +299,7 @@ async fn a_breach_survives_restarts_and_fires_once() {
     let case_ref = case_ref("TH", "KH", 4);
     send(&net.th(), referral("TH", "KH", &case_ref, 4)).await;
     // Both gateways are down while the deadline passes.
-    for g in [net.kh.take(), net.th.take()].into_iter().flatten() {
-        g.stop().await;
-    }
+    net.halt().await;
     net.advance(time::Duration::days(4));
     net.restart().await;
     both_show(&net, &case_ref, "breach", 1).await;
@@ -280,31 +324,23 @@ async fn an_undeliverable_message_dies_at_its_deadline_and_can_be_requeued() {
     let data = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(datetime!(2026-11-20 03:00 UTC));
     let shared: SharedClock = clock.clone();
+    // KH starts later on the address TH already has for it.
     let kh_addrs = (free_addr(), free_addr());
-    let mut th_settings = settings(
-        &pki,
-        "TH",
-        data.path(),
-        (free_addr(), free_addr()),
-        &[("KH", kh_addrs.0)],
-    );
+    let th_l = bind();
+    let mut th_settings = settings_for(&pki, "TH", data.path(), &th_l, &[("KH", kh_addrs.0)]);
     th_settings.delivery.deadline_hours = 1;
     th_settings.tokens.push(homeward::config::TokenSettings {
         name: "th-admin".into(),
         role: homeward::domain::access::Role::Admin,
         sha256: homeward::domain::access::hash_token("admin-token"),
     });
-    let th = start_with(th_settings, shared.clone()).await;
+    let th = start_with(th_settings, th_l, shared.clone()).await;
     let th_api = api(&pki, "TH", th.api_addr);
     let msg = referral("TH", "KH", &case_ref("TH", "KH", 5), 5);
     let id = msg["message_id"].as_str().unwrap().to_string();
     assert_eq!(th_api.submit(&msg).await.unwrap().status, 202);
     eventually("a failed attempt", WAIT, || async {
-        th_api
-            .get(&format!("/v1/messages/{id}"))
-            .await
-            .unwrap()
-            .body["attempts"]
+        th_api.message(&id).await.unwrap().body["attempts"]
             .as_i64()
             .unwrap_or(0)
             >= 1
@@ -314,37 +350,27 @@ async fn an_undeliverable_message_dies_at_its_deadline_and_can_be_requeued() {
     let s = th_api.wait_final(&id, WAIT).await.expect("dead");
     assert_eq!(s["state"], "dead", "{s}");
     let view = th_api
-        .get(&format!("/v1/cases/{}", msg["case_ref"].as_str().unwrap()))
+        .case(msg["case_ref"].as_str().unwrap())
         .await
         .unwrap()
         .body;
     assert_eq!(events_of(&view, "dead"), 1, "{view}");
-    let metrics = th_api.with_token("admin-token").get("/metrics").await;
+    let metrics = th_api.with_token("admin-token").metrics_text().await;
     let _ = metrics;
 
     // The peer comes up; an admin re-queues the message and it is delivered.
-    let kh = start_with(
+    let kh = start_at(
         settings(&pki, "KH", data.path(), kh_addrs, &[("TH", th.peer_addr)]),
         shared,
     )
     .await;
-    let (client, base, _) = th_api.raw();
-    let r = client
-        .post(format!("{base}/v1/outbox/{id}/retry"))
-        .bearer_auth("admin-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    let admin = th_api.with_token("admin-token");
+    let r = admin.outbox_retry(&id).await.unwrap();
+    assert_eq!(r.status, 202);
     let s = th_api.wait_final(&id, WAIT).await.expect("delivered");
     assert_eq!(s["state"], "delivered", "{s}");
-    let r = client
-        .post(format!("{base}/v1/outbox/{id}/retry"))
-        .bearer_auth("admin-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409, "a delivered message is not re-queued");
+    let r = admin.outbox_retry(&id).await.unwrap();
+    assert_eq!(r.status, 409, "a delivered message is not re-queued");
     th.stop().await;
     kh.stop().await;
     let _ = clock.now();

@@ -4,12 +4,10 @@
 //! cases (two stores on one database, as two gateway instances would be)
 //! need PostgreSQL and are skipped, with a line saying so, without it.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::pg;
+use crate::support::{acknowledge, case_ref, pg, referral, update};
 use homeward::store::audit::{AuditEntry, Verified};
 use homeward::store::seal::Sealer;
 use homeward::store::timers::{NewTimer, Side};
@@ -107,9 +105,9 @@ async fn outbox_is_idempotent_and_keeps_case_order() {
         else {
             continue;
         };
-        let case = common::case_ref("TH", "KH", 1);
-        let first = common::referral("TH", "KH", &case, 1);
-        let second = common::update("TH", "KH", &case, 2);
+        let case = case_ref("TH", "KH", 1);
+        let first = referral("TH", "KH", &case, 1);
+        let second = update("TH", "KH", &case, 2);
         enqueue_new(&store, &first, 1_000).await;
         enqueue_new(&store, &second, 1_001).await;
 
@@ -125,7 +123,7 @@ async fn outbox_is_idempotent_and_keeps_case_order() {
             Enqueued::Conflict(_)
         ));
         // An acknowledgement from the wrong side makes no sense: refused.
-        let ack = common::acknowledge("TH", "KH", &case, first["message_id"].as_str().unwrap());
+        let ack = acknowledge("TH", "KH", &case, first["message_id"].as_str().unwrap());
         assert!(
             matches!(
                 store.enqueue(&outbound(&ack, 2_000)).await.unwrap(),
@@ -219,11 +217,11 @@ async fn inbox_is_idempotent_and_checks_the_lifecycle() {
         else {
             continue;
         };
-        let case = common::case_ref("TH", "KH", 7);
-        let first = common::referral("TH", "KH", &case, 7);
+        let case = case_ref("TH", "KH", 7);
+        let first = referral("TH", "KH", &case, 7);
         let batch = [
             inbound(&first, 10),
-            inbound(&common::update("TH", "KH", &case, 8), 11),
+            inbound(&update("TH", "KH", &case, 8), 11),
         ];
         let got = store.receive_many(&batch).await.unwrap();
         assert!(
@@ -245,10 +243,10 @@ async fn inbox_is_idempotent_and_checks_the_lifecycle() {
             store.receive(&inbound(&changed, 21)).await.unwrap(),
             Received::Conflict
         ));
-        let stray = common::acknowledge(
+        let stray = acknowledge(
             "KH",
             "TH",
-            &common::case_ref("TH", "KH", 99),
+            &case_ref("TH", "KH", 99),
             first["message_id"].as_str().unwrap(),
         );
         assert!(matches!(
@@ -297,7 +295,7 @@ fn audit_entry(i: i64) -> AuditEntry {
         actor: format!("synthetic-actor-{i}"),
         role: "caseworker".into(),
         action: "case.read".into(),
-        case_ref: Some(common::case_ref("TH", "KH", 1)),
+        case_ref: Some(case_ref("TH", "KH", 1)),
         message_id: None,
         result: "ok".into(),
     }
@@ -349,7 +347,7 @@ async fn instances_never_claim_the_same_message_and_take_over_expired_leases() {
     };
     let mut ids = BTreeSet::new();
     for i in 0..200 {
-        let msg = common::referral("TH", "KH", &common::case_ref("TH", "KH", i), i);
+        let msg = referral("TH", "KH", &case_ref("TH", "KH", i), i);
         ids.insert(msg["message_id"].as_str().unwrap().to_string());
         enqueue_new(if i % 2 == 0 { &a } else { &b }, &msg, 1_000).await;
     }
@@ -398,7 +396,7 @@ async fn a_timer_fires_once_with_two_instances() {
     else {
         return;
     };
-    let case = common::case_ref("TH", "KH", 3);
+    let case = case_ref("TH", "KH", 3);
     a.insert_timers(&[NewTimer {
         case_ref: case.clone(),
         message_id: "0193a000-0000-7000-8000-000000000001".into(),
@@ -476,9 +474,9 @@ async fn concurrent_submissions_to_one_case_keep_its_lifecycle() {
     // Two instances each try to open the same case at once: the lifecycle
     // allows one referral, so exactly one is accepted.
     for i in 0..20 {
-        let case = common::case_ref("TH", "KH", 500 + i);
-        let m1 = common::referral("TH", "KH", &case, 1);
-        let m2 = common::referral("TH", "KH", &case, 2);
+        let case = case_ref("TH", "KH", 500 + i);
+        let m1 = referral("TH", "KH", &case, 1);
+        let m2 = referral("TH", "KH", &case, 2);
         let (o1, o2) = (outbound(&m1, 1), outbound(&m2, 1));
         let (x, y) = tokio::join!(a.enqueue(&o1), b.enqueue(&o2));
         let accepted = [x.unwrap(), y.unwrap()]
@@ -499,7 +497,7 @@ async fn concurrent_submissions_commit_together_and_each_gets_its_own_answer() {
         // 100 new cases, each referral submitted three times at once: one
         // commit each, the other two are replays, even inside one group.
         let messages: Vec<Value> = (0..100)
-            .map(|i| common::referral("TH", "KH", &common::case_ref("TH", "KH", 1000 + i), i))
+            .map(|i| referral("TH", "KH", &case_ref("TH", "KH", 1000 + i), i))
             .collect();
         let mut set = tokio::task::JoinSet::new();
         for m in messages.iter().chain(&messages).chain(&messages) {
@@ -529,13 +527,13 @@ async fn concurrent_submissions_commit_together_and_each_gets_its_own_answer() {
 /// refusal); a referral opening case B.
 fn mixed_group(serial: usize) -> [Value; 6] {
     let (case_a, case_b) = (
-        common::case_ref("TH", "KH", serial),
-        common::case_ref("TH", "KH", serial + 1),
+        case_ref("TH", "KH", serial),
+        case_ref("TH", "KH", serial + 1),
     );
-    let referral_a = common::referral("TH", "KH", &case_a, serial);
+    let referral_a = referral("TH", "KH", &case_a, serial);
     let mut changed_a = referral_a.clone();
     changed_a["payload"]["risk_level"] = "high".into();
-    let ack = common::acknowledge(
+    let ack = acknowledge(
         "TH",
         "KH",
         &case_a,
@@ -543,11 +541,11 @@ fn mixed_group(serial: usize) -> [Value; 6] {
     );
     [
         referral_a.clone(),
-        common::update("TH", "KH", &case_a, serial + 2),
+        update("TH", "KH", &case_a, serial + 2),
         referral_a,
         changed_a,
         ack,
-        common::referral("TH", "KH", &case_b, serial + 1),
+        referral("TH", "KH", &case_b, serial + 1),
     ]
 }
 
@@ -676,7 +674,7 @@ async fn claims_stay_claimed_until_recorded_and_a_restart_releases_them() {
         let store = store.with_lease(lease);
         let mut ids = BTreeSet::new();
         for i in 0..3 {
-            let msg = common::referral("TH", "KH", &common::case_ref("TH", "KH", 60 + i), i);
+            let msg = referral("TH", "KH", &case_ref("TH", "KH", 60 + i), i);
             ids.insert(msg["message_id"].as_str().unwrap().to_string());
             enqueue_new(&store, &msg, 1_000).await;
         }
@@ -732,7 +730,7 @@ async fn a_batch_of_mixed_outcomes_is_recorded_message_by_message() {
         };
         let mut ids = Vec::new();
         for i in 0..5 {
-            let msg = common::referral("TH", "KH", &common::case_ref("TH", "KH", 80 + i), i);
+            let msg = referral("TH", "KH", &case_ref("TH", "KH", 80 + i), i);
             ids.push(msg["message_id"].as_str().unwrap().to_string());
             enqueue_new(&store, &msg, 1_000).await;
         }
