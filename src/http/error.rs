@@ -193,33 +193,44 @@ const DRAIN_MAX: u64 = 256 * 1024 * 1024;
 /// kept: the rest is read and dropped, up to [`DRAIN_MAX`] and the same
 /// deadline, and the answer is `413`.
 async fn read_bounded(
-    mut body: axum::body::Body,
+    body: axum::body::Body,
     limit: usize,
     announced: Option<u64>,
     timeout: Duration,
 ) -> Result<axum::body::Bytes, ApiError> {
-    use http_body_util::BodyExt;
-    let deadline = tokio::time::Instant::now() + timeout;
     let mut over = announced.is_some_and(|n| n > limit as u64);
-    let mut kept = Vec::new();
+    // One deadline for the whole body (one timer, not one per frame).
+    match tokio::time::timeout(timeout, read_frames(body, limit, &mut over)).await {
+        Ok(Ok(bytes)) if !over => Ok(bytes),
+        Ok(Ok(_)) => Err(too_large_error(limit)),
+        Ok(Err(e)) => Err(e),
+        // Too large is the answer that matters, late or not.
+        Err(_) if over => Err(too_large_error(limit)),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs_f64()
+            ),
+        )),
+    }
+}
+
+/// Reads `body` to its end, keeping it while it fits in `limit` and
+/// `over` is false; once over, drops what comes, up to [`DRAIN_MAX`].
+async fn read_frames(
+    mut body: axum::body::Body,
+    limit: usize,
+    over: &mut bool,
+) -> Result<axum::body::Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    // Most bodies are one frame: kept as it came, copied only if a second
+    // frame follows.
+    let mut first: Option<axum::body::Bytes> = None;
+    let mut kept: Vec<u8> = Vec::new();
     let mut seen: u64 = 0;
-    loop {
-        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Ok(frame) => frame,
-            // Too large is the answer that matters, late or not.
-            Err(_) if over => break,
-            Err(_) => {
-                return Err(ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    format!(
-                        "the request body did not arrive within {} s",
-                        timeout.as_secs_f64()
-                    ),
-                ));
-            }
-        };
-        let Some(frame) = frame else { break };
+    while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -231,22 +242,27 @@ async fn read_bounded(
             continue;
         };
         seen = seen.saturating_add(data.len() as u64);
-        if !over && seen > limit as u64 {
-            over = true;
+        if !*over && seen > limit as u64 {
+            *over = true;
+            first = None;
             kept = Vec::new();
         }
-        if over {
+        if *over {
             if seen > DRAIN_MAX {
                 break;
             }
-        } else {
-            kept.extend_from_slice(&data);
+            continue;
+        }
+        match first.take() {
+            None if kept.is_empty() => first = Some(data),
+            None => kept.extend_from_slice(&data),
+            Some(earlier) => {
+                kept.extend_from_slice(&earlier);
+                kept.extend_from_slice(&data);
+            }
         }
     }
-    if over {
-        return Err(too_large_error(limit));
-    }
-    Ok(kept.into())
+    Ok(first.unwrap_or_else(|| kept.into()))
 }
 
 fn too_large_error(limit: usize) -> ApiError {

@@ -17,6 +17,7 @@ mod config;
 mod corrections;
 mod crash;
 mod dashboard;
+mod edge;
 mod evidence;
 mod exchange;
 mod instances;
