@@ -57,10 +57,10 @@ async fn receive_one(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let sender = identify(&conn)?;
-    if let Err(wait) = node.peer_limits.check(&sender) {
-        return Ok(ApiError::too_many(wait));
-    }
+    let sender = match sender(&node, &conn) {
+        Ok(s) => s,
+        Err(refused) => return Ok(*refused),
+    };
     let (raw, doc) = read_json_body(
         &headers,
         body,
@@ -95,10 +95,10 @@ async fn receive_batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let sender = identify(&conn)?;
-    if let Err(wait) = node.peer_limits.check(&sender) {
-        return Ok(ApiError::too_many(wait));
-    }
+    let sender = match sender(&node, &conn) {
+        Ok(s) => s,
+        Err(refused) => return Ok(*refused),
+    };
     let item_limit = node.settings.peer_api.max_body_bytes;
     let (_, mut doc) = read_json_body(
         &headers,
@@ -199,6 +199,16 @@ fn refused(e: ApiError) -> BatchResult {
         receipt: None,
         error: Some(e.body),
     }
+}
+
+/// The node the client certificate names, if it is within its rate;
+/// otherwise the answer that refuses it (401, or 429 with `Retry-After`).
+fn sender(node: &Node, conn: &ConnInfo) -> Result<String, Box<Response>> {
+    let sender = identify(conn).map_err(|e| Box::new(e.into_response()))?;
+    node.peer_limits
+        .check(&sender)
+        .map_err(|wait| Box::new(ApiError::too_many(wait)))?;
+    Ok(sender)
 }
 
 fn identify(conn: &ConnInfo) -> Result<String, ApiError> {
