@@ -280,8 +280,13 @@ async fn reads_and_submissions_are_audited_and_tampering_is_detected() {
         .case(&case)
         .await
         .unwrap();
-
+    let id = msg["message_id"].as_str().unwrap();
+    assert_eq!(th_api.message(id).await.unwrap().status, 200);
     let admin = th_api.with_token(&token(Role::Admin));
+    // A refused re-queue (the message is still queued) is audited against
+    // the message it named.
+    assert_eq!(admin.outbox_retry(id).await.unwrap().status, 409);
+
     let log = admin.audit(Some(&case)).await.unwrap().body;
     let records = log["records"].as_array().unwrap();
     let summary: Vec<(String, String, String)> = records
@@ -312,8 +317,21 @@ async fn reads_and_submissions_are_audited_and_tampering_is_detected() {
                 "case.read".to_string(),
                 "refused:403".to_string()
             ),
+            (
+                "TH-case-system".to_string(),
+                "message.read".to_string(),
+                "ok".to_string()
+            ),
+            (
+                "admin-test".to_string(),
+                "message.retry".to_string(),
+                "refused:409".to_string()
+            ),
         ]
     );
+    for r in &records[3..] {
+        assert_eq!(r["message_id"], msg["message_id"], "{r}");
+    }
     th.stop().await;
 
     let config = data.path().join("th-audit.toml");

@@ -3,10 +3,11 @@
 //! their roles and audit action through [`Routes`], in one place; the
 //! guard below enforces them.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -89,14 +90,53 @@ impl Default for Routes {
     }
 }
 
-/// What a handler tells the audit log about the case data it touched.
+/// The contract between the guard and a handler of an audited route: the
+/// guard hands the handler a trail (an extractor), the handler records on
+/// it each case and message it read or changed, and once the handler has
+/// answered, the guard writes one audit record per entry, with the
+/// answer's result. A route whose handler records nothing is audited
+/// against the case in its path.
 #[derive(Debug, Clone, Default)]
-pub struct Audited(pub Vec<(String, Option<String>)>);
+pub struct AuditTrail(Arc<Mutex<Trail>>);
 
-/// Set by a handler that wrote its audit record itself, in its own
-/// transaction (a committed submission).
-#[derive(Debug, Clone, Copy)]
-pub struct AuditWritten;
+#[derive(Debug, Default)]
+struct Trail {
+    touched: Vec<(String, Option<String>)>,
+    /// The handler committed the record itself, in the transaction of what
+    /// it audits (a fresh submission).
+    written: bool,
+}
+
+impl AuditTrail {
+    /// The handler read or changed `message_id` (or the whole case).
+    pub fn touched(&self, case_ref: &str, message_id: Option<&str>) {
+        self.lock()
+            .touched
+            .push((case_ref.to_string(), message_id.map(str::to_string)));
+    }
+
+    /// The audit record was committed with the change it records.
+    pub fn written(&self) {
+        self.lock().written = true;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Trail> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuditTrail {
+    type Rejection = std::convert::Infallible;
+
+    /// The guard's trail; on a route it does not audit, a trail nobody reads.
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<AuditTrail>()
+            .cloned()
+            .unwrap_or_default())
+    }
+}
 
 /// Authenticates the bearer token or client certificate, checks the route's
 /// roles and the caller's rate, and writes the audit record of routes that
@@ -107,6 +147,7 @@ async fn authorize(
     mut req: Request,
     next: Next,
 ) -> Response {
+    let trail = AuditTrail::default();
     if rule.roles.is_empty() {
         return next.run(req).await;
     }
@@ -166,6 +207,7 @@ async fn authorize(
             Err(wait) => ApiError::too_many(wait),
             Ok(()) => {
                 req.extensions_mut().insert(p.clone());
+                req.extensions_mut().insert(trail.clone());
                 next.run(req).await
             }
         },
@@ -173,7 +215,11 @@ async fn authorize(
     let Some(action) = rule.audit else {
         return response;
     };
-    if response.extensions().get::<AuditWritten>().is_some() {
+    let (touched, written) = {
+        let t = trail.lock();
+        (t.touched.clone(), t.written)
+    };
+    if written {
         return response;
     }
     let result = if response.status().is_success() {
@@ -181,12 +227,11 @@ async fn authorize(
     } else {
         format!("refused:{}", response.status().as_u16())
     };
-    let touched = response
-        .extensions()
-        .get::<Audited>()
-        .map(|a| a.0.clone())
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| vec![(path_case.clone().unwrap_or_default(), None)]);
+    let touched = if touched.is_empty() {
+        vec![(path_case.clone().unwrap_or_default(), None)]
+    } else {
+        touched
+    };
     let at = node.clock.now_ms();
     let entries: Vec<crate::store::audit::AuditEntry> = touched
         .into_iter()

@@ -10,7 +10,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::access::{Audited, Routes};
+use super::access::{AuditTrail, Routes};
 use super::params;
 use super::views::parse_json_text;
 use crate::app::node::Node;
@@ -39,6 +39,7 @@ struct InboxQuery {
 /// order. Pass the last `next_cursor` back as `after` to read on.
 async fn inbox(
     State(node): State<Arc<Node>>,
+    trail: AuditTrail,
     query: Result<Query<InboxQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(params::bad_query)?;
@@ -71,12 +72,11 @@ async fn inbox(
             })
         })
         .collect();
-    let mut resp = axum::Json(json!({ "messages": messages, "next_cursor": next.to_string() }))
-        .into_response();
-    resp.extensions_mut().insert(Audited(
-        rows.iter()
-            .map(|r| (r.case_ref.clone(), Some(r.message_id.clone())))
-            .collect(),
-    ));
-    Ok(resp)
+    for r in &rows {
+        trail.touched(&r.case_ref, Some(&r.message_id));
+    }
+    Ok(
+        axum::Json(json!({ "messages": messages, "next_cursor": next.to_string() }))
+            .into_response(),
+    )
 }

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use serde_json::json;
 
-use super::access::{AuditWritten, Audited, Routes};
+use super::access::{AuditTrail, Routes};
 use super::params;
 use super::views::{inbound_view, outbound_view};
 use crate::app::node::Node;
@@ -58,6 +58,7 @@ struct Accepted {
 async fn submit_message(
     State(node): State<Arc<Node>>,
     principal: Option<axum::Extension<Principal>>,
+    trail: AuditTrail,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -76,24 +77,23 @@ async fn submit_message(
             SubmitError::Store(e) => ApiError::from(e),
         })?;
     let row = submitted.row;
-    let audited = Audited(vec![(row.case_ref.clone(), Some(row.message_id.clone()))]);
+    trail.touched(&row.case_ref, Some(&row.message_id));
+    if submitted.audited {
+        trail.written();
+    }
     let accepted = Accepted {
         status_url: format!("/v1/messages/{}", row.message_id),
         message_id: row.message_id,
         case_ref: row.case_ref,
         state: row.state.as_str(),
     };
-    let mut resp = (StatusCode::ACCEPTED, axum::Json(accepted)).into_response();
-    resp.extensions_mut().insert(audited);
-    if submitted.audited {
-        resp.extensions_mut().insert(AuditWritten);
-    }
-    Ok(resp)
+    Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
 }
 
 /// `GET /v1/messages/{id}`: where a message stands.
 async fn message_status(
     State(node): State<Arc<Node>>,
+    trail: AuditTrail,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = params::message_id(&id)?;
@@ -104,10 +104,8 @@ async fn message_status(
     } else {
         return Err(ApiError::not_found("message"));
     };
-    let mut resp = axum::Json(view).into_response();
-    resp.extensions_mut()
-        .insert(Audited(vec![(case_ref, Some(id))]));
-    Ok(resp)
+    trail.touched(&case_ref, Some(&id));
+    Ok(axum::Json(view).into_response())
 }
 
 /// `POST /v1/validate`: the report `homeward validate` prints, for a message

@@ -9,7 +9,7 @@ use axum::routing::post;
 use serde_json::json;
 use tracing::info;
 
-use super::access::{Audited, Routes};
+use super::access::{AuditTrail, Routes};
 use super::params;
 use crate::app::node::Node;
 use crate::domain::access::Role::*;
@@ -28,40 +28,40 @@ pub(super) fn routes() -> Routes {
 /// `POST /v1/outbox/{id}/retry`: re-queue a `dead` or `rejected` message.
 async fn retry_message(
     State(node): State<Arc<Node>>,
+    trail: AuditTrail,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = params::message_id(&id)?;
+    let Some(row) = node.store.outbound(&id).await? else {
+        return Err(ApiError::not_found("message"));
+    };
+    trail.touched(&row.case_ref, Some(&id));
     let now = node.clock.now_ms();
-    let deadline = node.delivery_deadline(now);
-    if node.store.requeue(&id, now, deadline).await? {
-        node.wake.notify_one();
-        info!(message_id = %id, "re-queued by an operator");
-        let case_ref = node
+    if !node
+        .store
+        .requeue(&id, now, node.delivery_deadline(now))
+        .await?
+    {
+        // Read again: the state may have moved since the first read.
+        let state = node
             .store
             .outbound(&id)
-            .await
-            .ok()
-            .flatten()
-            .map(|r| r.case_ref)
-            .unwrap_or_default();
-        let mut resp = (
-            StatusCode::ACCEPTED,
-            axum::Json(json!({"message_id": id, "state": "queued"})),
-        )
-            .into_response();
-        resp.extensions_mut()
-            .insert(Audited(vec![(case_ref, Some(id))]));
-        return Ok(resp);
-    }
-    match node.store.outbound(&id).await? {
-        None => Err(ApiError::not_found("message")),
-        Some(row) => Err(ApiError::new(
+            .await?
+            .map_or(row.state, |r| r.state);
+        return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_retryable",
             format!(
                 "message is `{}`; only dead or rejected messages can be re-queued",
-                row.state.as_str()
+                state.as_str()
             ),
-        )),
+        ));
     }
+    node.wake.notify_one();
+    info!(message_id = %id, "re-queued by an operator");
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"message_id": id, "state": "queued"})),
+    )
+        .into_response())
 }
