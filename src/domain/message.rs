@@ -12,7 +12,8 @@ use uuid::Uuid;
 use super::ids::CaseRef;
 use crate::protocol::Detail;
 
-const ENVELOPE_SCHEMA: &str = include_str!("../../schemas/envelope.v1.json");
+/// The envelope schema (`schemas/envelope.v1.json`), as published.
+pub const ENVELOPE_SCHEMA: &str = include_str!("../../schemas/envelope.v1.json");
 
 /// Every payload schema: (type, version, source).
 const PAYLOAD_SCHEMAS: &[(&str, u32, &str)] = &[

@@ -4,11 +4,11 @@
 //! gateway validate too.
 
 use crate::support::*;
-use homeward::http::local::{OPENAPI, rules};
+use homeward::http::local::{openapi_document, rules};
 use serde_json::{Value, json};
 
 fn doc() -> Value {
-    serde_json::from_str(OPENAPI).expect("openapi.json is JSON")
+    serde_json::from_str(openapi_document()).expect("openapi.json is JSON")
 }
 
 /// A validator for `#/components/schemas/<name>` (or an inline schema) with

@@ -43,7 +43,7 @@ async fn audit_log(
     let limit = params::limit(q.limit)?;
     let rows = node
         .store
-        .audit_rows(q.case_ref.as_deref(), q.after.unwrap_or(0), limit)
+        .audit_rows(q.case_ref.as_deref(), params::cursor(q.after)?, limit)
         .await?;
     let next = rows.last().map(|r| r.seq);
     let records: Vec<Value> = rows

@@ -25,7 +25,7 @@ use axum::middleware;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use access::RouteRule;
-pub use service::OPENAPI;
+pub use service::openapi_document;
 
 use crate::app::node::Node;
 use crate::http::error::{ApiError, count_store_failures};

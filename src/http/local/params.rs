@@ -36,3 +36,16 @@ pub fn message_id(text: &str) -> Result<String, ApiError> {
             )
         })
 }
+
+/// A numeric cursor (`after`): 0 (from the start) or a value a page returned.
+pub fn cursor(given: Option<i64>) -> Result<i64, ApiError> {
+    match given {
+        None => Ok(0),
+        Some(c) if c >= 0 => Ok(c),
+        Some(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_cursor",
+            "`after` must be a cursor returned by this feed",
+        )),
+    }
+}

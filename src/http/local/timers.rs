@@ -85,7 +85,7 @@ async fn list_timers(
         state,
         peer: q.peer.map(|p| p.to_ascii_uppercase()),
         due_before,
-        after_id: q.after.unwrap_or(0),
+        after_id: params::cursor(q.after)?,
         limit,
     };
     let rows = node.store.timers(&filter).await?;
