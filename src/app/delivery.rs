@@ -338,20 +338,12 @@ impl Worker {
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {
-                let message = crate::telemetry::error_chain(&e);
-                self.node
-                    .metrics
-                    .peer_attempt(&c.peer, false, false, self.node.clock.now_ms());
-                warn!(error = %message, "peer unreachable");
-                return self.retry_or_dead(c, json!({"kind": "transport", "message": message}));
+                let error = self.unreachable(&c.peer, &e);
+                return self.retry_or_dead(c, error);
             }
         };
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let retry_after = retry_after(&resp);
         let text = resp.text().await.unwrap_or_default();
         self.node.metrics.peer_attempt(
             &c.peer,
@@ -467,19 +459,10 @@ impl Worker {
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {
-                let message = crate::telemetry::error_chain(&e);
-                self.node
-                    .metrics
-                    .peer_attempt(&group[0].peer, false, false, now);
-                warn!(error = %message, "peer unreachable");
+                let error = self.unreachable(&group[0].peer, &e);
                 return group
                     .iter()
-                    .map(|c| {
-                        (
-                            c.seq,
-                            self.retry_or_dead(c, json!({"kind": "transport", "message": message})),
-                        )
-                    })
+                    .map(|c| (c.seq, self.retry_or_dead(c, error.clone())))
                     .collect();
             }
         };
@@ -487,11 +470,7 @@ impl Worker {
         self.node
             .metrics
             .peer_attempt(&group[0].peer, true, status.is_success(), now);
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let retry_after = retry_after(&resp);
         let text = resp.text().await.unwrap_or_default();
         // Receipts stay the exact bytes the receiver issued: they are evidence.
         let results = serde_json::from_str::<BatchResponse>(&text)
@@ -527,6 +506,17 @@ impl Worker {
         }
     }
 
+    /// A request that got no HTTP answer: the peer is marked unreachable
+    /// and the error is what each message's retry records.
+    fn unreachable(&self, peer: &str, e: &reqwest::Error) -> Value {
+        let message = crate::telemetry::error_chain(e);
+        self.node
+            .metrics
+            .peer_attempt(peer, false, false, self.node.clock.now_ms());
+        warn!(error = %message, "peer unreachable");
+        json!({"kind": "transport", "message": message})
+    }
+
     fn retry_or_dead(&self, c: &Claimed, error: Value) -> Outcome {
         let now = self.node.clock.now_ms();
         if now >= c.deadline_at {
@@ -548,6 +538,14 @@ impl Worker {
             next_attempt_at: next,
         }
     }
+}
+
+/// The peer's `Retry-After`, in seconds, if it sent one.
+fn retry_after(resp: &reqwest::Response) -> Option<u64> {
+    resp.headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// How many messages a finished attempt task had in flight.
