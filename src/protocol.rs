@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 /// One envelope per request.
 pub const MESSAGES_PATH: &str = "/peer/v1/messages";
@@ -14,13 +15,19 @@ pub const BATCH_PATH: &str = "/peer/v1/messages/batch";
 pub const BATCH_MAX: usize = 64;
 
 /// Evidence that the receiver committed a message to its inbox.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Receipt {
+    #[schema(format = Uuid)]
     pub message_id: String,
+    /// The receiving node's country.
+    #[schema(pattern = "^[A-Z]{2}$")]
     pub receiver: String,
+    #[schema(format = DateTime)]
     pub received_at: String,
     /// SHA-256 of the envelope bytes as received; the sender checks it
     /// against what it sent.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub envelope_sha256: String,
     /// The answer the receiver owes and when, counted in the receiver's
     /// calendar; both sides' timers use this same due time.
@@ -28,10 +35,13 @@ pub struct Receipt {
     pub answer_due: Option<AnswerDue>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// The answer a receipt says is owed: its type and due time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AnswerDue {
     #[serde(rename = "type")]
     pub message_type: String,
+    #[schema(format = DateTime)]
     pub due_at: String,
 }
 
@@ -44,7 +54,7 @@ pub struct BatchRequest<'a> {
 }
 
 /// The answer to a batch: one result per message, in order.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BatchResponse {
     pub results: Vec<BatchResult>,
 }
@@ -52,17 +62,20 @@ pub struct BatchResponse {
 /// One message's answer in a batch: its HTTP status and either the receipt
 /// (kept as the exact bytes the receiver issued: it is evidence) or the
 /// error body's inner object.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BatchResult {
+    /// 200 with a receipt, or the status a single delivery would have had.
     pub status: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Receipt>)]
     pub receipt: Option<Box<RawValue>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
 }
 
 /// One problem of a refusal, located where it can be.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Detail {
     /// JSON pointer into the submitted document, when the problem has a place.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -94,15 +107,20 @@ impl Detail {
 /// The one error body of every refusal on both APIs:
 /// `{"error": {"code", "message", "details": [...]}}`. `code` is stable and
 /// meant for machines; `message` is for people.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ErrorBody {
+    /// Stable, for machines.
     pub code: String,
     pub message: String,
     #[serde(default)]
     pub details: Vec<Detail>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Every refusal on both APIs.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = Error)]
+#[serde(deny_unknown_fields)]
 pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }

@@ -167,7 +167,7 @@ impl Scheduler {
 }
 
 /// SLA figures per agreement and message type over a window.
-pub fn sla(timers: &[TimerRow], now: i64) -> serde_json::Value {
+pub fn sla(timers: &[TimerRow], now: i64) -> Vec<SlaFigures> {
     use std::collections::BTreeMap;
     let mut groups: BTreeMap<(String, String, String), Vec<&TimerRow>> = BTreeMap::new();
     for t in timers {
@@ -176,7 +176,7 @@ pub fn sla(timers: &[TimerRow], now: i64) -> serde_json::Value {
             .or_default()
             .push(t);
     }
-    let rows: Vec<serde_json::Value> = groups
+    groups
         .into_iter()
         .map(|((agreement, message_type, side), ts)| {
             let met: Vec<&&TimerRow> = ts.iter().filter(|t| t.state == "met").collect();
@@ -196,23 +196,43 @@ pub fn sla(timers: &[TimerRow], now: i64) -> serde_json::Value {
                 let idx = ((answer_secs.len() as f64 - 1.0) * p).round() as usize;
                 Some(answer_secs[idx])
             };
-            json!({
-                "agreement": agreement,
-                "type": message_type,
-                "expected_type": ts[0].expected_type,
-                "side": side,
-                "count": ts.len(),
-                "met_on_time": met.len() - late,
-                "met_late": late,
-                "open": ts.iter().filter(|t| t.state == "open").count(),
-                "breached": ts.iter().filter(|t| t.state == "breached").count(),
-                "overdue_now": ts.iter().filter(|t| t.state != "met" && t.due_at < now).count(),
-                "median_seconds_to_answer": pct(0.5),
-                "p90_seconds_to_answer": pct(0.9),
-            })
+            SlaFigures {
+                agreement,
+                message_type,
+                expected_type: ts[0].expected_type.clone(),
+                side,
+                count: ts.len(),
+                met_on_time: met.len() - late,
+                met_late: late,
+                open: ts.iter().filter(|t| t.state == "open").count(),
+                breached: ts.iter().filter(|t| t.state == "breached").count(),
+                overdue_now: ts
+                    .iter()
+                    .filter(|t| t.state != "met" && t.due_at < now)
+                    .count(),
+                median_seconds_to_answer: pct(0.5),
+                p90_seconds_to_answer: pct(0.9),
+            }
         })
-        .collect();
-    json!({ "groups": rows })
+        .collect()
+}
+
+/// How the timers of one agreement, message type and side kept time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlaFigures {
+    pub agreement: String,
+    pub message_type: String,
+    pub expected_type: String,
+    pub side: String,
+    pub count: usize,
+    pub met_on_time: usize,
+    pub met_late: usize,
+    pub open: usize,
+    pub breached: usize,
+    /// Not met, and the due time has passed.
+    pub overdue_now: usize,
+    pub median_seconds_to_answer: Option<f64>,
+    pub p90_seconds_to_answer: Option<f64>,
 }
 
 #[cfg(test)]

@@ -104,6 +104,9 @@ enum Command {
     },
     /// Print a new random 256-bit key (hex) for `[[encryption.keys]]`.
     Keygen,
+    /// Print the OpenAPI 3.1 document of the local and peer APIs (the one
+    /// `GET /openapi.json` serves), to generate clients or test against.
+    Openapi,
     /// Print the SHA-256 to put in a `[[tokens]]` entry for a bearer token
     /// read from standard input.
     TokenHash,
@@ -187,6 +190,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             command: AuditCommand::Verify { config },
         } => store_ops::verify_audit(&config),
         Command::Purge { config, dry_run } => store_ops::purge(&config, dry_run),
+        Command::Openapi => {
+            println!("{}", crate::http::local::openapi_document());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keygen => {
             println!("{}", crate::store::seal::new_key_hex());
             Ok(ExitCode::SUCCESS)

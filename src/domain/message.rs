@@ -16,7 +16,7 @@ use crate::protocol::Detail;
 pub const ENVELOPE_SCHEMA: &str = include_str!("../../schemas/envelope.v1.json");
 
 /// Every payload schema: (type, version, source).
-const PAYLOAD_SCHEMAS: &[(&str, u32, &str)] = &[
+pub const PAYLOAD_SCHEMAS: &[(&str, u32, &str)] = &[
     (
         "referral.notify",
         1,

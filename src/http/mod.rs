@@ -4,5 +4,6 @@
 
 pub mod error;
 pub mod local;
+pub mod openapi;
 pub mod peer;
 pub mod serve;

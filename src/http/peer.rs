@@ -14,11 +14,16 @@ use axum::routing::post;
 use axum::{Router, middleware};
 use serde_json::value::RawValue;
 use tracing::warn;
+use utoipa::ToSchema;
+use utoipa::openapi::path::Operation;
 
 use super::error::{ApiError, count_store_failures, read_json_body};
 use crate::app::node::Node;
 use crate::app::receive::{self, Arrival, Judged};
-use crate::protocol::{BATCH_MAX, BATCH_PATH, BatchResponse, BatchResult, MESSAGES_PATH};
+use crate::http::openapi::{SubmittedEnvelope, example};
+use crate::protocol::{
+    BATCH_MAX, BATCH_PATH, BatchResponse, BatchResult, ErrorEnvelope, MESSAGES_PATH, Receipt,
+};
 use crate::tls::ConnInfo;
 
 pub fn router(node: Arc<Node>) -> Router {
@@ -50,7 +55,46 @@ pub fn router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-/// `POST /peer/v1/messages`: one envelope; the answer is its receipt.
+/// The peer API's operations as the OpenAPI document shows them.
+pub fn operations() -> Vec<(String, Operation)> {
+    use utoipa::Path;
+    vec![
+        (__path_receive_one::path(), __path_receive_one::operation()),
+        (
+            __path_receive_batch::path(),
+            __path_receive_batch::operation(),
+        ),
+    ]
+}
+
+/// The schemas of the peer API's own bodies.
+pub fn schemas(doc: &mut crate::http::openapi::Document) {
+    doc.schema::<BatchBody>();
+}
+
+/// Deliver one envelope (peer API).
+///
+/// Mutual TLS 1.3 with a node certificate. Idempotent by `message_id`: a
+/// resend gets the receipt of the first delivery.
+#[utoipa::path(
+    post, path = "/peer/v1/messages", operation_id = "peerReceive",
+    request_body(content = SubmittedEnvelope, content_type = "application/json",
+        description = "A whole envelope: every field of envelope.v1.json, none filled in by the receiver"),
+    responses(
+        (status = 200, description = "Committed to the receiver's inbox (now or before)", body = Receipt,
+            example = json!(example::receipt())),
+        (status = 400, description = "Malformed JSON or schema violations, every one listed with its JSON pointer and keyword",
+            body = ErrorEnvelope, example = json!(example::schema_violation())),
+        (status = 401, description = "The client certificate names no node (no_node_identity)", body = ErrorEnvelope),
+        (status = 403, description = "The agreement does not allow this message from this sender", body = ErrorEnvelope),
+        (status = 408, description = "The body did not arrive within the read timeout (request_timeout)", body = ErrorEnvelope),
+        (status = 409, description = "The case's state does not allow the message, in_reply_to is wrong, or message_id was used for other content", body = ErrorEnvelope),
+        (status = 413, description = "Body larger than peer_api.max_body_bytes (body_too_large)", body = ErrorEnvelope),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorEnvelope),
+        (status = 422, description = "Wrong sender for this certificate, or a correction that names no message of the case or a field its message does not have; nothing stored", body = ErrorEnvelope),
+        (status = 503, description = "The store could not be reached (store_unavailable); nothing was accepted, retry later", body = ErrorEnvelope),
+    ),
+)]
 async fn receive_one(
     State(node): State<Arc<Node>>,
     Extension(conn): Extension<ConnInfo>,
@@ -84,11 +128,33 @@ async fn receive_one(
         .into_response())
 }
 
-/// `POST /peer/v1/messages/batch`: `{"messages": ["<envelope JSON>", ...]}`
-/// (each envelope as the exact text the sender stored, so receipts hash the
-/// same bytes). Every message is judged on its own; the admitted ones are
-/// committed in one transaction. The answer lists, in order, each message's
-/// status and its receipt or error: `{"results": [{"status", "receipt"|"error"}]}`.
+/// A batch as sent: each envelope as the exact JSON text the sender stored.
+#[derive(ToSchema)]
+#[allow(dead_code)] // only its schema is used; the handler reads the text itself
+struct BatchBody {
+    #[schema(min_items = 1, max_items = 64)]
+    messages: Vec<String>,
+}
+
+/// Deliver up to 64 envelopes at once (peer API).
+///
+/// Each envelope is the exact JSON text the sender stored (so receipts
+/// hash the same bytes), judged on its own terms (idempotent by
+/// `message_id`); the accepted ones are committed together.
+#[utoipa::path(
+    post, path = "/peer/v1/messages/batch", operation_id = "peerReceiveBatch",
+    request_body(content = BatchBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One result per message, in order", body = BatchResponse,
+            example = json!(example::batch_answer())),
+        (status = 400, description = "Not a batch of 1 to 64 texts (bad_batch), or not JSON", body = ErrorEnvelope),
+        (status = 401, description = "The client certificate names no node (no_node_identity)", body = ErrorEnvelope),
+        (status = 408, description = "The body did not arrive within the read timeout (request_timeout)", body = ErrorEnvelope),
+        (status = 413, description = "The body is over the limit (body_too_large)", body = ErrorEnvelope),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorEnvelope),
+        (status = 503, description = "The store could not be reached (store_unavailable); nothing was accepted, retry later", body = ErrorEnvelope),
+    ),
+)]
 async fn receive_batch(
     State(node): State<Arc<Node>>,
     Extension(conn): Extension<ConnInfo>,

@@ -250,7 +250,7 @@ async fn every_route_answers_a_wrong_method_and_head_with_the_standard_error_bod
     let api = node.api();
     let operator = api.with_token(OPERATOR_TOKEN);
     for rule in rules() {
-        let path = concrete(rule.path);
+        let path = concrete(&rule.path);
         for method in [Method::DELETE, Method::PUT, Method::PATCH] {
             let r = Api::send(operator.request(method.clone(), &path))
                 .await

@@ -44,7 +44,10 @@ fn every_route_is_documented_and_every_example_validates() {
     for rule in &rules() {
         let method = rule.method.as_str().to_ascii_lowercase();
         assert!(
-            paths.get(rule.path).and_then(|p| p.get(&method)).is_some(),
+            paths
+                .get(rule.path.as_str())
+                .and_then(|p| p.get(&method))
+                .is_some(),
             "{} {} is not in openapi.json",
             rule.method,
             rule.path
@@ -52,7 +55,19 @@ fn every_route_is_documented_and_every_example_validates() {
     }
     assert!(paths["/peer/v1/messages"]["post"].is_object());
     assert!(paths["/peer/v1/messages/batch"]["post"].is_object());
-    let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    const METHODS: &[&str] = &[
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+    let documented: usize = paths
+        .values()
+        .map(|p| {
+            p.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| METHODS.contains(&k.as_str()))
+                .count()
+        })
+        .sum();
     assert_eq!(
         documented,
         rules().len() + 2,
@@ -61,6 +76,9 @@ fn every_route_is_documented_and_every_example_validates() {
     let mut examples = 0;
     for (path, ops) in paths {
         for (method, op) in ops.as_object().unwrap() {
+            if !METHODS.contains(&method.as_str()) {
+                continue;
+            }
             for (code, r) in op["responses"].as_object().unwrap() {
                 if let Some(content) = r["content"]["application/json"].as_object()
                     && let Some(example) = content.get("example")

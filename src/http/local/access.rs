@@ -7,12 +7,15 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Request, State};
+use axum::handler::Handler;
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::MethodRouter;
+use axum::routing::{MethodFilter, MethodRouter};
 use tracing::warn;
+use utoipa::openapi::HttpMethod;
+use utoipa::openapi::path::Operation;
 
 use crate::app::node::Node;
 use crate::domain::access::{Role, hash_token};
@@ -22,15 +25,25 @@ use crate::http::error::ApiError;
 #[derive(Debug, Clone)]
 pub struct RouteRule {
     pub method: Method,
-    pub path: &'static str,
+    pub path: String,
     pub roles: &'static [Role],
     /// The audit action this route records, if it reads or changes case data.
     pub audit: Option<&'static str>,
 }
 
-/// Routes with their access rules, as a resource module declares them.
+/// One declared route: its rule, its handler and its OpenAPI operation.
+struct Entry {
+    rule: Arc<RouteRule>,
+    handler: MethodRouter<Arc<Node>>,
+    operation: Operation,
+}
+
+/// Routes with their access rules, as a resource module declares them:
+/// method, path and documentation come from the handler's
+/// `#[utoipa::path]`, so what is served, guarded and documented is one
+/// declaration.
 pub struct Routes {
-    entries: Vec<(Arc<RouteRule>, MethodRouter<Arc<Node>>)>,
+    entries: Vec<Entry>,
 }
 
 impl Routes {
@@ -40,23 +53,36 @@ impl Routes {
         }
     }
 
-    /// Adds `handler` for `method path`, callable by `roles` (none: public),
-    /// recording `audit` when it touches case data.
-    pub fn route(
+    /// Adds `handler`, documented by `doc` (the handler's `__path_` type),
+    /// callable by `roles` (none: public), recording `audit` when it
+    /// touches case data.
+    pub fn route<D, H, T>(
         mut self,
-        method: Method,
-        path: &'static str,
+        _doc: D,
         roles: &'static [Role],
         audit: Option<&'static str>,
-        handler: MethodRouter<Arc<Node>>,
-    ) -> Self {
+        handler: H,
+    ) -> Self
+    where
+        D: utoipa::Path,
+        H: Handler<T, Arc<Node>>,
+        T: 'static,
+    {
+        let methods = D::methods();
+        assert_eq!(methods.len(), 1, "one method per declared route");
+        let method = http_method(&methods[0]);
+        let filter = MethodFilter::try_from(method.clone()).expect("a routable method");
         let rule = RouteRule {
             method,
-            path,
+            path: D::path(),
             roles,
             audit,
         };
-        self.entries.push((Arc::new(rule), handler));
+        self.entries.push(Entry {
+            rule: Arc::new(rule),
+            handler: axum::routing::on(filter, handler),
+            operation: D::operation(),
+        });
         self
     }
 
@@ -66,21 +92,37 @@ impl Routes {
     }
 
     pub fn rules(&self) -> Vec<RouteRule> {
-        self.entries.iter().map(|(r, _)| (**r).clone()).collect()
+        self.entries.iter().map(|e| (*e.rule).clone()).collect()
+    }
+
+    /// Each route's rule with its documented operation.
+    pub fn operations(&self) -> impl Iterator<Item = (&RouteRule, &Operation)> {
+        self.entries.iter().map(|e| (&*e.rule, &e.operation))
     }
 
     /// The router, each route behind its own guard.
     pub fn into_router(self, node: &Arc<Node>) -> Router<Arc<Node>> {
-        self.entries
-            .into_iter()
-            .fold(Router::new(), |router, (rule, handler)| {
-                let path = rule.path;
-                let guarded = handler.route_layer(middleware::from_fn_with_state(
-                    (node.clone(), rule),
-                    authorize,
-                ));
-                router.route(path, guarded)
-            })
+        self.entries.into_iter().fold(Router::new(), |router, e| {
+            let path = e.rule.path.clone();
+            let guarded = e.handler.route_layer(middleware::from_fn_with_state(
+                (node.clone(), e.rule),
+                authorize,
+            ));
+            router.route(&path, guarded)
+        })
+    }
+}
+
+fn http_method(m: &HttpMethod) -> Method {
+    match m {
+        HttpMethod::Get => Method::GET,
+        HttpMethod::Post => Method::POST,
+        HttpMethod::Put => Method::PUT,
+        HttpMethod::Delete => Method::DELETE,
+        HttpMethod::Patch => Method::PATCH,
+        HttpMethod::Head => Method::HEAD,
+        HttpMethod::Options => Method::OPTIONS,
+        HttpMethod::Trace => Method::TRACE,
     }
 }
 

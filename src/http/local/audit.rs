@@ -3,38 +3,47 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::IntoParams;
 
 use super::access::Routes;
 use super::params;
+use super::views::{AuditPage, AuditRecord};
 use crate::app::node::Node;
-use crate::clock::rfc3339_ms;
 use crate::domain::access::Role::*;
 use crate::http::error::ApiError;
+use crate::http::openapi::example;
+use crate::protocol::ErrorEnvelope;
 
 pub(super) fn routes() -> Routes {
-    Routes::new().route(
-        Method::GET,
-        "/v1/audit",
-        &[Admin],
-        Some("audit.read"),
-        get(audit_log),
-    )
+    Routes::new().route(__path_audit_log, &[Admin], Some("audit.read"), audit_log)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// Only this case's records.
     case_ref: Option<String>,
+    /// A cursor a page returned (`next_cursor`).
+    #[param(minimum = 0)]
     after: Option<i64>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
 }
 
-/// `GET /v1/audit?case_ref=&after=&limit=`: the audit log (admin).
+/// The hash-chained audit log: who read or changed which case data.
+#[utoipa::path(
+    get, path = "/v1/audit", operation_id = "readAudit",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "A page", body = AuditPage, example = json!(example::audit_page())),
+        (status = 400, description = "A bad cursor, limit or query (bad_cursor, bad_limit, bad_query)", body = ErrorEnvelope),
+        (status = 503, description = "The store could not be reached (store_unavailable)", body = ErrorEnvelope),
+    ),
+)]
 async fn audit_log(
     State(node): State<Arc<Node>>,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
@@ -45,15 +54,9 @@ async fn audit_log(
         .store
         .audit_rows(q.case_ref.as_deref(), params::cursor(q.after)?, limit)
         .await?;
-    let next = rows.last().map(|r| r.seq);
-    let records: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "seq": r.seq, "at": rfc3339_ms(r.at), "actor": r.actor, "role": r.role, "action": r.action,
-                "case_ref": r.case_ref, "message_id": r.message_id, "result": r.result, "hash": r.hash,
-            })
-        })
-        .collect();
-    Ok(axum::Json(json!({ "records": records, "next_cursor": next })).into_response())
+    Ok(axum::Json(AuditPage {
+        next_cursor: rows.last().map(|r| r.seq),
+        records: rows.iter().map(AuditRecord::from).collect(),
+    })
+    .into_response())
 }

@@ -5,42 +5,27 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{Method, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::access::Routes;
-use super::views::{parse_json_text, timer_view};
+use super::views::{DeliveryState, Timer, parse_json_text};
 use crate::app::node::Node;
 use crate::clock::rfc3339_ms;
 use crate::domain::access::Role::*;
 use crate::http::error::ApiError;
+use crate::http::openapi::example;
+use crate::protocol::ErrorEnvelope;
 
 pub(super) fn routes() -> Routes {
     Routes::new()
-        .route(Method::GET, "/", &[], None, get(dashboard_page))
-        .route(
-            Method::GET,
-            "/dashboard.js",
-            &[],
-            None,
-            get(dashboard_script),
-        )
-        .route(
-            Method::GET,
-            "/dashboard.css",
-            &[],
-            None,
-            get(dashboard_style),
-        )
-        .route(
-            Method::GET,
-            "/v1/dashboard",
-            &[Operator, Admin],
-            None,
-            get(dashboard),
-        )
+        .route(__path_dashboard_page, &[], None, dashboard_page)
+        .route(__path_dashboard_script, &[], None, dashboard_script)
+        .route(__path_dashboard_style, &[], None, dashboard_style)
+        .route(__path_dashboard, &[Operator, Admin], None, dashboard)
 }
 
 /// What the page may load and who may frame it: its own script and style
@@ -48,11 +33,22 @@ pub(super) fn routes() -> Routes {
 const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The operators' dashboard page (static; its data comes from `/v1/dashboard`).
+/// The operators' dashboard page.
+///
+/// Static; its data comes from `/v1/dashboard`.
+#[utoipa::path(
+    get, path = "/", operation_id = "dashboardPage",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)),
+)]
 async fn dashboard_page() -> Response {
     static_asset("text/html; charset=utf-8", include_str!("dashboard.html"))
 }
 
+/// The dashboard's script.
+#[utoipa::path(
+    get, path = "/dashboard.js", operation_id = "dashboardScript",
+    responses((status = 200, description = "The script", content_type = "text/javascript", body = String)),
+)]
 async fn dashboard_script() -> Response {
     static_asset(
         "text/javascript; charset=utf-8",
@@ -60,6 +56,11 @@ async fn dashboard_script() -> Response {
     )
 }
 
+/// The dashboard's style sheet.
+#[utoipa::path(
+    get, path = "/dashboard.css", operation_id = "dashboardStyle",
+    responses((status = 200, description = "The style sheet", content_type = "text/css", body = String)),
+)]
 async fn dashboard_style() -> Response {
     static_asset("text/css; charset=utf-8", include_str!("dashboard.css"))
 }
@@ -78,18 +79,114 @@ fn static_asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// `GET /v1/dashboard`: what an operator needs at a glance, no personal data.
+/// The schemas of this module's answers.
+pub(super) fn schemas(doc: &mut crate::http::openapi::Document) {
+    doc.schema::<Dashboard>();
+}
+
+/// What an operator needs at a glance; nothing personal.
+#[derive(Debug, Serialize, ToSchema)]
+struct Dashboard {
+    node: String,
+    organisation: String,
+    #[schema(format = DateTime)]
+    generated_at: String,
+    queues: Queues,
+    peers: Vec<PeerHealth>,
+    oldest_pending: Option<OldestPending>,
+    timers: TimerSummary,
+    /// The latest rejected or dead messages, newest first.
+    recent_rejections: Vec<Rejection>,
+}
+
+/// Outbound messages by delivery state.
+#[derive(Debug, Default, Serialize, ToSchema)]
+struct Queues {
+    queued: i64,
+    delivering: i64,
+    delivered: i64,
+    rejected: i64,
+    dead: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct PeerHealth {
+    country: String,
+    /// Whether the last attempt got an answer; null before the first.
+    reachable: Option<bool>,
+    #[schema(format = DateTime)]
+    last_success: Option<String>,
+    /// Queued or being delivered to this peer.
+    pending: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct OldestPending {
+    #[schema(format = Uuid)]
+    message_id: String,
+    case_ref: String,
+    #[serde(rename = "type")]
+    message_type: String,
+    peer: String,
+    attempts: i64,
+    #[schema(format = DateTime)]
+    submitted_at: String,
+    age_seconds: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct TimerSummary {
+    open: i64,
+    breached: i64,
+    /// Up to 20 breached timers.
+    breached_list: Vec<Timer>,
+    /// Up to 20 open timers due in the next 48 hours, soonest first.
+    due_soon: Vec<Timer>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct Rejection {
+    #[schema(format = Uuid)]
+    message_id: String,
+    case_ref: String,
+    #[serde(rename = "type")]
+    message_type: String,
+    peer: String,
+    state: DeliveryState,
+    /// The peer's error code, or what went wrong on the way.
+    code: String,
+    message: String,
+}
+
+/// The dashboard's figures.
+///
+/// Queues, peers, the oldest pending message, timers and recent
+/// rejections; nothing personal.
+#[utoipa::path(
+    get, path = "/v1/dashboard", operation_id = "dashboard",
+    responses(
+        (status = 200, description = "The figures", body = Dashboard, example = json!(example::dashboard())),
+        (status = 503, description = "The store could not be reached (store_unavailable)", body = ErrorEnvelope),
+    ),
+)]
 async fn dashboard(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
     let store = &node.store;
     let now = node.clock.now_ms();
     let counts = store.outbox_counts().await?;
-    let mut queues =
-        json!({"queued": 0, "delivering": 0, "delivered": 0, "rejected": 0, "dead": 0});
+    let mut queues = Queues::default();
     for (_, state, n) in &counts {
-        queues[state.as_str()] = json!(queues[state.as_str()].as_i64().unwrap_or(0) + n);
+        let slot = match state.as_str() {
+            "queued" => &mut queues.queued,
+            "delivering" => &mut queues.delivering,
+            "delivered" => &mut queues.delivered,
+            "rejected" => &mut queues.rejected,
+            "dead" => &mut queues.dead,
+            _ => continue,
+        };
+        *slot += n;
     }
     let health = node.metrics.peer_health();
-    let peers: Vec<Value> = node
+    let peers = node
         .settings
         .peers
         .iter()
@@ -102,21 +199,22 @@ async fn dashboard(State(node): State<Arc<Node>>) -> Result<Response, ApiError> 
                 })
                 .map(|(_, _, n)| n)
                 .sum();
-            json!({
-                "country": p.country,
-                "reachable": h.map(|h| h.reachable),
-                "last_success": h.and_then(|h| h.last_success).map(rfc3339_ms),
-                "pending": pending,
-            })
+            PeerHealth {
+                country: p.country.clone(),
+                reachable: h.map(|h| h.reachable),
+                last_success: h.and_then(|h| h.last_success).map(rfc3339_ms),
+                pending,
+            }
         })
         .collect();
-    let pending = store.oldest_pending().await?;
-    let oldest = pending.map(|r| {
-        json!({
-            "message_id": r.message_id, "case_ref": r.case_ref, "type": r.message_type, "peer": r.peer,
-            "attempts": r.attempts, "submitted_at": rfc3339_ms(r.submitted_at),
-            "age_seconds": (now - r.submitted_at).max(0) as f64 / 1000.0,
-        })
+    let oldest_pending = store.oldest_pending().await?.map(|r| OldestPending {
+        age_seconds: (now - r.submitted_at).max(0) as f64 / 1000.0,
+        submitted_at: rfc3339_ms(r.submitted_at),
+        message_id: r.message_id,
+        case_ref: r.case_ref,
+        message_type: r.message_type,
+        peer: r.peer,
+        attempts: r.attempts,
     });
     let timer_counts = store.timer_counts().await?;
     let count_of = |s: &str| {
@@ -146,30 +244,40 @@ async fn dashboard(State(node): State<Arc<Node>>) -> Result<Response, ApiError> 
     failed.extend(store.outbox_list(Some("dead"), 20).await?);
     failed.sort_by_key(|r| std::cmp::Reverse(r.seq));
     failed.truncate(20);
-    let rejections: Vec<Value> = failed
+    let recent_rejections = failed
         .iter()
         .map(|r| {
             let e = parse_json_text(r.last_error.as_deref());
-            let code = e["error"]["code"].as_str().or(e["kind"].as_str()).unwrap_or("").to_string();
-            let message = e["error"]["message"].as_str().or(e["message"].as_str()).unwrap_or("").to_string();
-            json!({"message_id": r.message_id, "case_ref": r.case_ref, "type": r.message_type, "peer": r.peer,
-                   "state": r.state, "code": code, "message": message})
+            let text = |v: &Value| v.as_str().map(str::to_string);
+            Rejection {
+                code: text(&e["error"]["code"])
+                    .or_else(|| text(&e["kind"]))
+                    .unwrap_or_default(),
+                message: text(&e["error"]["message"])
+                    .or_else(|| text(&e["message"]))
+                    .unwrap_or_default(),
+                message_id: r.message_id.clone(),
+                case_ref: r.case_ref.clone(),
+                message_type: r.message_type.clone(),
+                peer: r.peer.clone(),
+                state: r.state.into(),
+            }
         })
         .collect();
-    Ok(axum::Json(json!({
-        "node": node.country,
-        "organisation": node.settings.node.organisation,
-        "generated_at": rfc3339_ms(now),
-        "queues": queues,
-        "peers": peers,
-        "oldest_pending": oldest,
-        "timers": {
-            "open": count_of("open"),
-            "breached": count_of("breached"),
-            "breached_list": breached.iter().map(timer_view).collect::<Vec<_>>(),
-            "due_soon": due_soon.iter().map(timer_view).collect::<Vec<_>>(),
+    Ok(axum::Json(Dashboard {
+        node: node.country.clone(),
+        organisation: node.settings.node.organisation.clone(),
+        generated_at: rfc3339_ms(now),
+        queues,
+        peers,
+        oldest_pending,
+        timers: TimerSummary {
+            open: count_of("open"),
+            breached: count_of("breached"),
+            breached_list: breached.iter().map(Timer::from).collect(),
+            due_soon: due_soon.iter().map(Timer::from).collect(),
         },
-        "recent_rejections": rejections,
-    }))
+        recent_rejections,
+    })
     .into_response())
 }

@@ -4,39 +4,49 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::IntoParams;
 
 use super::access::{AuditTrail, Routes};
 use super::params;
-use super::views::parse_json_text;
+use super::views::{InboxEntry, InboxPage};
 use crate::app::node::Node;
-use crate::clock::rfc3339_ms;
 use crate::domain::access::Role::*;
 use crate::http::error::ApiError;
+use crate::protocol::ErrorEnvelope;
 
 pub(super) fn routes() -> Routes {
-    Routes::new().route(
-        Method::GET,
-        "/v1/inbox",
-        &[Caseworker],
-        Some("inbox.read"),
-        get(inbox),
-    )
+    Routes::new().route(__path_inbox, &[Caseworker], Some("inbox.read"), inbox)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct InboxQuery {
+    /// A cursor a page returned (`next_cursor`); from the start when left out.
+    #[param(pattern = "^[0-9]*$")]
     after: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
 }
 
-/// `GET /v1/inbox?after=<cursor>&limit=<n>`: received messages in arrival
-/// order. Pass the last `next_cursor` back as `after` to read on.
+/// Received messages in arrival order.
+///
+/// Each with its envelope as received. Pass the last `next_cursor` back as
+/// `after` to read on.
+#[utoipa::path(
+    get, path = "/v1/inbox", operation_id = "readInbox",
+    params(InboxQuery),
+    responses(
+        (status = 200, description = "A page", body = InboxPage,
+            example = json!({"messages": [], "next_cursor": "0"})),
+        (status = 400, description = "A bad cursor, limit or query (bad_cursor, bad_limit, bad_query)", body = ErrorEnvelope),
+        (status = 503, description = "The store could not be reached (store_unavailable)", body = ErrorEnvelope),
+    ),
+)]
 async fn inbox(
     State(node): State<Arc<Node>>,
     trail: AuditTrail,
@@ -56,27 +66,12 @@ async fn inbox(
     let limit = params::limit(q.limit)?;
     let rows = node.store.inbox_after(after, limit).await?;
     let next = rows.last().map(|r| r.seq).unwrap_or(after);
-    let messages: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "cursor": r.seq.to_string(),
-                "message_id": r.message_id,
-                "case_ref": r.case_ref,
-                "type": r.message_type,
-                "from": r.sender,
-                "in_reply_to": r.in_reply_to,
-                "received_at": rfc3339_ms(r.received_at),
-                "receipt": parse_json_text(Some(&r.receipt)),
-                "envelope": parse_json_text(Some(&r.body)),
-            })
-        })
-        .collect();
     for r in &rows {
         trail.touched(&r.case_ref, Some(&r.message_id));
     }
-    Ok(
-        axum::Json(json!({ "messages": messages, "next_cursor": next.to_string() }))
-            .into_response(),
-    )
+    Ok(axum::Json(InboxPage {
+        messages: rows.iter().map(InboxEntry::from).collect(),
+        next_cursor: next.to_string(),
+    })
+    .into_response())
 }

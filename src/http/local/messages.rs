@@ -5,56 +5,62 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use serde::Serialize;
-use serde_json::json;
 
 use super::access::{AuditTrail, Routes};
 use super::params;
-use super::views::{inbound_view, outbound_view};
+use super::views::{Accepted, MessageStatus, ValidationReport};
 use crate::app::node::Node;
 use crate::app::submit::{self, SubmitError};
 use crate::domain::access::Principal;
 use crate::domain::access::Role::*;
 use crate::http::error::{ApiError, read_json_body};
+use crate::http::openapi::{SubmittedEnvelope, example};
+use crate::protocol::ErrorEnvelope;
 
 pub(super) fn routes() -> Routes {
     Routes::new()
         .route(
-            Method::POST,
-            "/v1/messages",
+            __path_submit_message,
             &[Caseworker],
             Some("message.submit"),
-            post(submit_message),
+            submit_message,
         )
         .route(
-            Method::GET,
-            "/v1/messages/{id}",
+            __path_message_status,
             &[Caseworker, Operator, Admin],
             Some("message.read"),
-            get(message_status),
+            message_status,
         )
-        .route(
-            Method::POST,
-            "/v1/validate",
-            &[Integrator, Caseworker],
-            None,
-            post(validate),
-        )
+        .route(__path_validate, &[Integrator, Caseworker], None, validate)
 }
 
-#[derive(Serialize)]
-struct Accepted {
-    message_id: String,
-    case_ref: String,
-    state: &'static str,
-    status_url: String,
-}
-
-/// `POST /v1/messages`: admit and commit to the outbox. A 202 means the
-/// message is on disk and will be delivered.
+/// Submit a message.
+///
+/// A 202 means it is on disk and will be delivered.
+/// The gateway fills in `message_id`, `created_at`, `from` and
+/// `in_reply_to` when they are left out. A resubmission of the same
+/// message (same `message_id`, same content) gets the same 202; the same id
+/// with other content is refused (409).
+#[utoipa::path(
+    post, path = "/v1/messages", operation_id = "submitMessage",
+    request_body(content = SubmittedEnvelope, content_type = "application/json",
+        example = json!(example::envelope())),
+    responses(
+        (status = 202, description = "Accepted (also for an identical resubmission)", body = Accepted,
+            example = json!(example::accepted())),
+        (status = 400, description = "Malformed JSON or schema violations, every one listed with its JSON pointer and keyword",
+            body = ErrorEnvelope, example = json!(example::schema_violation())),
+        (status = 403, description = "Role not allowed, or the agreement with the receiving country does not allow this message (not_allowed_by_agreement)", body = ErrorEnvelope),
+        (status = 408, description = "The body did not arrive within the read timeout (request_timeout)", body = ErrorEnvelope),
+        (status = 409, description = "The case's state does not allow the message, in_reply_to is wrong, or message_id was used for other content", body = ErrorEnvelope),
+        (status = 413, description = "Body larger than local_api.max_body_bytes (body_too_large)", body = ErrorEnvelope),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorEnvelope),
+        (status = 422, description = "Wrong sender (wrong_sender), unknown peer (unknown_peer), or a correction (referral.update, reason correction) that names no message (correction_target_required), a message of another case (correction_target_unknown) or a field its message does not have (correction_pointer_absent); details[0].pointer says where", body = ErrorEnvelope),
+        (status = 503, description = "The store could not be reached (store_unavailable); nothing was accepted, retry later", body = ErrorEnvelope),
+    ),
+)]
 async fn submit_message(
     State(node): State<Arc<Node>>,
     principal: Option<axum::Extension<Principal>>,
@@ -85,12 +91,22 @@ async fn submit_message(
         status_url: format!("/v1/messages/{}", row.message_id),
         message_id: row.message_id,
         case_ref: row.case_ref,
-        state: row.state.as_str(),
+        state: row.state.into(),
     };
     Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
 }
 
-/// `GET /v1/messages/{id}`: where a message stands.
+/// Where a message stands, sent or received.
+#[utoipa::path(
+    get, path = "/v1/messages/{id}", operation_id = "getMessage",
+    params(("id" = String, Path, format = Uuid, description = "The message_id")),
+    responses(
+        (status = 200, description = "The message", body = MessageStatus, example = json!(example::outbound_status())),
+        (status = 400, description = "The id is not a UUID (bad_message_id)", body = ErrorEnvelope),
+        (status = 404, description = "No message with this id here (not_found)", body = ErrorEnvelope),
+        (status = 503, description = "The store could not be reached (store_unavailable)", body = ErrorEnvelope),
+    ),
+)]
 async fn message_status(
     State(node): State<Arc<Node>>,
     trail: AuditTrail,
@@ -98,9 +114,9 @@ async fn message_status(
 ) -> Result<Response, ApiError> {
     let id = params::message_id(&id)?;
     let (view, case_ref) = if let Some(row) = node.store.outbound(&id).await? {
-        (outbound_view(&row), row.case_ref)
+        (MessageStatus::from(&row), row.case_ref)
     } else if let Some(row) = node.store.inbound(&id).await? {
-        (inbound_view(&row), row.case_ref)
+        (MessageStatus::from(&row), row.case_ref)
     } else {
         return Err(ApiError::not_found("message"));
     };
@@ -108,8 +124,24 @@ async fn message_status(
     Ok(axum::Json(view).into_response())
 }
 
-/// `POST /v1/validate`: the report `homeward validate` prints, for a message
-/// as this node would receive it for submission. Nothing is stored or sent.
+/// Validate a message without sending it.
+///
+/// The report `homeward validate` prints, for a message as it would be
+/// submitted. Nothing is stored or sent; whatever is wrong with the message
+/// is in the report, not refused.
+#[utoipa::path(
+    post, path = "/v1/validate", operation_id = "validateMessage",
+    request_body(content = Object, content_type = "application/json",
+        description = "Any JSON object: a message as it would be submitted"),
+    responses(
+        (status = 200, description = "The report", body = ValidationReport,
+            example = json!({"valid": false, "violations": [example::violation()]})),
+        (status = 400, description = "Not JSON, or not an object (malformed_json, not_an_object)", body = ErrorEnvelope),
+        (status = 408, description = "The body did not arrive within the read timeout (request_timeout)", body = ErrorEnvelope),
+        (status = 413, description = "Body larger than local_api.max_body_bytes (body_too_large)", body = ErrorEnvelope),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorEnvelope),
+    ),
+)]
 async fn validate(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
@@ -127,8 +159,9 @@ async fn validate(
     }
     submit::fill_defaults(&node, &mut doc);
     let violations = node.admission().problems(&doc);
-    Ok(
-        axum::Json(json!({ "valid": violations.is_empty(), "violations": violations }))
-            .into_response(),
-    )
+    Ok(axum::Json(ValidationReport {
+        valid: violations.is_empty(),
+        violations,
+    })
+    .into_response())
 }

@@ -10,6 +10,7 @@ mod cases;
 mod dashboard;
 mod inbox;
 mod messages;
+mod openapi;
 mod outbox;
 mod params;
 mod schemas;
@@ -25,7 +26,7 @@ use axum::middleware;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use access::RouteRule;
-pub use service::openapi_document;
+pub use openapi::openapi_document;
 
 use crate::app::node::Node;
 use crate::http::error::{ApiError, count_store_failures};

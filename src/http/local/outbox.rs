@@ -3,29 +3,41 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use serde_json::json;
 use tracing::info;
 
 use super::access::{AuditTrail, Routes};
 use super::params;
+use super::views::{DeliveryState, Requeued};
 use crate::app::node::Node;
 use crate::domain::access::Role::*;
 use crate::http::error::ApiError;
+use crate::http::openapi::example;
+use crate::protocol::ErrorEnvelope;
 
 pub(super) fn routes() -> Routes {
     Routes::new().route(
-        Method::POST,
-        "/v1/outbox/{id}/retry",
+        __path_retry_message,
         &[Admin],
         Some("message.retry"),
-        post(retry_message),
+        retry_message,
     )
 }
 
-/// `POST /v1/outbox/{id}/retry`: re-queue a `dead` or `rejected` message.
+/// Re-queue a `dead` or `rejected` message, with a fresh delivery deadline.
+#[utoipa::path(
+    post, path = "/v1/outbox/{id}/retry", operation_id = "retryMessage",
+    params(("id" = String, Path, format = Uuid, description = "The message_id")),
+    responses(
+        (status = 202, description = "Queued again", body = Requeued,
+            example = json!({"message_id": example::ID, "state": "queued"})),
+        (status = 400, description = "The id is not a UUID (bad_message_id)", body = ErrorEnvelope),
+        (status = 404, description = "No outbound message with this id (not_found)", body = ErrorEnvelope),
+        (status = 409, description = "The message is neither dead nor rejected (not_retryable)", body = ErrorEnvelope),
+        (status = 503, description = "The store could not be reached (store_unavailable)", body = ErrorEnvelope),
+    ),
+)]
 async fn retry_message(
     State(node): State<Arc<Node>>,
     trail: AuditTrail,
@@ -61,7 +73,10 @@ async fn retry_message(
     info!(message_id = %id, "re-queued by an operator");
     Ok((
         StatusCode::ACCEPTED,
-        axum::Json(json!({"message_id": id, "state": "queued"})),
+        axum::Json(Requeued {
+            message_id: id,
+            state: DeliveryState::Queued,
+        }),
     )
         .into_response())
 }

@@ -4,50 +4,135 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::access::Routes;
 use super::params;
-use super::views::timer_view;
+use super::views::{Timer, TimerPage, TimerSide};
 use crate::app::node::Node;
+use crate::app::timers::SlaFigures;
 use crate::clock::rfc3339_ms;
 use crate::domain::access::Role::*;
 use crate::http::error::ApiError;
+use crate::http::openapi::example;
+use crate::protocol::ErrorEnvelope;
 
 pub(super) fn routes() -> Routes {
     Routes::new()
         .route(
-            Method::GET,
-            "/v1/timers",
+            __path_list_timers,
             &[Operator, Caseworker],
             None,
-            get(list_timers),
+            list_timers,
         )
-        .route(
-            Method::GET,
-            "/v1/sla",
-            &[Operator, Caseworker],
-            None,
-            get(sla),
-        )
+        .route(__path_sla, &[Operator, Caseworker], None, sla)
 }
 
-#[derive(Deserialize)]
+/// The schemas of this module's answers.
+pub(super) fn schemas(doc: &mut crate::http::openapi::Document) {
+    doc.schema::<Sla>();
+}
+
+/// Which timers to list.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum TimerStateFilter {
+    Open,
+    Breached,
+    Met,
+    /// Open or breached, with the due time passed.
+    Overdue,
+}
+
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct TimerQuery {
-    state: Option<String>,
+    #[param(inline)]
+    state: Option<TimerStateFilter>,
+    /// The peer country, e.g. TH.
+    #[param(pattern = "^[A-Za-z]{2}$")]
     peer: Option<String>,
+    /// Only timers due before this RFC 3339 time.
+    #[param(format = DateTime)]
     due_before: Option<String>,
+    /// A cursor a page returned (`next_cursor`).
+    #[param(minimum = 0)]
     after: Option<i64>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
 }
 
-/// `GET /v1/timers?state=open|breached|met|overdue&peer=TH&due_before=<RFC 3339>&after=<cursor>&limit=<n>`.
-/// `overdue` means open or breached with the due time passed.
+#[derive(Debug, Serialize, ToSchema)]
+struct Sla {
+    node: String,
+    #[schema(format = DateTime)]
+    since: String,
+    #[schema(format = DateTime)]
+    until: String,
+    groups: Vec<SlaGroup>,
+}
+
+/// How the timers of one agreement, message type and side kept time.
+#[derive(Debug, Serialize, ToSchema)]
+struct SlaGroup {
+    agreement: String,
+    #[serde(rename = "type")]
+    message_type: String,
+    expected_type: String,
+    side: TimerSide,
+    count: usize,
+    met_on_time: usize,
+    met_late: usize,
+    open: usize,
+    breached: usize,
+    /// Not met, and the due time has passed.
+    overdue_now: usize,
+    median_seconds_to_answer: Option<f64>,
+    p90_seconds_to_answer: Option<f64>,
+}
+
+impl From<SlaFigures> for SlaGroup {
+    fn from(f: SlaFigures) -> Self {
+        Self {
+            agreement: f.agreement,
+            message_type: f.message_type,
+            expected_type: f.expected_type,
+            side: if f.side == "awaiting_answer" {
+                TimerSide::AwaitingAnswer
+            } else {
+                TimerSide::AnswerDue
+            },
+            count: f.count,
+            met_on_time: f.met_on_time,
+            met_late: f.met_late,
+            open: f.open,
+            breached: f.breached,
+            overdue_now: f.overdue_now,
+            median_seconds_to_answer: f.median_seconds_to_answer,
+            p90_seconds_to_answer: f.p90_seconds_to_answer,
+        }
+    }
+}
+
+/// Acknowledgement deadlines.
+///
+/// Filtered by state, peer and due time; `overdue` means open or breached
+/// with the due time passed.
+#[utoipa::path(
+    get, path = "/v1/timers", operation_id = "listTimers",
+    params(TimerQuery),
+    responses(
+        (status = 200, description = "A page", body = TimerPage,
+            example = json!({"timers": [example::timer()], "next_cursor": 1})),
+        (status = 400, description = "A bad state, time, cursor, limit or query (bad_query, bad_cursor, bad_limit)", body = ErrorEnvelope),
+        (status = 503, description = "The store could not be reached (store_unavailable)", body = ErrorEnvelope),
+    ),
+)]
 async fn list_timers(
     State(node): State<Arc<Node>>,
     query: Result<Query<TimerQuery>, axum::extract::rejection::QueryRejection>,
@@ -63,23 +148,18 @@ async fn list_timers(
             )
         })?),
     };
-    let state = match q.state.as_deref() {
+    let overdue = matches!(q.state, Some(TimerStateFilter::Overdue));
+    let state = match q.state {
         None => None,
-        Some(s @ ("open" | "met" | "breached")) => Some(s.to_string()),
-        Some("overdue") => {
+        Some(TimerStateFilter::Open) => Some("open".to_string()),
+        Some(TimerStateFilter::Met) => Some("met".to_string()),
+        Some(TimerStateFilter::Breached) => Some("breached".to_string()),
+        Some(TimerStateFilter::Overdue) => {
             let now = node.clock.now_ms();
             due_before = Some(due_before.map_or(now, |d| d.min(now)));
             None
         }
-        Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_query",
-                format!("`state` must be open, breached, met or overdue, not `{other}`"),
-            ));
-        }
     };
-    let overdue = q.state.as_deref() == Some("overdue");
     let limit = params::limit(q.limit)?;
     let filter = crate::store::timers::TimerFilter {
         state,
@@ -90,23 +170,41 @@ async fn list_timers(
     };
     let rows = node.store.timers(&filter).await?;
     let next = rows.last().map(|t| t.id);
-    let timers: Vec<Value> = rows
+    let timers = rows
         .iter()
         .filter(|t| !overdue || t.state != "met")
-        .map(timer_view)
+        .map(Timer::from)
         .collect();
-    Ok(axum::Json(json!({ "timers": timers, "next_cursor": next })).into_response())
+    Ok(axum::Json(TimerPage {
+        timers,
+        next_cursor: next,
+    })
+    .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct SlaQuery {
+    /// The window: timers started in the last `days` days.
+    #[param(minimum = 1, maximum = 3650, default = 90)]
     days: Option<i64>,
 }
 
-/// `GET /v1/sla?days=<n>`: per agreement and type, over timers started in
-/// the last `days` (default 90): count, met on time, met late, open,
-/// breached, median and p90 time to answer.
+/// SLA figures per agreement and message type.
+///
+/// Over the timers started in the window, per agreement, message type and
+/// side: count, met on time, met late, open, breached, median and p90 time
+/// to answer.
+#[utoipa::path(
+    get, path = "/v1/sla", operation_id = "getSla",
+    params(SlaQuery),
+    responses(
+        (status = 200, description = "Figures", body = Sla, example = json!(example::sla())),
+        (status = 400, description = "`days` out of range, or a bad query (bad_query)", body = ErrorEnvelope),
+        (status = 503, description = "The store could not be reached (store_unavailable)", body = ErrorEnvelope),
+    ),
+)]
 async fn sla(
     State(node): State<Arc<Node>>,
     query: Result<Query<SlaQuery>, axum::extract::rejection::QueryRejection>,
@@ -123,9 +221,12 @@ async fn sla(
     let now = node.clock.now_ms();
     let since = now - days * 86_400_000;
     let timers = node.store.timers_since(since).await?;
-    let mut body = crate::app::timers::sla(&timers, now);
-    body["node"] = json!(node.country);
-    body["since"] = json!(rfc3339_ms(since));
-    body["until"] = json!(rfc3339_ms(now));
-    Ok(axum::Json(body).into_response())
+    let groups = crate::app::timers::sla(&timers, now);
+    Ok(axum::Json(Sla {
+        node: node.country.clone(),
+        since: rfc3339_ms(since),
+        until: rfc3339_ms(now),
+        groups: groups.into_iter().map(SlaGroup::from).collect(),
+    })
+    .into_response())
 }
