@@ -96,16 +96,16 @@ impl ApiError {
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
         let status = match &r {
-            Refusal::NotAnObject | Refusal::Schema(_) | Refusal::CaseParties { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            Refusal::NotAnObject | Refusal::Schema(_) => StatusCode::BAD_REQUEST,
             Refusal::SenderMismatch { .. }
             | Refusal::WrongReceiver { .. }
             | Refusal::Agreement(_)
             | Refusal::Withheld { .. } => StatusCode::FORBIDDEN,
-            Refusal::WrongSender { .. } | Refusal::UnknownPeer { .. } | Refusal::Correction(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            // Schema-valid, but wrong for this node or this case.
+            Refusal::WrongSender { .. }
+            | Refusal::UnknownPeer { .. }
+            | Refusal::CaseParties { .. }
+            | Refusal::Correction(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Refusal::Lifecycle(_) | Refusal::DuplicateMessageId { .. } => StatusCode::CONFLICT,
         };
         Self::new(status, r.code(), r.to_string()).with_details(r.details())

@@ -20,7 +20,7 @@ use utoipa::openapi::path::Operation;
 use super::error::{ApiError, count_store_failures, read_json_body};
 use crate::app::node::Node;
 use crate::app::receive::{self, Arrival, Judged};
-use crate::http::openapi::{SubmittedEnvelope, example};
+use crate::http::openapi::{Envelope, example};
 use crate::protocol::{
     BATCH_MAX, BATCH_PATH, BatchResponse, BatchResult, ErrorEnvelope, MESSAGES_PATH, Receipt,
 };
@@ -78,7 +78,7 @@ pub fn schemas(doc: &mut crate::http::openapi::Document) {
 /// resend gets the receipt of the first delivery.
 #[utoipa::path(
     post, path = "/peer/v1/messages", operation_id = "peerReceive",
-    request_body(content = SubmittedEnvelope, content_type = "application/json",
+    request_body(content = Envelope, content_type = "application/json",
         description = "A whole envelope: every field of envelope.v1.json, none filled in by the receiver"),
     responses(
         (status = 200, description = "Committed to the receiver's inbox (now or before)", body = Receipt,
@@ -91,7 +91,7 @@ pub fn schemas(doc: &mut crate::http::openapi::Document) {
         (status = 409, description = "The case's state does not allow the message, in_reply_to is wrong, or message_id was used for other content", body = ErrorEnvelope),
         (status = 413, description = "Body larger than peer_api.max_body_bytes (body_too_large)", body = ErrorEnvelope),
         (status = 415, description = "Content-Type is not application/json", body = ErrorEnvelope),
-        (status = 422, description = "Wrong sender for this certificate, or a correction that names no message of the case or a field its message does not have; nothing stored", body = ErrorEnvelope),
+        (status = 422, description = "Wrong sender for this certificate (wrong_sender), a case reference that does not name the two countries (case_ref_mismatch), or a correction that names no message of the case or a field its message does not have; nothing stored", body = ErrorEnvelope),
         (status = 503, description = "The store could not be reached (store_unavailable); nothing was accepted, retry later", body = ErrorEnvelope),
     ),
 )]

@@ -312,7 +312,7 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
     .await;
     assert_eq!(
         (s, b["error"]["code"].as_str()),
-        (400, Some("case_ref_mismatch")),
+        (422, Some("case_ref_mismatch")),
         "{b}"
     );
 

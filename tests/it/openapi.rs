@@ -207,3 +207,80 @@ async fn live_responses_match_the_document() {
     assert_eq!(served.body, doc);
     pair.stop().await;
 }
+
+/// Every `$ref` points at something in the document.
+fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(o) => {
+            if let Some(Value::String(r)) = o.get("$ref") {
+                out.push(r);
+            }
+            o.values().for_each(|c| refs(c, out));
+        }
+        Value::Array(items) => items.iter().for_each(|i| refs(i, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_document_states_what_the_guard_and_the_peer_port_enforce() {
+    let doc = doc();
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(all.len() > 50, "only {} $refs", all.len());
+    for r in &all {
+        let pointer = r.strip_prefix('#').expect("only local $refs");
+        assert!(doc.pointer(pointer).is_some(), "{r} resolves to nothing");
+    }
+    for rule in rules() {
+        let op = &doc["paths"][rule.path.as_str()][rule.method.as_str().to_ascii_lowercase()];
+        let security = op["security"].as_array().expect("security stated");
+        if rule.roles.is_empty() {
+            assert_eq!(security, &vec![json!({})], "{} is public", rule.path);
+            continue;
+        }
+        assert_eq!(
+            security.len(),
+            2,
+            "{}: bearer or client certificate",
+            rule.path
+        );
+        for code in ["401", "403", "429"] {
+            assert!(
+                op["responses"][code].is_object(),
+                "{} lacks {code}",
+                rule.path
+            );
+        }
+        for role in rule.roles {
+            assert!(
+                op["description"].as_str().unwrap().contains(role.as_str()),
+                "{} does not name role {}",
+                rule.path,
+                role.as_str()
+            );
+        }
+    }
+    for path in [
+        homeward::protocol::MESSAGES_PATH,
+        homeward::protocol::BATCH_PATH,
+    ] {
+        let item = &doc["paths"][path];
+        assert_eq!(
+            item["servers"][0]["url"], "https://127.0.0.1:7101",
+            "{path}"
+        );
+        assert_eq!(item["post"]["security"], json!([{"peerCert": []}]));
+    }
+    assert_eq!(
+        doc["components"]["schemas"]["BatchBody"]["properties"]["messages"]["maxItems"],
+        json!(homeward::protocol::BATCH_MAX)
+    );
+    // Each payload schema is in the document, and an envelope of the wrong
+    // payload for its type is refused by the document as by the gateway.
+    let envelope = json!({"$ref": "#/components/schemas/Envelope"});
+    let mut msg = referral("TH", "KH", &case_ref("TH", "KH", 7), 7);
+    check(&doc, &envelope, &msg, "a valid referral");
+    msg["payload"]["person"]["sex"] = json!("unknown-value");
+    assert!(!validator(&doc, &envelope).is_valid(&msg));
+}

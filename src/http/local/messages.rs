@@ -57,7 +57,7 @@ pub(super) fn routes() -> Routes {
         (status = 409, description = "The case's state does not allow the message, in_reply_to is wrong, or message_id was used for other content", body = ErrorEnvelope),
         (status = 413, description = "Body larger than local_api.max_body_bytes (body_too_large)", body = ErrorEnvelope),
         (status = 415, description = "Content-Type is not application/json", body = ErrorEnvelope),
-        (status = 422, description = "Wrong sender (wrong_sender), unknown peer (unknown_peer), or a correction (referral.update, reason correction) that names no message (correction_target_required), a message of another case (correction_target_unknown) or a field its message does not have (correction_pointer_absent); details[0].pointer says where", body = ErrorEnvelope),
+        (status = 422, description = "Wrong sender (wrong_sender), unknown peer (unknown_peer), a case reference that does not name the two countries (case_ref_mismatch), or a correction (referral.update, reason correction) that names no message (correction_target_required), a message of another case (correction_target_unknown) or a field its message does not have (correction_pointer_absent); details[0].pointer says where", body = ErrorEnvelope),
         (status = 503, description = "The store could not be reached (store_unavailable); nothing was accepted, retry later", body = ErrorEnvelope),
     ),
 )]

@@ -148,6 +148,19 @@ async fn list_timers(
             )
         })?),
     };
+    let peer = match q.peer {
+        Some(p) if p.len() == 2 && p.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            Some(p.to_ascii_uppercase())
+        }
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                "`peer` must be a two-letter country code, e.g. TH",
+            ));
+        }
+        None => None,
+    };
     let overdue = matches!(q.state, Some(TimerStateFilter::Overdue));
     let state = match q.state {
         None => None,
@@ -163,7 +176,7 @@ async fn list_timers(
     let limit = params::limit(q.limit)?;
     let filter = crate::store::timers::TimerFilter {
         state,
-        peer: q.peer.map(|p| p.to_ascii_uppercase()),
+        peer,
         due_before,
         after_id: params::cursor(q.after)?,
         limit,

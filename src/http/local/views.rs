@@ -322,7 +322,7 @@ pub struct InboxEntry {
     #[schema(value_type = Receipt)]
     pub receipt: Option<Box<RawValue>>,
     /// The envelope exactly as received.
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::http::openapi::Envelope)]
     pub envelope: Option<Box<RawValue>>,
 }
 

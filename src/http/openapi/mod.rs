@@ -36,6 +36,22 @@ impl PartialSchema for SubmittedEnvelope {
 
 impl ToSchema for SubmittedEnvelope {
     fn name() -> Cow<'static, str> {
+        "SubmittedEnvelope".into()
+    }
+}
+
+/// An envelope as gateways exchange it: `envelope.v1.json` whole, each
+/// payload by the schema of its type and version. Put in after generation.
+pub struct Envelope;
+
+impl PartialSchema for Envelope {
+    fn schema() -> RefOr<Schema> {
+        Object::new().into()
+    }
+}
+
+impl ToSchema for Envelope {
+    fn name() -> Cow<'static, str> {
         "Envelope".into()
     }
 }
@@ -54,7 +70,7 @@ const PEER_SERVER: &str = "https://127.0.0.1:7101";
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     servers((url = "https://127.0.0.1:7201", description = "KH development local API (TLS 1.3)")),
-    components(schemas(SubmittedEnvelope, ErrorEnvelope)),
+    components(schemas(SubmittedEnvelope, Envelope, ErrorEnvelope)),
     modifiers(&SecuritySchemes),
 )]
 struct Base;
@@ -186,7 +202,8 @@ impl Document {
     pub fn finish(self) -> String {
         let mut doc = serde_json::to_value(&self.doc).expect("the document serializes");
         let schemas = &mut doc["components"]["schemas"];
-        schemas["Envelope"] = submitted_envelope();
+        schemas["Envelope"] = envelope(false);
+        schemas["SubmittedEnvelope"] = envelope(true);
         for (message_type, version, source) in PAYLOAD_SCHEMAS {
             let name = payload_name(message_type, *version);
             let mut schema: Value = serde_json::from_str(source).expect("a payload schema is JSON");
@@ -274,10 +291,10 @@ fn rewrite_refs(v: &mut Value, name: &str) {
     }
 }
 
-/// `envelope.v1.json` as a submission may be written: the fields the
-/// gateway fills in may be left out, and the payload is the schema of the
-/// message's type and version.
-fn submitted_envelope() -> Value {
+/// `envelope.v1.json` with the payload by the schema of the message's type
+/// and version; as a submission may write it (`submitted`), the fields the
+/// gateway fills in may be left out.
+fn envelope(submitted: bool) -> Value {
     let mut schema: Value =
         serde_json::from_str(ENVELOPE_SCHEMA).expect("the envelope schema is JSON");
     let defs = take_published_keys(&mut schema);
@@ -286,15 +303,22 @@ fn submitted_envelope() -> Value {
         // component then reads on its own.
         inline_def(&mut schema, &def, &s);
     }
-    let filled = ["message_id", "created_at", "from", "in_reply_to"];
-    if let Some(required) = schema["required"].as_array_mut() {
-        required.retain(|r| !r.as_str().is_some_and(|r| filled.contains(&r)));
-    }
-    schema["description"] = json!(
-        "The envelope (GET /v1/schemas/envelope/1) as submitted: message_id, created_at, \
-         from and in_reply_to may be left out and are filled in by the gateway. The payload \
-         is the schema of its type and schema_version (GET /v1/schemas)."
-    );
+    schema["description"] = if submitted {
+        let filled = ["message_id", "created_at", "from", "in_reply_to"];
+        if let Some(required) = schema["required"].as_array_mut() {
+            required.retain(|r| !r.as_str().is_some_and(|r| filled.contains(&r)));
+        }
+        json!(
+            "The envelope (GET /v1/schemas/envelope/1) as submitted: message_id, created_at, \
+             from and in_reply_to may be left out and are filled in by the gateway. The \
+             payload is the schema of its type and schema_version (GET /v1/schemas)."
+        )
+    } else {
+        json!(
+            "The envelope (GET /v1/schemas/envelope/1) as gateways exchange it. The payload \
+             is the schema of its type and schema_version (GET /v1/schemas)."
+        )
+    };
     schema["oneOf"] = PAYLOAD_SCHEMAS
         .iter()
         .map(|(message_type, version, _)| {
