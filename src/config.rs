@@ -132,12 +132,25 @@ pub struct ListenSettings {
     /// a slow or stalled client cannot hold a connection forever.
     #[serde(default = "default_read_timeout_ms")]
     pub read_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed, in
+    /// milliseconds (HTTP/1.1 keep-alive and HTTP/2 alike); clients
+    /// reconnect as they need.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
 }
 
 impl ListenSettings {
     pub fn read_timeout(&self) -> Duration {
         Duration::from_millis(self.read_timeout_ms)
     }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+}
+
+fn default_idle_timeout_ms() -> u64 {
+    120_000
 }
 
 fn default_read_timeout_ms() -> u64 {
@@ -333,6 +346,20 @@ impl Settings {
                 "agreements.dir",
                 format!("directory `{}` not found", self.agreements.dir.display()),
             ));
+        }
+        for (key, port) in [
+            ("peer_api.idle_timeout_ms", &self.peer_api),
+            ("local_api.idle_timeout_ms", &self.local_api),
+        ] {
+            if port.idle_timeout_ms < 100 {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "must be at least 100 (milliseconds), not {}",
+                        port.idle_timeout_ms
+                    ),
+                ));
+            }
         }
         for (key, port) in [
             ("peer_api.read_timeout_ms", &self.peer_api),

@@ -22,7 +22,7 @@ use crate::config::Settings;
 use crate::domain::access::Principal;
 use crate::domain::agreement::{AgreementBook, AgreementLoadError};
 use crate::domain::message::{SchemaCompileError, SchemaRegistry};
-use crate::http::serve::serve_tls;
+use crate::http::serve::{Timeouts, serve_tls};
 use crate::ratelimit::RateLimiter;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
@@ -256,7 +256,10 @@ impl Gateway {
             self.peer_listener,
             TlsAcceptor::from(self.peer_tls),
             peer_router,
-            node.settings.peer_api.read_timeout(),
+            Timeouts {
+                read: node.settings.peer_api.read_timeout(),
+                idle: node.settings.peer_api.idle_timeout(),
+            },
             shutdown.clone(),
         ));
         let api = tokio::spawn(serve_tls(
@@ -265,7 +268,10 @@ impl Gateway {
             self.api_listener,
             TlsAcceptor::from(self.api_tls),
             api_router,
-            node.settings.local_api.read_timeout(),
+            Timeouts {
+                read: node.settings.local_api.read_timeout(),
+                idle: node.settings.local_api.idle_timeout(),
+            },
             shutdown.clone(),
         ));
         let worker = match self.worker {

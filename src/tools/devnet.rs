@@ -63,6 +63,7 @@ pub fn node_settings(
             burst: 4000,
             client_ca: None,
             read_timeout_ms: 30_000,
+            idle_timeout_ms: 120_000,
         },
         local_api: ListenSettings {
             listen: *listeners.1,
@@ -71,6 +72,7 @@ pub fn node_settings(
             burst: 4000,
             client_ca: None,
             read_timeout_ms: 30_000,
+            idle_timeout_ms: 120_000,
         },
         database: DatabaseSettings {
             url: database_url.to_string(),

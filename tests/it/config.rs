@@ -134,3 +134,17 @@ fn a_certificate_for_another_node_is_refused_at_start() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("urn:homeward:node:KH"), "{err}");
 }
+
+#[test]
+fn timeouts_too_short_to_serve_anyone_are_refused() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &pki);
+    for key in ["LOCAL_API__IDLE_TIMEOUT_MS", "PEER_API__READ_TIMEOUT_MS"] {
+        let (code, err) = serve(&config, &[(&format!("HOMEWARD_{key}"), "5")]);
+        assert_eq!(code, 2, "{key}: {err}");
+        let named = key.to_ascii_lowercase().replace("__", ".");
+        assert!(err.contains(&named), "{key}: {err}");
+        assert!(err.contains("kh.toml"), "{key}: {err}");
+    }
+}

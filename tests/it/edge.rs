@@ -99,12 +99,20 @@ impl Node {
 
     /// A raw TLS connection to the local API port (HTTP/1.1 by hand).
     async fn raw(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        self.raw_alpn(b"http/1.1").await
+    }
+
+    /// A raw TLS connection to the local API port offering `alpn`.
+    async fn raw_alpn(
+        &self,
+        alpn: &[u8],
+    ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
         let mut config = rustls::ClientConfig::builder_with_provider(tls::provider())
             .with_safe_default_protocol_versions()
             .expect("versions")
             .with_root_certificates(self.roots())
             .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![alpn.to_vec()];
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let tcp = tokio::net::TcpStream::connect(self.kh.api_addr)
             .await
@@ -233,6 +241,66 @@ async fn slow_clients_are_cut_off_and_others_get_through() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+    node.kh.stop().await;
+}
+
+/// The types of the HTTP/2 frames in `bytes`, in order.
+fn h2_frame_types(bytes: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut at = 0;
+    while at + 9 <= bytes.len() {
+        let len = usize::from(bytes[at]) << 16
+            | usize::from(bytes[at + 1]) << 8
+            | usize::from(bytes[at + 2]);
+        types.push(bytes[at + 3]);
+        at += 9 + len;
+    }
+    types
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_on_both_http_versions() {
+    let node = Node::start(|s| {
+        s.local_api.idle_timeout_ms = 300;
+        s.peer_api.idle_timeout_ms = 300;
+        // Also how long a closing connection may take to go.
+        s.local_api.read_timeout_ms = 500;
+    })
+    .await;
+    // HTTP/2: the client preface and empty SETTINGS, then no stream ever.
+    let mut h2 = node.raw_alpn(b"h2").await;
+    assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("preface");
+    h2.flush().await.expect("flush");
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), h2.read_to_end(&mut got))
+        .await
+        .expect("an idle HTTP/2 connection is closed");
+    let frames = h2_frame_types(&got);
+    assert!(
+        frames.contains(&0x7),
+        "no GOAWAY before closing: frames {frames:?}"
+    );
+    // HTTP/1.1: a request is served on a kept-alive connection, which is
+    // closed once idle.
+    let mut h1 = node.raw().await;
+    h1.write_all(b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("request");
+    h1.flush().await.expect("flush");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), h1.read_to_end(&mut answer))
+        .await
+        .expect("an idle HTTP/1.1 connection is closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // A pooled client whose connection was closed reconnects.
+    let api = node.api();
+    assert_eq!(api.health().await.unwrap().status, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(api.health().await.unwrap().status, 200);
     node.kh.stop().await;
 }
 
