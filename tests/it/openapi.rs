@@ -185,6 +185,18 @@ async fn live_responses_match_the_document() {
             "get",
             th.health().await,
         ),
+        (
+            "TH /v1/dashboard".into(),
+            "/v1/dashboard",
+            "get",
+            th.with_token(OPERATOR_TOKEN).dashboard().await,
+        ),
+        (
+            "TH /v1/audit".into(),
+            "/v1/audit",
+            "get",
+            th.with_token(ADMIN_TOKEN).audit(None).await,
+        ),
     ];
     for (url, path, method, r) in live {
         let r = r.unwrap();
@@ -194,6 +206,44 @@ async fn live_responses_match_the_document() {
             &response_schema(&doc, path, method, "200"),
             &r.body,
             &url,
+        );
+    }
+    // Refusals: each documented for its route, each in the error body.
+    let refusals = [
+        (
+            "/v1/messages/{id}",
+            "get",
+            th.message("not-a-uuid").await,
+            400,
+        ),
+        (
+            "/v1/messages/{id}",
+            "get",
+            th.message("01936f3e-5b7a-7c2d-9a61-0000000000ff").await,
+            404,
+        ),
+        (
+            "/v1/outbox/{id}/retry",
+            "post",
+            th.with_token(ADMIN_TOKEN).outbox_retry(&id).await,
+            409,
+        ),
+        ("/v1/audit", "get", th.audit(None).await, 403),
+        (
+            "/v1/timers",
+            "get",
+            th.get("/v1/timers?peer=THX").await,
+            400,
+        ),
+    ];
+    for (path, method, r, status) in refusals {
+        let r = r.unwrap();
+        assert_eq!(r.status, status, "{method} {path}: {}", r.body);
+        check(
+            &doc,
+            &response_schema(&doc, path, method, &status.to_string()),
+            &r.body,
+            &format!("{method} {path} {status}"),
         );
     }
     let r = th.message("not-a-uuid").await.unwrap();

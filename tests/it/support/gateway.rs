@@ -23,6 +23,7 @@ use super::pki::Pki;
 
 pub const TOKEN: &str = "test-caseworker-token";
 pub const OPERATOR_TOKEN: &str = "test-operator-token";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 pub fn agreements_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config/agreements")
@@ -136,6 +137,7 @@ pub fn settings(
                 Role::Operator,
                 OPERATOR_TOKEN.to_string(),
             ),
+            (format!("{cc}-admin"), Role::Admin, ADMIN_TOKEN.to_string()),
         ],
         fast_delivery(),
         &key_file(data, cc),
