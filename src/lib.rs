@@ -13,7 +13,7 @@
 //!  6  composition  gateway · cli
 //!  5  http         local (by resource) · peer · error · serve
 //!  4  app          node · submit · receive · delivery · timers · alerts · retention
-//!  3  infra        config · tls · store · telemetry · ratelimit
+//!  3  infra        config · tls · signing · store · telemetry · ratelimit
 //!  2  domain       ids · message · agreement · lifecycle · calendar · deadline · admission · access
 //!  1  foundations  clock · protocol
 //! ```
@@ -35,6 +35,8 @@
 //!    - [`config`]: typed node configuration from TOML plus environment overrides.
 //!    - [`tls`]: node identities (`urn:homeward:node:<CC>`), rustls configurations,
 //!      who is on a connection, the dev PKI.
+//!    - [`signing`]: detached JWS signatures of envelopes and receipts, by
+//!      each node's document-signing certificate, and their verification.
 //!    - [`store`]: the durable outbox, inbox, timers and audit log (SQLite or PostgreSQL).
 //!    - [`telemetry`]: metrics for `/metrics` and the tracing set-up.
 //!    - [`ratelimit`]: per-caller token buckets.
@@ -65,6 +67,7 @@ pub mod gateway;
 pub mod http;
 pub mod protocol;
 pub mod ratelimit;
+pub mod signing;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

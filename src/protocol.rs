@@ -14,9 +14,9 @@ pub const BATCH_PATH: &str = "/peer/v1/messages/batch";
 /// Most messages in one batch.
 pub const BATCH_MAX: usize = 64;
 
-/// Evidence that the receiver committed a message to its inbox.
+/// Evidence that the receiver committed a message to its inbox. Parsed
+/// leniently (unknown fields allowed) so peers can add fields.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Receipt {
     #[schema(format = Uuid)]
     pub message_id: String,
@@ -37,7 +37,6 @@ pub struct Receipt {
 
 /// The answer a receipt says is owed: its type and due time.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct AnswerDue {
     #[serde(rename = "type")]
     pub message_type: String,
@@ -75,7 +74,6 @@ pub struct BatchResult {
 
 /// One problem of a refusal, located where it can be.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Detail {
     /// JSON pointer into the submitted document, when the problem has a place.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,7 +106,6 @@ impl Detail {
 /// `{"error": {"code", "message", "details": [...]}}`. `code` is stable and
 /// meant for machines; `message` is for people.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ErrorBody {
     /// Stable, for machines.
     pub code: String,
@@ -120,7 +117,6 @@ pub struct ErrorBody {
 /// Every refusal on both APIs.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(as = Error)]
-#[serde(deny_unknown_fields)]
 pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }

@@ -22,6 +22,9 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
 pub const NODE_URI_PREFIX: &str = "urn:homeward:node:";
+/// RFC 9336 id-kp-documentSigning: the purpose of a node's signing
+/// certificate (see `crate::signing`), which no TLS certificate has.
+pub const DOCUMENT_SIGNING_ARCS: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 36];
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -1,6 +1,8 @@
 //! Development and test PKI: one CA per country; per node a peer
 //! certificate (`urn:homeward:node:<CC>`, `localhost`, `127.0.0.1`, usable as
-//! TLS server and client) and a local-API server certificate. Never for
+//! TLS server and client), a local-API server certificate, and a
+//! document-signing certificate (Ed25519, the node's URI, RFC 9336 EKU,
+//! no TLS use) for signed envelopes and receipts. Never for
 //! production: the keys are written unencrypted next to the certificates.
 
 use std::path::{Path, PathBuf};
@@ -35,6 +37,8 @@ pub struct CountryPki {
     pub peer_key: String,
     pub api_cert: String,
     pub api_key: String,
+    pub sign_cert: String,
+    pub sign_key: String,
 }
 
 /// Where [`write_country`] puts each file, relative to the output directory.
@@ -45,6 +49,8 @@ pub struct CountryPaths {
     pub peer_key: PathBuf,
     pub api_cert: PathBuf,
     pub api_key: PathBuf,
+    pub sign_cert: PathBuf,
+    pub sign_key: PathBuf,
 }
 
 impl CountryPaths {
@@ -56,6 +62,8 @@ impl CountryPaths {
             peer_key: d.join("peer.key"),
             api_cert: d.join("api.pem"),
             api_key: d.join("api.key"),
+            sign_cert: d.join("sign.pem"),
+            sign_key: d.join("sign.key"),
         }
     }
 }
@@ -114,7 +122,11 @@ pub fn generate_country(country: &str, ca_label: &str, days: i64) -> Result<Coun
     validity(&mut api, days);
     let api_cert = api.signed_by(&api_key, &issuer)?;
 
+    let (sign_cert, sign_key) = signing_certificate(country, &issuer, days)?;
+
     Ok(CountryPki {
+        sign_cert,
+        sign_key,
         country: country.to_string(),
         ca_cert: ca_cert.pem(),
         ca_key: ca_key.serialize_pem(),
@@ -123,6 +135,32 @@ pub fn generate_country(country: &str, ca_label: &str, days: i64) -> Result<Coun
         api_cert: api_cert.pem(),
         api_key: api_key.serialize_pem(),
     })
+}
+
+/// A document-signing certificate for `country`'s node, issued by
+/// `issuer`: Ed25519, the node's URI, key usage digital signature and
+/// non-repudiation, the RFC 9336 document-signing EKU, no TLS purpose.
+pub fn signing_certificate(
+    country: &str,
+    issuer: &Issuer<'_, impl rcgen::SigningKey>,
+    days: i64,
+) -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+    let mut params = CertificateParams::default();
+    params.subject_alt_names.push(SanType::URI(
+        format!("{NODE_URI_PREFIX}{country}").try_into()?,
+    ));
+    params.distinguished_name = dn(&format!("homeward-signing-{country}"), country);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::ContentCommitment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(
+        super::DOCUMENT_SIGNING_ARCS.to_vec(),
+    )];
+    validity(&mut params, days);
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// Writes one country's material under `dir/<cc>/`. The CA key is not
@@ -146,6 +184,8 @@ pub fn write_country(dir: &Path, pki: &CountryPki) -> Result<CountryPaths, PkiEr
     write(&paths.peer_key, &pki.peer_key)?;
     write(&paths.api_cert, &pki.api_cert)?;
     write(&paths.api_key, &pki.api_key)?;
+    write(&paths.sign_cert, &pki.sign_cert)?;
+    write(&paths.sign_key, &pki.sign_key)?;
     Ok(paths)
 }
 

@@ -1,0 +1,432 @@
+//! Signatures a third party can check: each node signs the exact bytes of
+//! what it sends (envelopes) and of what it issues (receipts) with a key of
+//! its own, separate from its TLS key, certified by its country's CA for
+//! document signing (RFC 9336 EKU) and naming the node
+//! (`urn:homeward:node:<CC>`).
+//!
+//! The form is a compact JWS with a detached payload (RFC 7515 appendix F):
+//! `BASE64URL(header)..BASE64URL(signature)`, the signing input being
+//! `BASE64URL(header) . BASE64URL(bytes)`, so what is signed is the bytes
+//! that travel, never a re-serialization. The algorithm is Ed25519
+//! (`EdDSA`, RFC 8037): deterministic, so a resend carries the same
+//! signature. The header carries the signing certificate chain (`x5c`).
+//! Built on ring and webpki (already what rustls uses) rather than a JOSE
+//! crate: only this one algorithm and form are needed, and the chain must
+//! be judged with the same webpki as TLS.
+
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::tls::{self, TlsError};
+
+/// RFC 9336 id-kp-documentSigning (1.3.6.1.5.5.7.3.36), DER value bytes
+/// (the arcs are `tls::DOCUMENT_SIGNING_ARCS`).
+const DOCUMENT_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x24];
+
+/// What a signature covers, named in its header (`typ`) so that a
+/// receipt's signature cannot pass for an envelope's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Envelope,
+    Receipt,
+}
+
+impl Purpose {
+    fn typ(self) -> &'static str {
+        match self {
+            Self::Envelope => "homeward-envelope+jws",
+            Self::Receipt => "homeward-receipt+jws",
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    alg: String,
+    typ: String,
+    /// The signing certificate first, then any intermediates; standard
+    /// base64 DER (RFC 7515 §4.1.6).
+    x5c: Vec<String>,
+}
+
+/// Why a signature is not accepted; each has a stable code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// Not a detached compact JWS of this form.
+    #[error("the signature is not a detached compact JWS (EdDSA, x5c): {0}")]
+    Malformed(String),
+    /// The bytes are not what was signed, or the key did not sign them.
+    #[error("the signature does not match the signed bytes")]
+    BadSignature,
+    /// The signing certificate does not chain to the trusted CA, is not a
+    /// document-signing certificate, or was not valid at the time.
+    #[error("the signer is not trusted: {0}")]
+    UnknownSigner(String),
+    /// A certificate this node was told to distrust.
+    #[error("the signing certificate is revoked")]
+    Revoked,
+    /// The certificate names another node than the one that sent it.
+    #[error("signed by node {signer:?}, but sent by {expected}")]
+    SignerMismatch {
+        signer: Option<String>,
+        expected: String,
+    },
+}
+
+impl SignatureError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) | Self::BadSignature => "bad_signature",
+            Self::UnknownSigner(_) => "unknown_signer",
+            Self::Revoked => "signer_revoked",
+            Self::SignerMismatch { .. } => "signer_mismatch",
+        }
+    }
+}
+
+/// A node's signing key and certificate chain.
+pub struct Signer {
+    key: Ed25519KeyPair,
+    x5c: Vec<String>,
+    node: Option<String>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer").field("node", &self.node).finish()
+    }
+}
+
+impl Signer {
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let chain = tls::load_certs(cert)?;
+        let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Read {
+            what: "signing key",
+            path: key.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::new(chain, &key_der).map_err(|message| TlsError::Read {
+            what: "signing key",
+            path: key.display().to_string(),
+            message,
+        })
+    }
+
+    pub fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: &PrivateKeyDer<'_>,
+    ) -> Result<Self, String> {
+        let PrivateKeyDer::Pkcs8(pkcs8) = key else {
+            return Err("an Ed25519 key in PKCS#8 is needed".into());
+        };
+        let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8.secret_pkcs8_der())
+            .map_err(|e| format!("not an Ed25519 key: {e}"))?;
+        let leaf = chain.first().ok_or("the certificate file is empty")?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
+            .map_err(|e| format!("the signing certificate does not parse: {e}"))?;
+        if parsed.public_key().subject_public_key.data.as_ref() != key.public_key().as_ref() {
+            return Err("the key is not the signing certificate's".into());
+        }
+        Ok(Self {
+            key,
+            x5c: chain.iter().map(|c| STANDARD.encode(c.as_ref())).collect(),
+            node: tls::node_of(leaf),
+        })
+    }
+
+    /// The node the signing certificate names.
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+
+    /// The detached JWS over `bytes`.
+    pub fn sign(&self, purpose: Purpose, bytes: &[u8]) -> String {
+        let header = Header {
+            alg: "EdDSA".into(),
+            typ: purpose.typ().into(),
+            x5c: self.x5c.clone(),
+        };
+        let header =
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("a header serializes"));
+        let input = signing_input(&header, bytes);
+        let signature = self.key.sign(input.as_bytes());
+        format!("{header}..{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+    }
+}
+
+fn signing_input(header_b64: &str, bytes: &[u8]) -> String {
+    let mut input = String::with_capacity(header_b64.len() + 1 + bytes.len() * 4 / 3 + 4);
+    input.push_str(header_b64);
+    input.push('.');
+    URL_SAFE_NO_PAD.encode_string(bytes, &mut input);
+    input
+}
+
+/// A verified signature: who made it, with which certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub node: String,
+    /// SHA-256 of the signing certificate (DER), hex.
+    pub cert_sha256: String,
+}
+
+/// Checks `jws` over `bytes`: the form, the signature, the chain to one of
+/// `trusted` (the sender country's CA) as a document-signing certificate
+/// valid at every one of `at`, and that it names `expected` node.
+pub fn verify(
+    jws: &str,
+    purpose: Purpose,
+    bytes: &[u8],
+    trusted: &[CertificateDer<'static>],
+    at: &[UnixTime],
+    expected: &str,
+) -> Result<Signed, SignatureError> {
+    let malformed = |m: &str| SignatureError::Malformed(m.to_string());
+    let (header_b64, rest) = jws.split_once('.').ok_or_else(|| malformed("no `.`"))?;
+    let signature_b64 = rest
+        .strip_prefix('.')
+        .ok_or_else(|| malformed("the payload is not detached"))?;
+    let header: Header = URL_SAFE_NO_PAD
+        .decode(header_b64)
+        .ok()
+        .and_then(|h| serde_json::from_slice(&h).ok())
+        .ok_or_else(|| malformed("the header is not base64url JSON"))?;
+    if header.alg != "EdDSA" {
+        return Err(malformed("alg must be EdDSA"));
+    }
+    if header.typ != purpose.typ() {
+        return Err(malformed(&format!("typ must be {}", purpose.typ())));
+    }
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature_b64)
+        .map_err(|_| malformed("the signature is not base64url"))?;
+    let chain: Vec<CertificateDer<'static>> = header
+        .x5c
+        .iter()
+        .map(|c| STANDARD.decode(c).map(CertificateDer::from))
+        .collect::<Result<_, _>>()
+        .map_err(|_| malformed("x5c is not base64 DER"))?;
+    let leaf = chain.first().ok_or_else(|| malformed("x5c is empty"))?;
+    let cert = webpki::EndEntityCert::try_from(leaf).map_err(|e| {
+        SignatureError::UnknownSigner(format!("the certificate does not parse: {e}"))
+    })?;
+    cert.verify_signature(
+        webpki::ring::ED25519,
+        signing_input(header_b64, bytes).as_bytes(),
+        &signature,
+    )
+    .map_err(|_| SignatureError::BadSignature)?;
+    let anchors: Vec<_> = trusted
+        .iter()
+        .filter_map(|ca| webpki::anchor_from_trusted_cert(ca).ok())
+        .collect();
+    let algorithms = rustls::crypto::ring::default_provider()
+        .signature_verification_algorithms
+        .all;
+    for time in at {
+        cert.verify_for_usage(
+            algorithms,
+            &anchors,
+            &chain[1..],
+            *time,
+            webpki::KeyUsage::required(DOCUMENT_SIGNING),
+            None,
+            None,
+        )
+        .map_err(|e| SignatureError::UnknownSigner(e.to_string()))?;
+    }
+    let signer = tls::node_of(leaf);
+    if signer.as_deref() != Some(expected) {
+        return Err(SignatureError::SignerMismatch {
+            signer,
+            expected: expected.to_string(),
+        });
+    }
+    Ok(Signed {
+        node: expected.to_string(),
+        cert_sha256: hex::encode(Sha256::digest(leaf.as_ref())),
+    })
+}
+
+/// SHA-256 of a signature's text, hex: what a receipt quotes of it.
+pub fn digest(jws: &str) -> String {
+    hex::encode(Sha256::digest(jws.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::pki::generate_country;
+
+    struct Country {
+        ca: Vec<CertificateDer<'static>>,
+        signer: Signer,
+        tls: crate::tls::Identity,
+    }
+
+    fn country(cc: &str) -> Country {
+        let pki = generate_country(cc, "test", 30).unwrap();
+        let ca = CertificateDer::pem_slice_iter(pki.ca_cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let chain = CertificateDer::pem_slice_iter(pki.sign_cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(pki.sign_key.as_bytes()).unwrap();
+        Country {
+            ca,
+            signer: Signer::new(chain, &key).unwrap(),
+            tls: crate::tls::Identity::from_pem(&pki.peer_cert, &pki.peer_key).unwrap(),
+        }
+    }
+
+    /// A signer whose certificate is a TLS client/server one, and its CA.
+    fn tls_purpose_signer(cc: &str) -> (Signer, Vec<CertificateDer<'static>>) {
+        use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, Issuer, KeyPair, SanType};
+        let pki = generate_country(cc, "test", 30).unwrap();
+        let ca_key = KeyPair::from_pem(&pki.ca_key).unwrap();
+        let issuer = Issuer::from_ca_cert_pem(&pki.ca_cert, ca_key).unwrap();
+        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.subject_alt_names.push(SanType::URI(
+            format!("urn:homeward:node:{cc}").try_into().unwrap(),
+        ));
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let key_der = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
+        let ca = CertificateDer::pem_slice_iter(pki.ca_cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        (Signer::new(vec![cert.der().clone()], &key_der).unwrap(), ca)
+    }
+
+    fn now() -> Vec<UnixTime> {
+        vec![UnixTime::now()]
+    }
+
+    const BYTES: &[u8] = br#"{"message_id":"m","payload":{"k":"v"}}"#;
+
+    #[test]
+    fn a_signature_verifies_and_is_deterministic() {
+        let th = country("TH");
+        assert_eq!(th.signer.node(), Some("TH"));
+        let jws = th.signer.sign(Purpose::Envelope, BYTES);
+        assert!(jws.contains(".."), "detached: {jws}");
+        assert_eq!(jws, th.signer.sign(Purpose::Envelope, BYTES));
+        let signed = verify(&jws, Purpose::Envelope, BYTES, &th.ca, &now(), "TH").unwrap();
+        assert_eq!(signed.node, "TH");
+        assert_eq!(signed.cert_sha256.len(), 64);
+    }
+
+    #[test]
+    fn every_forgery_is_refused_with_its_code() {
+        let th = country("TH");
+        let kh = country("KH");
+        let jws = th.signer.sign(Purpose::Envelope, BYTES);
+        let code = |r: Result<Signed, SignatureError>| r.unwrap_err().code();
+        // One byte changed after signing.
+        let mut changed = BYTES.to_vec();
+        changed[30] ^= 1;
+        assert_eq!(
+            code(verify(
+                &jws,
+                Purpose::Envelope,
+                &changed,
+                &th.ca,
+                &now(),
+                "TH"
+            )),
+            "bad_signature"
+        );
+        // A receipt's signature offered for an envelope.
+        let receipt = th.signer.sign(Purpose::Receipt, BYTES);
+        assert_eq!(
+            code(verify(
+                &receipt,
+                Purpose::Envelope,
+                BYTES,
+                &th.ca,
+                &now(),
+                "TH"
+            )),
+            "bad_signature"
+        );
+        // Signed by another country, judged against TH's CA.
+        let by_kh = kh.signer.sign(Purpose::Envelope, BYTES);
+        assert_eq!(
+            code(verify(
+                &by_kh,
+                Purpose::Envelope,
+                BYTES,
+                &th.ca,
+                &now(),
+                "TH"
+            )),
+            "unknown_signer"
+        );
+        // KH's own signature, sent by TH.
+        assert_eq!(
+            code(verify(
+                &by_kh,
+                Purpose::Envelope,
+                BYTES,
+                &kh.ca,
+                &now(),
+                "TH"
+            )),
+            "signer_mismatch"
+        );
+        // Signed with TH's TLS certificate's key: no document-signing purpose.
+        let tls_signer = Signer::new(th.tls.chain.clone(), &th.tls.key);
+        assert!(tls_signer.is_err(), "a TLS key (ECDSA) cannot sign");
+        // An Ed25519 key certified for TLS (node URI, but no
+        // document-signing purpose) signs.
+        let tls_ed = tls_purpose_signer("TH");
+        let by_tls = tls_ed.0.sign(Purpose::Envelope, BYTES);
+        assert_eq!(
+            code(verify(
+                &by_tls,
+                Purpose::Envelope,
+                BYTES,
+                &tls_ed.1,
+                &now(),
+                "TH"
+            )),
+            "unknown_signer"
+        );
+        // Out of the certificate's validity.
+        let later = vec![UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap() + 400 * 86_400,
+        ))];
+        assert_eq!(
+            code(verify(&jws, Purpose::Envelope, BYTES, &th.ca, &later, "TH")),
+            "unknown_signer"
+        );
+        // Not a JWS at all.
+        assert_eq!(
+            code(verify(
+                "a.b.c",
+                Purpose::Envelope,
+                BYTES,
+                &th.ca,
+                &now(),
+                "TH"
+            )),
+            "bad_signature"
+        );
+        assert_eq!(
+            code(verify("", Purpose::Envelope, BYTES, &th.ca, &now(), "TH")),
+            "bad_signature"
+        );
+    }
+}
