@@ -192,6 +192,14 @@ pub struct TlsSettings {
     /// TLS 1.3 only, always.
     #[serde(default)]
     pub api_tls12: bool,
+    /// This node's document-signing certificate and key (Ed25519, SAN URI
+    /// `urn:homeward:node:<CC>`, EKU id-kp-documentSigning, from this
+    /// country's CA). With them the node signs every envelope it sends and
+    /// every receipt it issues; without them it signs nothing.
+    #[serde(default)]
+    pub sign_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub sign_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -332,14 +340,29 @@ impl Settings {
             ));
         }
         for (key, path) in [
-            ("tls.cert", &self.tls.cert),
-            ("tls.key", &self.tls.key),
-            ("tls.api_cert", &self.tls.api_cert),
-            ("tls.api_key", &self.tls.api_key),
+            ("tls.cert", Some(&self.tls.cert)),
+            ("tls.key", Some(&self.tls.key)),
+            ("tls.api_cert", Some(&self.tls.api_cert)),
+            ("tls.api_key", Some(&self.tls.api_key)),
+            ("tls.sign_cert", self.tls.sign_cert.as_ref()),
+            ("tls.sign_key", self.tls.sign_key.as_ref()),
         ] {
-            if !path.is_file() {
+            if let Some(path) = path
+                && !path.is_file()
+            {
                 return Err(invalid(key, format!("file `{}` not found", path.display())));
             }
+        }
+        if self.tls.sign_cert.is_some() != self.tls.sign_key.is_some() {
+            let missing = if self.tls.sign_cert.is_some() {
+                "tls.sign_key"
+            } else {
+                "tls.sign_cert"
+            };
+            return Err(invalid(
+                missing,
+                "tls.sign_cert and tls.sign_key go together".into(),
+            ));
         }
         if !self.agreements.dir.is_dir() {
             return Err(invalid(

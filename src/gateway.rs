@@ -24,6 +24,7 @@ use crate::domain::agreement::{AgreementBook, AgreementLoadError};
 use crate::domain::message::{SchemaCompileError, SchemaRegistry};
 use crate::http::serve::{Timeouts, serve_tls};
 use crate::ratelimit::RateLimiter;
+use crate::signing::Signer;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 use crate::tls::{self, Identity, TlsError};
@@ -129,6 +130,22 @@ impl Gateway {
             }
         }
         let api_identity = Identity::load(&settings.tls.api_cert, &settings.tls.api_key)?;
+        let signer = match (&settings.tls.sign_cert, &settings.tls.sign_key) {
+            (Some(cert), Some(key)) => {
+                let signer = Signer::load(cert, key)?;
+                if signer.node() != Some(settings.node.country.as_str()) {
+                    return Err(TlsError::Config(format!(
+                        "tls.sign_cert `{}` names node {:?}, expected urn:homeward:node:{}",
+                        cert.display(),
+                        signer.node(),
+                        settings.node.country
+                    ))
+                    .into());
+                }
+                Some(signer)
+            }
+            _ => None,
+        };
         let mut peer_cas = BTreeMap::new();
         for peer in &settings.peers {
             peer_cas.insert(peer.country.clone(), tls::load_certs(&peer.ca)?);
@@ -197,6 +214,8 @@ impl Gateway {
             clock,
             wake: Notify::new(),
             tokens,
+            signer,
+            peer_cas: peer_cas.clone(),
         });
         let worker = Worker::new(node.clone(), &identity, &peer_cas)?;
         let to_tokio = |l: std::net::TcpListener| {

@@ -11,6 +11,10 @@ use utoipa::ToSchema;
 pub const MESSAGES_PATH: &str = "/peer/v1/messages";
 /// Up to [`BATCH_MAX`] envelopes per request, each judged on its own.
 pub const BATCH_PATH: &str = "/peer/v1/messages/batch";
+/// Request header: the sender's detached JWS over the exact body bytes.
+pub const SIGNATURE_HEADER: &str = "homeward-signature";
+/// Response header: the receiver's detached JWS over the exact receipt bytes.
+pub const RECEIPT_SIGNATURE_HEADER: &str = "homeward-receipt-signature";
 /// Most messages in one batch.
 pub const BATCH_MAX: usize = 64;
 
@@ -33,6 +37,12 @@ pub struct Receipt {
     /// calendar; both sides' timers use this same due time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer_due: Option<AnswerDue>,
+    /// SHA-256 (hex) of the sender's signature the receiver verified, when
+    /// the message was signed: the receipt then proves which signed bytes
+    /// arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub signature_sha256: Option<String>,
 }
 
 /// The answer a receipt says is owed: its type and due time.
@@ -50,6 +60,9 @@ pub struct AnswerDue {
 pub struct BatchRequest<'a> {
     #[serde(borrow)]
     pub messages: Vec<std::borrow::Cow<'a, str>>,
+    /// The sender's signature of each message, in order, when it signs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<Option<String>>,
 }
 
 /// The answer to a batch: one result per message, in order.
@@ -68,6 +81,9 @@ pub struct BatchResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Receipt>)]
     pub receipt: Option<Box<RawValue>>,
+    /// The receiver's detached JWS over the exact receipt bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_signature: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
 }

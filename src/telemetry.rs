@@ -43,6 +43,14 @@ struct OutboxLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SignatureLabels {
+    /// `envelope` (a peer's, refused here) or `receipt` (a peer's receipt
+    /// this node would not count as delivery).
+    what: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: String,
 }
@@ -63,6 +71,7 @@ pub struct Metrics {
     pub store_errors: Counter,
     latency: Histogram,
     handshake_failures: Family<HandshakeLabels, Counter>,
+    signature_failures: Family<SignatureLabels, Counter>,
     peer_up: Family<PeerLabel, Gauge>,
     peer_last_success: Family<PeerLabel, Gauge<f64, AtomicU64>>,
     /// Read from the store at each scrape.
@@ -134,6 +143,12 @@ impl Default for Metrics {
             "Store operations that failed",
             store_errors.clone(),
         );
+        let signature_failures = Family::<SignatureLabels, Counter>::default();
+        registry.register(
+            "homeward_signature_failures",
+            "Signatures that did not hold, by what was signed and why",
+            signature_failures.clone(),
+        );
         let outbox = Family::<OutboxLabels, Gauge>::default();
         registry.register(
             "homeward_outbox_messages",
@@ -179,6 +194,7 @@ impl Default for Metrics {
             store_errors,
             latency,
             handshake_failures,
+            signature_failures,
             peer_up,
             peer_last_success,
             outbox,
@@ -207,6 +223,25 @@ impl Metrics {
             .get_or_create(&HandshakeLabels {
                 port: port.to_string(),
                 reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// A peer's envelope signature refused (`code` as in the refusal).
+    pub fn signature_refused(&self, code: &str) {
+        self.signature_failure("envelope", code);
+    }
+
+    /// A peer's receipt not counted as delivery.
+    pub fn receipt_invalid(&self, code: &str) {
+        self.signature_failure("receipt", code);
+    }
+
+    fn signature_failure(&self, what: &str, code: &str) {
+        self.signature_failures
+            .get_or_create(&SignatureLabels {
+                what: what.to_string(),
+                code: code.to_string(),
             })
             .inc();
     }

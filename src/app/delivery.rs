@@ -19,9 +19,14 @@ use tracing::{Instrument, error, info, warn};
 use super::node::Node;
 use crate::config::DeliverySettings;
 use crate::domain::deadline::{Side, Timed};
-use crate::protocol::{BATCH_MAX, BATCH_PATH, BatchRequest, BatchResponse, MESSAGES_PATH, Receipt};
+use crate::protocol::{
+    BATCH_MAX, BATCH_PATH, BatchRequest, BatchResponse, MESSAGES_PATH, RECEIPT_SIGNATURE_HEADER,
+    Receipt, SIGNATURE_HEADER,
+};
+use crate::signing::{self, Purpose};
 use crate::store::{Claimed, Outcome, StoreError};
 use crate::tls::{self, Identity, TlsError};
+use rustls::pki_types::UnixTime;
 
 /// Longest the idle worker sleeps before looking again (deadlines pass even
 /// when nothing is submitted).
@@ -31,6 +36,17 @@ struct PeerClient {
     client: reqwest::Client,
     url: reqwest::Url,
     batch_url: reqwest::Url,
+}
+
+/// A peer's answer to one message.
+struct Answer {
+    status: reqwest::StatusCode,
+    retry_after: Option<u64>,
+    text: String,
+    /// What this node sent as its signature of the message.
+    signature: Option<String>,
+    /// The peer's signature of the receipt in `text`.
+    receipt_signature: Option<String>,
 }
 
 /// A delivery client that cannot be built from the configuration.
@@ -328,13 +344,16 @@ impl Worker {
                 json!({"kind": "config", "message": format!("no peer {} configured", c.peer)}),
             );
         };
-        let sent = peer
+        let signature = self.sign(c);
+        let mut request = peer
             .client
             .post(peer.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(c.body.clone())
-            .send()
-            .await;
+            .body(c.body.clone());
+        if let Some(jws) = &signature {
+            request = request.header(SIGNATURE_HEADER, jws);
+        }
+        let sent = request.send().await;
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {
@@ -344,6 +363,11 @@ impl Worker {
         };
         let status = resp.status();
         let retry_after = retry_after(&resp);
+        let receipt_signature = resp
+            .headers()
+            .get(RECEIPT_SIGNATURE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let text = resp.text().await.unwrap_or_default();
         self.node.metrics.peer_attempt(
             &c.peer,
@@ -351,20 +375,81 @@ impl Worker {
             status.is_success(),
             self.node.clock.now_ms(),
         );
-        self.classify(c, status, retry_after, text)
+        let answer = Answer {
+            status,
+            retry_after,
+            text,
+            signature,
+            receipt_signature,
+        };
+        self.classify(c, answer)
+    }
+
+    /// This node's signature of a message's exact bytes (deterministic:
+    /// every attempt sends the same).
+    fn sign(&self, c: &Claimed) -> Option<String> {
+        self.node
+            .signer
+            .as_ref()
+            .map(|s| s.sign(Purpose::Envelope, c.body.as_bytes()))
+    }
+
+    /// Whether a receipt proves delivery to a third party: signed by the
+    /// peer's document-signing certificate, over these exact bytes, quoting
+    /// the signature this node sent. An unsigned receipt is taken from a
+    /// peer that does not sign (yet).
+    fn check_receipt(
+        &self,
+        c: &Claimed,
+        receipt: &Receipt,
+        text: &str,
+        answer: &Answer,
+    ) -> Result<(), String> {
+        if let Some(sent) = &answer.signature
+            && let Some(quoted) = &receipt.signature_sha256
+            && *quoted != signing::digest(sent)
+        {
+            return Err("the receipt quotes another signature than the one sent".into());
+        }
+        let Some(jws) = &answer.receipt_signature else {
+            return Ok(());
+        };
+        let trusted = self
+            .node
+            .peer_cas
+            .get(&c.peer)
+            .map_or(&[][..], Vec::as_slice);
+        signing::verify(
+            jws,
+            Purpose::Receipt,
+            text.as_bytes(),
+            trusted,
+            &[UnixTime::now()],
+            &c.peer,
+        )
+        .map(|_| ())
+        .map_err(|e| {
+            self.node.metrics.receipt_invalid(e.code());
+            format!("{}: {e}", e.code())
+        })
     }
 
     /// Turns the peer's answer for one message into an outcome.
-    fn classify(
-        &self,
-        c: &Claimed,
-        status: reqwest::StatusCode,
-        retry_after: Option<u64>,
-        text: String,
-    ) -> Outcome {
+    fn classify(&self, c: &Claimed, answer: Answer) -> Outcome {
+        let status = answer.status;
+        let retry_after = answer.retry_after;
         if status.is_success() {
-            return match serde_json::from_str::<Receipt>(&text) {
+            return match serde_json::from_str::<Receipt>(&answer.text) {
                 Ok(r) if r.message_id == c.message_id && r.envelope_sha256 == c.body_sha256 => {
+                    if let Err(why) = self.check_receipt(c, &r, &answer.text, &answer) {
+                        // Never a silent "delivered": the peer holds the
+                        // message, but this node has no proof of it yet.
+                        error!(reason = %why, "the peer's receipt does not hold; will retry");
+                        return self.retry_or_dead(
+                            c,
+                            json!({"kind": "receipt_invalid", "status": status.as_u16(), "message": why}),
+                        );
+                    }
                     info!("delivered");
                     let now = self.node.clock.now_ms();
                     let received_at = crate::clock::parse_rfc3339_ms(&r.received_at).unwrap_or(now);
@@ -385,7 +470,9 @@ impl Worker {
                         due_at,
                     );
                     Outcome::Delivered {
-                        receipt: text,
+                        receipt: answer.text,
+                        signature: answer.signature,
+                        receipt_signature: answer.receipt_signature,
                         at: now,
                         received_at,
                         timer,
@@ -405,7 +492,8 @@ impl Worker {
                 ),
             };
         }
-        let peer_error: Value = serde_json::from_str::<Value>(&text)
+        let text = &answer.text;
+        let peer_error: Value = serde_json::from_str::<Value>(text)
             .ok()
             .and_then(|v| v.get("error").cloned())
             .unwrap_or_else(|| json!({"message": text.chars().take(500).collect::<String>()}));
@@ -446,8 +534,14 @@ impl Worker {
     async fn attempt_batch(self: Arc<Self>, group: Vec<Claimed>) -> Vec<(i64, Outcome)> {
         let peer = &self.peers[&group[0].peer];
         // Serialized straight from the stored texts, not via a copy in a `Value`.
+        let signatures: Vec<Option<String>> = if self.node.signer.is_some() {
+            group.iter().map(|c| self.sign(c)).collect()
+        } else {
+            Vec::new()
+        };
         let body = BatchRequest {
             messages: group.iter().map(|c| c.body.as_str().into()).collect(),
+            signatures: signatures.clone(),
         };
         let sent = peer
             .client
@@ -481,7 +575,8 @@ impl Worker {
             (200, Some(results)) => group
                 .iter()
                 .zip(results)
-                .map(|(c, r)| {
+                .enumerate()
+                .map(|(i, (c, r))| {
                     let item_status = reqwest::StatusCode::from_u16(r.status)
                         .unwrap_or(reqwest::StatusCode::BAD_GATEWAY);
                     let item_text = match (&r.receipt, &r.error) {
@@ -489,12 +584,28 @@ impl Worker {
                         (_, error) => json!({ "error": error }).to_string(),
                     };
                     let span = tracing::info_span!("deliver", message_id = %c.message_id, case_ref = %c.case_ref, peer = %c.peer, attempt = c.attempts);
-                    (c.seq, span.in_scope(|| self.classify(c, item_status, None, item_text)))
+                    let answer = Answer {
+                        status: item_status,
+                        retry_after: None,
+                        text: item_text,
+                        signature: signatures.get(i).cloned().flatten(),
+                        receipt_signature: r.receipt_signature,
+                    };
+                    (c.seq, span.in_scope(|| self.classify(c, answer)))
                 })
                 .collect(),
             (s, _) if s == 429 || s >= 500 => group
                 .iter()
-                .map(|c| (c.seq, self.classify(c, status, retry_after, text.clone())))
+                .map(|c| {
+                    let answer = Answer {
+                        status,
+                        retry_after,
+                        text: text.clone(),
+                        signature: None,
+                        receipt_signature: None,
+                    };
+                    (c.seq, self.classify(c, answer))
+                })
                 .collect(),
             _ => {
                 let mut out = Vec::with_capacity(group.len());

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use rustls::pki_types::CertificateDer;
 use tokio::sync::Notify;
 
 use crate::clock::SharedClock;
@@ -15,6 +16,7 @@ use crate::domain::calendar::WorkCalendar;
 use crate::domain::deadline::DeadlinePolicy;
 use crate::domain::message::SchemaRegistry;
 use crate::ratelimit::RateLimiter;
+use crate::signing::Signer;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
@@ -46,6 +48,10 @@ pub struct Node {
     pub api_limits: RateLimiter,
     /// Per peer country on the peer API.
     pub peer_limits: RateLimiter,
+    /// Signs what this node sends and the receipts it issues, if configured.
+    pub signer: Option<Signer>,
+    /// Each peer country's CA certificates: whom its signatures must chain to.
+    pub peer_cas: BTreeMap<String, Vec<CertificateDer<'static>>>,
 }
 
 impl Node {

@@ -13,13 +13,17 @@ use crate::domain::admission::Refusal;
 use crate::domain::deadline::{Side, Timed};
 use crate::domain::lifecycle::CaseMessage;
 use crate::protocol::{AnswerDue, Receipt};
+use crate::signing::{self, Purpose};
 use crate::store::{NewInbound, Received, StoreError};
+use rustls::pki_types::UnixTime;
 
-/// One message as it arrived: its exact text and that text parsed.
+/// One message as it arrived: its exact text, that text parsed, and the
+/// sender's signature of the text if it sent one.
 #[derive(Debug)]
 pub struct Arrival {
     pub text: String,
     pub doc: Value,
+    pub signature: Option<String>,
 }
 
 /// A message committed to the inbox (now, or earlier for a resend).
@@ -27,6 +31,8 @@ pub struct Arrival {
 pub struct Accepted {
     /// The receipt's exact text, as stored and as the sender gets it.
     pub receipt: String,
+    /// This node's signature of `receipt`, when it signs.
+    pub receipt_signature: Option<String>,
     pub fresh: bool,
 }
 
@@ -74,9 +80,41 @@ pub async fn receive_many(
         .collect())
 }
 
+/// Checks the sender's signature of the exact bytes that arrived: by a
+/// document-signing certificate of the sender country's CA, valid now,
+/// naming the node that sent it.
+fn verify_signature(node: &Node, sender: &str, arrival: &Arrival) -> Result<(), Refusal> {
+    let Some(jws) = &arrival.signature else {
+        return Ok(());
+    };
+    let trusted = node.peer_cas.get(sender).map_or(&[][..], Vec::as_slice);
+    // Judged now, the receiver's time, which its receipt records: not at
+    // the envelope's `created_at`, which the sending system chose (a case
+    // migrated from paper is created years before any key existed).
+    let at = [UnixTime::now()];
+    signing::verify(
+        jws,
+        Purpose::Envelope,
+        arrival.text.as_bytes(),
+        trusted,
+        &at,
+        sender,
+    )
+    .map(|_| ())
+    .map_err(|e| {
+        warn!(peer = %sender, code = e.code(), error = %e, "refused a message whose signature does not hold");
+        node.metrics.signature_refused(e.code());
+        Refusal::Signature {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    })
+}
+
 /// Admits one envelope from `sender` and builds what the store commits,
 /// receipt included.
 fn admit(node: &Node, sender: &str, arrival: Arrival) -> Result<NewInbound, Refusal> {
+    verify_signature(node, sender, &arrival)?;
     let envelope = node
         .admission()
         .admit_inbound(sender, arrival.doc)
@@ -111,7 +149,13 @@ fn admit(node: &Node, sender: &str, arrival: Arrival) -> Result<NewInbound, Refu
             message_type: t.expected_type.clone(),
             due_at: rfc3339_ms(t.due_at),
         }),
+        signature_sha256: arrival.signature.as_deref().map(signing::digest),
     };
+    let receipt = serde_json::to_string(&receipt).expect("a receipt serializes");
+    let receipt_signature = node
+        .signer
+        .as_ref()
+        .map(|s| s.sign(Purpose::Receipt, receipt.as_bytes()));
     Ok(NewInbound {
         case_message: CaseMessage::from(&envelope),
         message_id,
@@ -122,7 +166,9 @@ fn admit(node: &Node, sender: &str, arrival: Arrival) -> Result<NewInbound, Refu
         body,
         body_sha256,
         received_at: now,
-        receipt: serde_json::to_string(&receipt).expect("a receipt serializes"),
+        receipt,
+        receipt_signature,
+        signature: arrival.signature,
         timer,
     })
 }
@@ -130,14 +176,22 @@ fn admit(node: &Node, sender: &str, arrival: Arrival) -> Result<NewInbound, Refu
 /// What the store's answer for one message means for its sender.
 fn settle(node: &Node, new: &NewInbound, stored: Received) -> Judged {
     match stored {
-        Received::Stored { receipt, fresh } => {
+        Received::Stored {
+            receipt,
+            receipt_signature,
+            fresh,
+        } => {
             if fresh {
                 info!(message_type = %new.message_type, "received");
                 node.metrics.received.inc();
                 node.timer_wake
                     .opened(new.timer.as_ref().and_then(|t| t.first_event_at));
             }
-            Ok(Accepted { receipt, fresh })
+            Ok(Accepted {
+                receipt,
+                receipt_signature,
+                fresh,
+            })
         }
         Received::Refused(refusal) => {
             info!(

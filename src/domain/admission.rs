@@ -63,6 +63,11 @@ pub enum Refusal {
         format!("message_id {message_id} was already used for a different message; use a new id")
     })]
     DuplicateMessageId { message_id: String, inbound: bool },
+    /// The sender's signature is missing where required, or does not hold
+    /// (`bad_signature`, `unknown_signer`, `signer_revoked`,
+    /// `signer_mismatch`, `signature_required`).
+    #[error("{message}")]
+    Signature { code: &'static str, message: String },
 }
 
 /// A `referral.update` with `reason: correction` that does not say what it
@@ -107,6 +112,7 @@ impl Refusal {
             Self::Correction(CorrectionError::UnknownTarget { .. }) => "correction_target_unknown",
             Self::Correction(CorrectionError::PointerAbsent { .. }) => "correction_pointer_absent",
             Self::DuplicateMessageId { .. } => "duplicate_message_id",
+            Self::Signature { code, .. } => code,
         }
     }
 
@@ -117,6 +123,12 @@ impl Refusal {
                 Vec::new()
             }
             Self::DuplicateMessageId { .. } | Self::Agreement(_) => Vec::new(),
+            Self::Signature { .. } => vec![Detail {
+                pointer: None,
+                keyword: Some("signature".into()),
+                message: "the Homeward-Signature header: a detached JWS over the exact body bytes"
+                    .into(),
+            }],
             Self::Schema(e) => e.details(),
             Self::WrongSender { node, .. } => {
                 vec![Detail::at("/from", "this_node", format!("must be {node}"))]

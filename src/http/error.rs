@@ -107,6 +107,8 @@ impl From<Refusal> for ApiError {
             | Refusal::CaseParties { .. }
             | Refusal::Correction(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Refusal::Lifecycle(_) | Refusal::DuplicateMessageId { .. } => StatusCode::CONFLICT,
+            Refusal::Signature { code, .. } if *code == "bad_signature" => StatusCode::BAD_REQUEST,
+            Refusal::Signature { .. } => StatusCode::FORBIDDEN,
         };
         Self::new(status, r.code(), r.to_string()).with_details(r.details())
     }

@@ -22,7 +22,8 @@ use crate::app::node::Node;
 use crate::app::receive::{self, Arrival, Judged};
 use crate::http::openapi::{Envelope, example};
 use crate::protocol::{
-    BATCH_MAX, BATCH_PATH, BatchResponse, BatchResult, ErrorEnvelope, MESSAGES_PATH, Receipt,
+    BATCH_MAX, BATCH_PATH, BatchResponse, BatchResult, ErrorEnvelope, MESSAGES_PATH,
+    RECEIPT_SIGNATURE_HEADER, Receipt, SIGNATURE_HEADER,
 };
 use crate::tls::ConnInfo;
 
@@ -119,13 +120,39 @@ async fn receive_one(
             "body is not UTF-8",
         )
     })?;
-    let accepted = receive::receive(&node, &sender, Arrival { text, doc }).await??;
-    Ok((
+    let signature = match headers.get(SIGNATURE_HEADER) {
+        None => None,
+        Some(v) => Some(v.to_str().map(str::to_string).map_err(|_| {
+            ApiError::from(crate::domain::admission::Refusal::Signature {
+                code: "bad_signature",
+                message: "the Homeward-Signature header is not text".into(),
+            })
+        })?),
+    };
+    let accepted = receive::receive(
+        &node,
+        &sender,
+        Arrival {
+            text,
+            doc,
+            signature,
+        },
+    )
+    .await??;
+    let mut response = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
         accepted.receipt,
     )
-        .into_response())
+        .into_response();
+    if let Some(jws) = accepted.receipt_signature
+        && let Ok(value) = header::HeaderValue::from_str(&jws)
+    {
+        response
+            .headers_mut()
+            .insert(RECEIPT_SIGNATURE_HEADER, value);
+    }
+    Ok(response)
 }
 
 /// A batch as sent: each envelope as the exact JSON text the sender stored.
@@ -134,6 +161,9 @@ async fn receive_one(
 struct BatchBody {
     #[schema(min_items = 1, max_items = 64)]
     messages: Vec<String>,
+    /// The sender's detached JWS of each message, in order (null for one
+    /// it did not sign); left out when it signs none.
+    signatures: Option<Vec<Option<String>>>,
 }
 
 /// Deliver up to 64 envelopes at once (peer API).
@@ -173,6 +203,18 @@ async fn receive_batch(
         node.settings.peer_api.read_timeout(),
     )
     .await?;
+    // Signatures, when sent, pair with the messages by position.
+    let mut signatures: Vec<Option<String>> =
+        match doc.get_mut("signatures").map(serde_json::Value::take) {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(list) => serde_json::from_value(list).map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_batch",
+                    "`signatures` must be an array of JWS texts or nulls, one per message",
+                )
+            })?,
+        };
     let items: Vec<String> = doc
         .get_mut("messages")
         .map(serde_json::Value::take)
@@ -192,7 +234,15 @@ async fn receive_batch(
     let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(items.len());
     let mut arrivals = Vec::new();
     let mut slots = Vec::new();
-    for text in items {
+    if !signatures.is_empty() && signatures.len() != items.len() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_batch",
+            "`signatures` must have one entry per message",
+        ));
+    }
+    signatures.resize(items.len(), None);
+    for (text, signature) in items.into_iter().zip(signatures) {
         let parsed = if text.len() > item_limit {
             Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -211,7 +261,11 @@ async fn receive_batch(
         match parsed {
             Ok(doc) => {
                 slots.push(results.len());
-                arrivals.push(Arrival { text, doc });
+                arrivals.push(Arrival {
+                    text,
+                    doc,
+                    signature,
+                });
                 results.push(None);
             }
             Err(e) => results.push(Some(refused(e))),
@@ -249,6 +303,7 @@ fn answer(judged: Judged) -> BatchResult {
             Ok(receipt) => BatchResult {
                 status: 200,
                 receipt: Some(receipt),
+                receipt_signature: accepted.receipt_signature,
                 error: None,
             },
             // A stored receipt is JSON this node wrote; if it is not, the
@@ -263,6 +318,7 @@ fn refused(e: ApiError) -> BatchResult {
     BatchResult {
         status: e.status.as_u16(),
         receipt: None,
+        receipt_signature: None,
         error: Some(e.body),
     }
 }

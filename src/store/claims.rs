@@ -22,9 +22,16 @@ pub struct Claimed {
 
 /// How one attempt ended.
 #[derive(Debug, Clone)]
+// Outcomes live for one step, one per claimed message; boxing the common
+// case to shrink the rare ones buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     Delivered {
         receipt: String,
+        /// This node's signature of the envelope, as it was sent.
+        signature: Option<String>,
+        /// The receiver's signature of `receipt`, verified.
+        receipt_signature: Option<String>,
         at: i64,
         /// The receiver's commit time, from its receipt.
         received_at: i64,
@@ -52,26 +59,38 @@ pub(super) async fn record_in(
     results: &[(i64, Outcome)],
 ) -> Result<(), StoreError> {
     let mut bulk = Script::new();
-    let delivered: Vec<(i64, &str, i64)> = results
+    let delivered: Vec<(i64, &Outcome)> = results
         .iter()
-        .filter_map(|(seq, o)| match o {
-            Outcome::Delivered { receipt, at, .. } => Some((*seq, receipt.as_str(), *at)),
-            _ => None,
-        })
+        .filter(|(_, o)| matches!(o, Outcome::Delivered { .. }))
+        .map(|(seq, o)| (*seq, o))
         .collect();
     if !delivered.is_empty() {
         // A row already delivered is left alone: another instance's
         // attempt, after this one's lease ran out, recorded it first.
         bulk.push(
             format!(
-                "UPDATE outbox SET state = 'delivered', receipt = v.column2, delivered_at = v.column3, last_error = NULL \
+                "UPDATE outbox SET state = 'delivered', receipt = v.column2, delivered_at = v.column3, last_error = NULL, \
+                 signature = v.column4, receipt_signature = v.column5 \
                  FROM (VALUES {}) AS v WHERE outbox.seq = v.column1 AND outbox.state <> 'delivered' \
                  RETURNING seq, message_id, type, in_reply_to",
-                values_of(backend, delivered.len(), 3)
+                values_of(backend, delivered.len(), 5)
             ),
-            delivered
-                .iter()
-                .flat_map(|&(seq, receipt, at)| [Arg::Int(seq), Arg::Str(receipt), Arg::Int(at)]),
+            delivered.iter().flat_map(|&(seq, o)| match o {
+                Outcome::Delivered {
+                    receipt,
+                    at,
+                    signature,
+                    receipt_signature,
+                    ..
+                } => vec![
+                    Arg::Int(seq),
+                    Arg::Str(receipt),
+                    Arg::Int(*at),
+                    Arg::OptStr(signature.as_deref()),
+                    Arg::OptStr(receipt_signature.as_deref()),
+                ],
+                _ => Vec::new(),
+            }),
         );
         // The timers the deliveries open. Such a row delivered before
         // opened its timer then, and this insert leaves that one as it is.

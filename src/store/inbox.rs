@@ -16,6 +16,10 @@ pub struct NewInbound {
     pub received_at: i64,
     /// The receipt to keep if this is the first time the message arrives.
     pub receipt: String,
+    /// The sender's signature of `body`, verified.
+    pub signature: Option<String>,
+    /// This node's signature of `receipt`.
+    pub receipt_signature: Option<String>,
     /// What the lifecycle checks.
     pub case_message: CaseMessage,
     /// The "answer due" timer this message opens.
@@ -25,7 +29,11 @@ pub struct NewInbound {
 #[derive(Debug, Clone)]
 pub enum Received {
     /// Committed now, or earlier with identical content: the stored receipt.
-    Stored { receipt: String, fresh: bool },
+    Stored {
+        receipt: String,
+        receipt_signature: Option<String>,
+        fresh: bool,
+    },
     /// A different message already arrived under this id.
     Conflict,
     /// The message makes no sense in its case (state, reply target,
@@ -44,6 +52,8 @@ pub struct InboxRow {
     pub body: String,
     pub received_at: i64,
     pub receipt: String,
+    pub signature: Option<String>,
+    pub receipt_signature: Option<String>,
 }
 
 pub(super) fn inbox_row(r: &sqlx::any::AnyRow) -> InboxRow {
@@ -57,6 +67,8 @@ pub(super) fn inbox_row(r: &sqlx::any::AnyRow) -> InboxRow {
         body: r.get("body"),
         received_at: r.get("received_at"),
         receipt: r.get("receipt"),
+        signature: r.get("signature"),
+        receipt_signature: r.get("receipt_signature"),
     }
 }
 
@@ -88,22 +100,28 @@ impl Store {
         // trip (a case whose messages are all resends is read for nothing).
         let mut reads = Script::of(
             format!(
-                "SELECT message_id, body_sha256, receipt FROM inbox WHERE message_id IN ({})",
+                "SELECT message_id, body_sha256, receipt, receipt_signature FROM inbox WHERE message_id IN ({})",
                 in_of(self.backend, messages.len())
             ),
             messages.iter().map(|m| Arg::from(&m.message_id)),
         );
         push_case_histories(&mut reads, self.backend, &cases);
         let mut sets = tx.run_sets(reads).await?.into_iter();
-        // message id -> (content hash, receipt), of what is stored or about to be.
-        let mut known: HashMap<String, (String, String)> = sets
+        // message id -> (content hash, receipt, its signature), of what is
+        // stored or about to be.
+        type Known = (String, String, Option<String>);
+        let mut known: HashMap<String, Known> = sets
             .next()
             .unwrap_or_default()
             .iter()
             .map(|r| {
                 (
                     r.get("message_id"),
-                    (r.get("body_sha256"), r.get("receipt")),
+                    (
+                        r.get("body_sha256"),
+                        r.get("receipt"),
+                        r.get("receipt_signature"),
+                    ),
                 )
             })
             .collect();
@@ -118,10 +136,11 @@ impl Store {
         let mut fresh: Vec<&NewInbound> = Vec::new();
         let mut out = Vec::with_capacity(messages.len());
         for m in messages {
-            if let Some((sha, receipt)) = known.get(&m.message_id) {
+            if let Some((sha, receipt, receipt_signature)) = known.get(&m.message_id) {
                 out.push(if *sha == m.body_sha256 {
                     Received::Stored {
                         receipt: receipt.clone(),
+                        receipt_signature: receipt_signature.clone(),
                         fresh: false,
                     }
                 } else {
@@ -137,10 +156,15 @@ impl Store {
             history.push(m.case_message.clone());
             known.insert(
                 m.message_id.clone(),
-                (m.body_sha256.clone(), m.receipt.clone()),
+                (
+                    m.body_sha256.clone(),
+                    m.receipt.clone(),
+                    m.receipt_signature.clone(),
+                ),
             );
             out.push(Received::Stored {
                 receipt: m.receipt.clone(),
+                receipt_signature: m.receipt_signature.clone(),
                 fresh: true,
             });
             fresh.push(m);
@@ -149,9 +173,9 @@ impl Store {
         if !fresh.is_empty() {
             writes.push(
                 format!(
-                    "INSERT INTO inbox (message_id, case_ref, sender, type, in_reply_to, body, body_sha256, received_at, receipt) \
-                     VALUES {}",
-                    values_of(self.backend, fresh.len(), 9)
+                    "INSERT INTO inbox (message_id, case_ref, sender, type, in_reply_to, body, body_sha256, received_at, receipt, \
+                     signature, receipt_signature) VALUES {}",
+                    values_of(self.backend, fresh.len(), 11)
                 ),
                 fresh.iter().flat_map(|m| {
                     [
@@ -164,6 +188,8 @@ impl Store {
                         Arg::from(&m.body_sha256),
                         Arg::Int(m.received_at),
                         Arg::from(&m.receipt),
+                        Arg::from(&m.signature),
+                        Arg::from(&m.receipt_signature),
                     ]
                 }),
             );

@@ -74,10 +74,14 @@ pub struct OutboxRow {
     pub submit_sha256: String,
     #[serde(skip)]
     pub body_sha256: String,
+    /// This node's signature of the envelope, as delivered.
+    pub signature: Option<String>,
+    /// The receiver's signature of `receipt`.
+    pub receipt_signature: Option<String>,
 }
 
 pub(super) const OUTBOX_COLUMNS: &str = "seq, message_id, case_ref, peer, type, in_reply_to, state, attempts, next_attempt_at, \
-     last_error, receipt, submitted_at, delivered_at, deadline_at, submit_sha256, body_sha256";
+     last_error, receipt, submitted_at, delivered_at, deadline_at, submit_sha256, body_sha256, signature, receipt_signature";
 
 pub(super) fn outbox_row(r: &sqlx::any::AnyRow) -> OutboxRow {
     OutboxRow {
@@ -97,6 +101,8 @@ pub(super) fn outbox_row(r: &sqlx::any::AnyRow) -> OutboxRow {
         deadline_at: r.get("deadline_at"),
         submit_sha256: r.get("submit_sha256"),
         body_sha256: r.get("body_sha256"),
+        signature: r.get("signature"),
+        receipt_signature: r.get("receipt_signature"),
     }
 }
 

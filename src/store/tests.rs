@@ -84,6 +84,8 @@ async fn claims_and_outcomes_leave_the_writer_committing_durably() {
     store.record(&[(claimed[0].seq, retry)]).await.unwrap();
     assert_eq!(synchronous(&store).await, FULL);
     let delivered = Outcome::Delivered {
+        signature: None,
+        receipt_signature: None,
         receipt: "{}".into(),
         at: 4,
         received_at: 4,

@@ -83,6 +83,8 @@ pub fn node_settings(
             api_cert: own.api_cert,
             api_key: own.api_key,
             api_tls12: false,
+            sign_cert: Some(own.sign_cert),
+            sign_key: Some(own.sign_key),
         },
         agreements: AgreementSettings {
             dir: agreements_dir.to_path_buf(),

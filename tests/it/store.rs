@@ -77,6 +77,8 @@ fn inbound(msg: &Value, now: i64) -> NewInbound {
         body,
         received_at: now,
         receipt: format!("{{\"receipt_for\":\"{}\"}}", msg["message_id"]),
+        signature: Some(format!("envelope-signature-{}", msg["message_id"])),
+        receipt_signature: Some(format!("receipt-signature-{}", msg["message_id"])),
         timer: None,
     }
 }
@@ -84,6 +86,8 @@ fn inbound(msg: &Value, now: i64) -> NewInbound {
 fn delivered(at: i64) -> Outcome {
     Outcome::Delivered {
         receipt: "{}".into(),
+        signature: Some("envelope-signature".into()),
+        receipt_signature: Some("receipt-signature".into()),
         at,
         received_at: at,
         timer: None,
@@ -231,9 +235,21 @@ async fn inbox_is_idempotent_and_checks_the_lifecycle() {
         );
         // A resend gets the stored receipt; other bytes under the id conflict.
         match store.receive(&inbound(&first, 20)).await.unwrap() {
-            Received::Stored { receipt, fresh } => {
+            Received::Stored {
+                receipt,
+                receipt_signature,
+                fresh,
+            } => {
                 assert!(!fresh);
                 assert_eq!(receipt, batch[0].receipt);
+                // The resend gets the first receipt's signature, as stored.
+                assert_eq!(receipt_signature, batch[0].receipt_signature);
+                let row = store
+                    .inbound(first["message_id"].as_str().unwrap())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(row.signature, batch[0].signature);
             }
             other => panic!("{other:?}"),
         }

@@ -112,6 +112,12 @@ pub struct OutboundStatus {
     /// The receiver's receipt, as it issued it.
     #[schema(value_type = Option<Receipt>)]
     pub receipt: Option<Box<RawValue>>,
+    /// This node's detached JWS over the envelope bytes it delivered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// The receiver's detached JWS over the exact receipt bytes, verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt_signature: Option<String>,
     /// Present when later corrections changed this message.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub corrected_by: Vec<CorrectionRef>,
@@ -137,6 +143,12 @@ pub struct InboundStatus {
     /// The receipt this node issued.
     #[schema(value_type = Receipt)]
     pub receipt: Option<Box<RawValue>>,
+    /// The sender's detached JWS over the envelope bytes, verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// This node's detached JWS over the exact receipt bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt_signature: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub corrected_by: Vec<CorrectionRef>,
 }
@@ -158,6 +170,8 @@ impl From<&OutboxRow> for MessageStatus {
             delivery_deadline: rfc3339_ms(row.deadline_at),
             last_error: raw(row.last_error.as_deref()),
             receipt: raw(row.receipt.as_deref()),
+            signature: row.signature.clone(),
+            receipt_signature: row.receipt_signature.clone(),
             corrected_by: Vec::new(),
         })
     }
@@ -174,6 +188,8 @@ impl From<&InboxRow> for MessageStatus {
             state: "received",
             received_at: rfc3339_ms(row.received_at),
             receipt: raw(Some(&row.receipt)),
+            signature: row.signature.clone(),
+            receipt_signature: row.receipt_signature.clone(),
             corrected_by: Vec::new(),
         })
     }
