@@ -26,6 +26,7 @@ mod openapi;
 mod peer_auth;
 mod protection;
 mod schemas;
+mod signatures;
 mod store;
 mod store_failure;
 mod timers;
