@@ -361,6 +361,7 @@ mod tests {
         m.peer_attempt("TH", true, true, 1_700_000_000_000);
         m.handshake_failed("peer", "unknown_issuer");
         m.observe_latency(0.2);
+        m.signature_refused("bad_signature");
         let text = m.render(&[("TH".into(), "queued".into(), 3)], &[("open".into(), 2)]);
         let mut types = BTreeMap::new();
         let mut out = BTreeSet::new();
