@@ -28,6 +28,10 @@ pub(super) enum BenchCommand {
         /// database (created and dropped by the bench), instead of SQLite.
         #[arg(long)]
         database_url: Option<String>,
+        /// Run both gateways without signing keys (to measure what
+        /// signatures cost).
+        #[arg(long)]
+        unsigned: bool,
         #[arg(long)]
         json: bool,
     },
@@ -75,9 +79,11 @@ pub(super) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
             rate_seconds,
             runs,
             database_url,
+            unsigned,
             json,
         } => {
             let opts = crate::tools::bench::E2eOptions {
+                unsigned,
                 messages,
                 concurrency,
                 rate,

@@ -8,6 +8,33 @@ use std::process::ExitCode;
 use crate::config::Settings;
 use crate::domain::message::SchemaRegistry;
 
+/// What is wrong with a signing certificate and key, if anything: they
+/// must load together, name this node, and be for document signing only.
+fn signing_problem(cert: &std::path::Path, key: &std::path::Path, country: &str) -> Option<String> {
+    let signer = match crate::signing::Signer::load(cert, key) {
+        Ok(s) => s,
+        Err(e) => return Some(e.to_string()),
+    };
+    if signer.node() != Some(country) {
+        return Some(format!(
+            "names node {:?}, not urn:homeward:node:{country}",
+            signer.node()
+        ));
+    }
+    let der = crate::tls::load_certs(cert).ok()?.into_iter().next()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let eku = parsed.extended_key_usage().ok().flatten();
+    let signing_oid = x509_parser::der_parser::oid::Oid::from(crate::tls::DOCUMENT_SIGNING_ARCS)
+        .expect("a valid OID");
+    match eku {
+        Some(e) if e.value.server_auth || e.value.client_auth => {
+            Some("is also a TLS certificate; a signing certificate must be for document signing only".into())
+        }
+        Some(e) if e.value.other.contains(&signing_oid) => None,
+        _ => Some("lacks the document-signing purpose (EKU 1.3.6.1.5.5.7.3.36)".into()),
+    }
+}
+
 /// `homeward check-config`: everything a start would load, plus
 /// certificates that expire within 30 days.
 pub(super) fn check_config(config: &std::path::Path) -> anyhow::Result<ExitCode> {
@@ -21,6 +48,9 @@ pub(super) fn check_config(config: &std::path::Path) -> anyhow::Result<ExitCode>
         ("tls.cert", settings.tls.cert.clone()),
         ("tls.api_cert", settings.tls.api_cert.clone()),
     ];
+    if let Some(sign) = &settings.tls.sign_cert {
+        certs.push(("tls.sign_cert", sign.clone()));
+    }
     for p in &settings.peers {
         certs.push(("peers[].ca", p.ca.clone()));
     }
@@ -61,6 +91,16 @@ pub(super) fn check_config(config: &std::path::Path) -> anyhow::Result<ExitCode>
         "tls.cert does not name urn:homeward:node:{}",
         settings.node.country
     );
+    match (&settings.tls.sign_cert, &settings.tls.sign_key) {
+        (Some(cert), Some(key)) => match signing_problem(cert, key, &settings.node.country) {
+            None => println!("ok       tls.sign_cert `{}` signs for node {}", cert.display(), settings.node.country),
+            Some(problem) => {
+                println!("PROBLEM  tls.sign_cert `{}`: {problem}", cert.display());
+                problems += 1;
+            }
+        },
+        _ => println!("note     no tls.sign_cert: this node signs nothing it sends or issues"),
+    }
     for p in &settings.peers {
         match agreements.between(&settings.node.country, &p.country) {
             Some(a) => println!(

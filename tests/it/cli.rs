@@ -90,4 +90,25 @@ fn check_config_passes_on_the_shipped_configuration() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("agreement `kh-th`"), "{text}");
+    assert!(text.contains("tls.sign_cert `certs-dev/kh/sign.pem` signs for node KH"), "{text}");
+    // The TLS certificate and key offered as the signing ones: refused.
+    let shipped = std::fs::read_to_string(root.join("config/nodes/kh.toml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("kh.toml");
+    std::fs::write(
+        &bad,
+        shipped
+            .replace("certs-dev/kh/sign.pem", "certs-dev/kh/peer.pem")
+            .replace("certs-dev/kh/sign.key", "certs-dev/kh/peer.key"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_homeward"))
+        .current_dir(root)
+        .args(["check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("PROBLEM  tls.sign_cert"), "{text}");
 }

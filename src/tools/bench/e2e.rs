@@ -19,6 +19,9 @@ pub struct E2eOptions {
     /// A PostgreSQL server (`postgres://...`) to run both gateways on, each
     /// in a fresh database dropped afterwards; SQLite files when `None`.
     pub database_url: Option<String>,
+    /// Both gateways without signing keys: the cost of signatures is the
+    /// difference to a signed run.
+    pub unsigned: bool,
 }
 
 /// The disk's synchronous commit rate where the bench keeps its databases:
@@ -63,7 +66,7 @@ pub async fn e2e(opts: &E2eOptions) -> anyhow::Result<Value> {
         for _ in 0..opts.runs {
             let dir = tempfile::tempdir()?;
             let mut dbs = Databases::new(opts.database_url.as_deref());
-            let (th, kh) = start_pair(dir.path(), &mut dbs).await?;
+            let (th, kh) = start_pair_signed(dir.path(), &mut dbs, !opts.unsigned).await?;
             tokio::time::sleep(Duration::from_millis(500)).await;
             let pids = [th.child.id(), kh.child.id()];
             idle_rss.push(
@@ -98,6 +101,7 @@ pub async fn e2e(opts: &E2eOptions) -> anyhow::Result<Value> {
         }
         results.push(json!({
             "concurrency": w,
+            "signed": !opts.unsigned,
             "messages": opts.messages,
             "accepted_per_s": median_of(&accepted),
             "delivered_per_s": median_of(&delivered),
@@ -121,7 +125,7 @@ pub async fn e2e(opts: &E2eOptions) -> anyhow::Result<Value> {
     for _ in 0..opts.runs {
         let dir = tempfile::tempdir()?;
         let mut dbs = Databases::new(opts.database_url.as_deref());
-        let (th, kh) = start_pair(dir.path(), &mut dbs).await?;
+        let (th, kh) = start_pair_signed(dir.path(), &mut dbs, !opts.unsigned).await?;
         let n = (opts.rate * opts.rate_seconds) as usize;
         let since = max_seq(&th.db).await?;
         let (sub, _) = load(&th, &kh, n, 64, Some(opts.rate), offset).await?;

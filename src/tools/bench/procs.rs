@@ -177,8 +177,23 @@ pub(super) async fn launch(p: Prepared) -> anyhow::Result<Proc> {
     Ok(proc)
 }
 
-pub(super) async fn start_pair(dir: &Path, dbs: &mut Databases) -> anyhow::Result<(Proc, Proc)> {
+/// The pair, each node with its signing key or (`signed` false) without.
+pub(super) async fn start_pair_signed(
+    dir: &Path,
+    dbs: &mut Databases,
+    signed: bool,
+) -> anyhow::Result<(Proc, Proc)> {
     let (th, kh) = prepare_pair(dir, dbs).await?;
+    if !signed {
+        for p in [&th, &kh] {
+            let text = std::fs::read_to_string(&p.config)?;
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with("sign_cert") && !l.starts_with("sign_key"))
+                .collect();
+            std::fs::write(&p.config, kept.join("\n"))?;
+        }
+    }
     let th = launch(th).await?;
     let kh = launch(kh).await?;
     Ok((th, kh))
