@@ -178,16 +178,27 @@ pub(super) async fn launch(p: Prepared) -> anyhow::Result<Proc> {
 }
 
 pub(super) async fn start_pair(dir: &Path, dbs: &mut Databases) -> anyhow::Result<(Proc, Proc)> {
-    let (th, kh) = prepare_pair(dir, dbs).await?;
+    let (th, kh) = prepare_pair(dir, dbs, bench_delivery()).await?;
     let th = launch(th).await?;
     let kh = launch(kh).await?;
     Ok((th, kh))
 }
 
-/// Configuration, PKI and databases of TH (the sender) and KH.
+/// The benches' retry policy: short backoff, so a run is not a wait.
+pub(super) fn bench_delivery() -> crate::config::DeliverySettings {
+    crate::config::DeliverySettings {
+        initial_backoff_ms: 50,
+        max_backoff_ms: 1000,
+        ..Default::default()
+    }
+}
+
+/// Configuration, PKI and databases of TH (the sender) and KH, both with
+/// the retry policy `delivery`.
 pub(super) async fn prepare_pair(
     dir: &Path,
     dbs: &mut Databases,
+    delivery: crate::config::DeliverySettings,
 ) -> anyhow::Result<(Prepared, Prepared)> {
     crate::tls::pki::write_dev_pki(dir, &["KH", "TH"], 30)?;
     let agreements = dir.join("agreements");
@@ -223,11 +234,7 @@ pub(super) async fn prepare_pair(
                     BENCH_OPERATOR.into(),
                 ),
             ],
-            crate::config::DeliverySettings {
-                initial_backoff_ms: 50,
-                max_backoff_ms: 1000,
-                ..Default::default()
-            },
+            delivery.clone(),
             &key,
         );
         settings.local_api.rate_per_second = 1e9;
