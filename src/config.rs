@@ -227,6 +227,13 @@ pub struct DeliverySettings {
     /// instances of this gateway; if its claimer dies, another instance
     /// sends it when the lease runs out. Must exceed `request_timeout_ms`.
     pub lease_ms: u64,
+    /// Longest wait between two probes of a peer that is down (one message
+    /// sent in place of every due one). Probes start at
+    /// `initial_backoff_ms` and double up to this (or `max_backoff_ms`, if
+    /// lower): a probe is one request, so it can come much more often than
+    /// the retries of every message, and it bounds how long a peer that is
+    /// back waits for its backlog.
+    pub probe_interval_ms: u64,
 }
 
 impl Default for DeliverySettings {
@@ -238,6 +245,7 @@ impl Default for DeliverySettings {
             request_timeout_ms: 15_000,
             deadline_hours: 72,
             lease_ms: 30_000,
+            probe_interval_ms: 2_000,
         }
     }
 }
@@ -407,6 +415,9 @@ impl Settings {
         }
         if d.concurrency == 0 {
             return Err(invalid("delivery.concurrency", "must be > 0".into()));
+        }
+        if d.probe_interval_ms == 0 {
+            return Err(invalid("delivery.probe_interval_ms", "must be > 0".into()));
         }
         if d.lease_ms <= d.request_timeout_ms {
             return Err(invalid(

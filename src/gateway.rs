@@ -25,6 +25,7 @@ use crate::domain::message::{SchemaCompileError, SchemaRegistry};
 use crate::http::serve::{Timeouts, serve_tls};
 use crate::ratelimit::RateLimiter;
 use crate::signing::Signer;
+use crate::store::lock::DatabaseLock;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 use crate::tls::{self, Identity, TlsError};
@@ -100,19 +101,35 @@ pub struct Gateway {
     api_tls: Arc<rustls::ServerConfig>,
     /// `None` once taken by [`Gateway::take_worker`].
     worker: Option<Worker>,
+    /// This gateway's claim on its SQLite file, held until it stops.
+    lock: Option<DatabaseLock>,
 }
 
 impl Gateway {
     /// Builds a gateway listening where `settings` say.
     pub async fn build(settings: Settings, clock: SharedClock) -> Result<Self, GatewayError> {
+        // Before binding: a second gateway on the same file is refused for
+        // that, not for the ports the first one holds.
+        let lock = DatabaseLock::acquire(&settings.database.url)?;
         let listeners = Listeners::bind(settings.peer_api.listen, settings.local_api.listen)?;
-        Self::build_with(settings, listeners, clock).await
+        Self::build_locked(settings, listeners, clock, lock).await
     }
 
+    /// Builds a gateway on pre-bound listeners.
     pub async fn build_with(
         settings: Settings,
         listeners: Listeners,
         clock: SharedClock,
+    ) -> Result<Self, GatewayError> {
+        let lock = DatabaseLock::acquire(&settings.database.url)?;
+        Self::build_locked(settings, listeners, clock, lock).await
+    }
+
+    async fn build_locked(
+        settings: Settings,
+        listeners: Listeners,
+        clock: SharedClock,
+        lock: Option<DatabaseLock>,
     ) -> Result<Self, GatewayError> {
         let registry = SchemaRegistry::embedded()?;
         let agreements = AgreementBook::load(&settings.agreements.dir, &registry)?;
@@ -231,6 +248,7 @@ impl Gateway {
             peer_tls,
             api_tls,
             worker: Some(worker),
+            lock,
         })
     }
 
@@ -267,6 +285,7 @@ impl Gateway {
             api_addr = %self.api_addr(),
             "gateway started"
         );
+        let lock = self.lock;
         let peer_router = crate::http::peer::router(node.clone());
         let api_router = crate::http::local::router(node.clone());
         let peer = tokio::spawn(serve_tls(
@@ -308,6 +327,8 @@ impl Gateway {
         let retention = tokio::spawn(crate::app::retention::run(node.clone(), shutdown.clone()));
         let _ = tokio::join!(peer, api, worker, scheduler, alerter, retention);
         node.store.close().await;
+        // The file is free for the next gateway only once this one has let go.
+        drop(lock);
         info!(node = %node.country, "gateway stopped");
     }
 

@@ -172,7 +172,7 @@ impl Default for Metrics {
         let peer_up = Family::<PeerLabel, Gauge>::default();
         registry.register(
             "homeward_peer_up",
-            "Whether the last delivery attempt reached the peer",
+            "Whether deliveries to the peer flow (1) or wait for a probe to get a receipt (0)",
             peer_up.clone(),
         );
         let peer_last_success = Family::<PeerLabel, Gauge<f64, AtomicU64>>::default();
@@ -254,13 +254,22 @@ impl Metrics {
         let label = PeerLabel {
             peer: peer.to_string(),
         };
-        self.peer_up.get_or_create(&label).set(i64::from(reachable));
         if success {
             p.last_success = Some(now);
             self.peer_last_success
                 .get_or_create(&label)
                 .set(now as f64 / 1000.0);
         }
+    }
+
+    /// The delivery worker's view of `peer`: up after a receipt, down after
+    /// a failure worth a retry (then only probes go to it).
+    pub fn set_peer_up(&self, peer: &str, up: bool) {
+        self.peer_up
+            .get_or_create(&PeerLabel {
+                peer: peer.to_string(),
+            })
+            .set(i64::from(up));
     }
 
     pub fn peer_health(&self) -> BTreeMap<String, PeerHealth> {
@@ -359,6 +368,7 @@ mod tests {
     fn scraped() -> BTreeSet<(String, String, String)> {
         let m = Metrics::default();
         m.peer_attempt("TH", true, true, 1_700_000_000_000);
+        m.set_peer_up("TH", true);
         m.handshake_failed("peer", "unknown_issuer");
         m.observe_latency(0.2);
         m.signature_refused("bad_signature");

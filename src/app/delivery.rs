@@ -4,6 +4,9 @@
 //! reason (no retry: resending the same bytes cannot fix it); transport
 //! errors, 408, 429 and 5xx are retried with capped exponential backoff and
 //! jitter until the delivery deadline, after which the message is `dead`.
+//! A peer that fails so is down: it gets one probe per interval instead
+//! of every due message, and its first receipt makes every message waiting
+//! for it due at once ([`super::health`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
+use super::health::{Health, InFlight, Verdict};
 use super::node::Node;
 use crate::config::DeliverySettings;
 use crate::domain::deadline::{Side, Timed};
@@ -61,6 +65,14 @@ pub enum DeliveryError {
 pub struct Worker {
     node: Arc<Node>,
     peers: BTreeMap<String, PeerClient>,
+    health: Arc<Health>,
+}
+
+/// Messages claimed for one attempt, counted in flight for their peers'
+/// health until the attempt is recorded.
+struct Claim {
+    messages: Vec<Claimed>,
+    in_flight: InFlight,
 }
 
 /// Delay before attempt `attempts + 1`: exponential from the initial delay,
@@ -120,7 +132,11 @@ impl Worker {
                 },
             );
         }
-        Ok(Self { node, peers })
+        Ok(Self {
+            node,
+            peers,
+            health: Arc::default(),
+        })
     }
 
     /// Runs until `shutdown`; finishes the attempts in flight before
@@ -213,12 +229,18 @@ impl Worker {
     /// How long until the next message is due (capped: deadlines pass even
     /// when nothing is submitted).
     async fn until_due(&self) -> Duration {
-        match self.node.store.next_due().await {
-            Ok(Some(due)) => {
-                let ms = due.saturating_sub(self.node.clock.now_ms()).max(0);
-                Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(MAX_IDLE)
-            }
-            Ok(None) => MAX_IDLE,
+        let now = self.node.clock.now_ms();
+        // Messages for peers that are down wait for their peer's probe.
+        let down = self.health.plan(now).down;
+        let probe = self.health.next_probe();
+        match self.node.store.next_due_except(&down).await {
+            Ok(due) => match due.into_iter().chain(probe).min() {
+                Some(due) => {
+                    let ms = due.saturating_sub(now).max(0);
+                    Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(MAX_IDLE)
+                }
+                None => MAX_IDLE,
+            },
             Err(e) => {
                 error!(error = %e, "cannot read the next due time");
                 Duration::from_secs(1)
@@ -231,19 +253,48 @@ impl Worker {
     /// records every outcome. Returns how many messages it settled; 0 when
     /// nothing was due.
     pub async fn step(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let claimed = self.claim_now(BATCH_MAX).await?;
-        if claimed.is_empty() {
+        let claim = self.claim_now(BATCH_MAX).await?;
+        if claim.messages.is_empty() {
             return Ok(0);
         }
-        self.deliver(claimed).await
+        self.deliver(claim).await
     }
 
-    async fn claim_now(&self, limit: usize) -> Result<Vec<Claimed>, StoreError> {
+    /// Claims up to `limit` messages due now for peers that are up (and
+    /// for peers that are down, those past their deadline), then one probe
+    /// for each down peer whose probe is due.
+    async fn claim_now(&self, limit: usize) -> Result<Claim, StoreError> {
         let now = self.node.clock.now_ms();
-        self.node
-            .store
-            .claim_due(now, i64::try_from(limit).unwrap_or(i64::MAX))
-            .await
+        let plan = self.health.plan(now);
+        let store = &self.node.store;
+        let messages = store
+            .claim_due_except(now, i64::try_from(limit).unwrap_or(i64::MAX), &plan.down)
+            .await?;
+        let mut claim = Claim {
+            in_flight: self
+                .health
+                .claimed(messages.iter().map(|c| c.peer.as_str())),
+            messages,
+        };
+        for peer in plan.probes {
+            // Messages past their deadline go anyway, and probe the peer.
+            if claim.messages.len() >= limit || claim.messages.iter().any(|c| c.peer == peer) {
+                continue;
+            }
+            match store.claim_probe(now, &peer).await? {
+                Some(c) => {
+                    info!(peer = %peer, message_id = %c.message_id, "probing a peer that is down");
+                    self.health.probe_sent(
+                        &peer,
+                        now.saturating_add(self.node.settings.delivery.lease_ms as i64),
+                    );
+                    claim.in_flight.add(&peer);
+                    claim.messages.push(c);
+                }
+                None => self.health.nothing_waiting(&peer),
+            }
+        }
+        Ok(claim)
     }
 
     /// Claims up to `limit` due messages and returns the attempt that sends
@@ -252,14 +303,14 @@ impl Worker {
         self: &Arc<Self>,
         limit: usize,
     ) -> Result<Option<(usize, impl Future<Output = usize> + Send + 'static)>, StoreError> {
-        let claimed = self.claim_now(limit).await?;
-        if claimed.is_empty() {
+        let claim = self.claim_now(limit).await?;
+        if claim.messages.is_empty() {
             return Ok(None);
         }
-        let n = claimed.len();
+        let n = claim.messages.len();
         let this = self.clone();
         Ok(Some((n, async move {
-            if let Err(e) = this.deliver(claimed).await {
+            if let Err(e) = this.deliver(claim).await {
                 // The claims stand until their lease runs out; then the
                 // messages are due again (a resend is recognised by the
                 // peer as the same message).
@@ -273,7 +324,11 @@ impl Worker {
     /// Sends claimed messages (several for one peer as one batch: one TLS
     /// request, one commit at the receiver; a lone message on its own) and
     /// records every outcome in one transaction.
-    async fn deliver(self: &Arc<Self>, claimed: Vec<Claimed>) -> Result<usize, StoreError> {
+    async fn deliver(self: &Arc<Self>, claim: Claim) -> Result<usize, StoreError> {
+        let Claim {
+            messages: claimed,
+            in_flight,
+        } = claim;
         let mut set = JoinSet::new();
         let mut submitted = HashMap::new();
         let mut by_peer: BTreeMap<String, Vec<Claimed>> = BTreeMap::new();
@@ -334,7 +389,50 @@ impl Worker {
                 }
             }
         }
+        // After the record, so the probe itself is settled before the rest
+        // of its peer's messages become due.
+        for peer in in_flight.peers() {
+            if self.health.take_heal(&peer) {
+                self.heal(&peer).await?;
+            }
+        }
         Ok(n)
+    }
+
+    /// `peer` answered with a receipt after being down: everything waiting
+    /// for it is due now, and the worker is woken to send it.
+    async fn heal(&self, peer: &str) -> Result<(), StoreError> {
+        let now = self.node.clock.now_ms();
+        let moved = self.node.store.due_now_for_peer(peer, now).await?;
+        info!(peer = %peer, messages = moved, "peer is back; its waiting messages are due now");
+        self.node.wake.notify_one();
+        Ok(())
+    }
+
+    /// Notes what an attempt said about `peer`, for its health and the
+    /// `homeward_peer_up` gauge.
+    fn judge(&self, peer: &str, verdict: Verdict) {
+        let now = self.node.clock.now_ms();
+        let was_down = self.health.is_down(peer);
+        let settings = &self.node.settings.delivery;
+        // Probes back off like retries, but up to the probe interval only:
+        // a probe is one request, however long the backlog.
+        let probe = DeliverySettings {
+            max_backoff_ms: settings.probe_interval_ms.min(settings.max_backoff_ms),
+            initial_backoff_ms: settings
+                .initial_backoff_ms
+                .min(settings.probe_interval_ms.min(settings.max_backoff_ms)),
+            ..settings.clone()
+        };
+        let up = self.health.report(peer, verdict, now, |failures| {
+            i64::try_from(backoff(&probe, failures).as_millis()).unwrap_or(i64::MAX)
+        });
+        if verdict != Verdict::Answered {
+            self.node.metrics.set_peer_up(peer, up);
+        }
+        if !up && !was_down {
+            warn!(peer = %peer, "peer is down; probing it instead of sending every message");
+        }
     }
 
     async fn attempt(&self, c: &Claimed) -> Outcome {
@@ -382,7 +480,14 @@ impl Worker {
             signature,
             receipt_signature,
         };
-        self.classify(c, answer)
+        let outcome = self.classify(c, answer);
+        let verdict = match &outcome {
+            Outcome::Delivered { .. } => Verdict::Up,
+            _ if retryable(status) => Verdict::Down,
+            _ => Verdict::Answered,
+        };
+        self.judge(&c.peer, verdict);
+        outcome
     }
 
     /// This node's signature of a message's exact bytes (deterministic:
@@ -499,10 +604,7 @@ impl Worker {
             .unwrap_or_else(|| json!({"message": text.chars().take(500).collect::<String>()}));
         let detail =
             json!({"kind": "peer_refused", "status": status.as_u16(), "error": peer_error});
-        let retryable = status.is_server_error()
-            || status == reqwest::StatusCode::REQUEST_TIMEOUT
-            || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
-        if retryable {
+        if retryable(status) {
             warn!(status = status.as_u16(), "peer failed; will retry");
             let mut outcome = self.retry_or_dead(c, detail);
             if let (
@@ -572,7 +674,8 @@ impl Worker {
             .map(|r| r.results)
             .filter(|r| r.len() == group.len());
         match (status.as_u16(), results) {
-            (200, Some(results)) => group
+            (200, Some(results)) => {
+                let outcomes: Vec<(i64, Outcome)> = group
                 .iter()
                 .zip(results)
                 .enumerate()
@@ -593,20 +696,34 @@ impl Worker {
                     };
                     (c.seq, span.in_scope(|| self.classify(c, answer)))
                 })
-                .collect(),
-            (s, _) if s == 429 || s >= 500 => group
-                .iter()
-                .map(|c| {
-                    let answer = Answer {
-                        status,
-                        retry_after,
-                        text: text.clone(),
-                        signature: None,
-                        receipt_signature: None,
-                    };
-                    (c.seq, self.classify(c, answer))
-                })
-                .collect(),
+                .collect();
+                let receipts = outcomes
+                    .iter()
+                    .any(|(_, o)| matches!(o, Outcome::Delivered { .. }));
+                let verdict = if receipts {
+                    Verdict::Up
+                } else {
+                    Verdict::Answered
+                };
+                self.judge(&group[0].peer, verdict);
+                outcomes
+            }
+            (s, _) if s == 429 || s >= 500 => {
+                self.judge(&group[0].peer, Verdict::Down);
+                group
+                    .iter()
+                    .map(|c| {
+                        let answer = Answer {
+                            status,
+                            retry_after,
+                            text: text.clone(),
+                            signature: None,
+                            receipt_signature: None,
+                        };
+                        (c.seq, self.classify(c, answer))
+                    })
+                    .collect()
+            }
             _ => {
                 let mut out = Vec::with_capacity(group.len());
                 for c in &group {
@@ -624,6 +741,7 @@ impl Worker {
         self.node
             .metrics
             .peer_attempt(peer, false, false, self.node.clock.now_ms());
+        self.judge(peer, Verdict::Down);
         warn!(error = %message, "peer unreachable");
         json!({"kind": "transport", "message": message})
     }
@@ -649,6 +767,14 @@ impl Worker {
             next_attempt_at: next,
         }
     }
+}
+
+/// Whether a status is a failure worth a retry (and a sign the peer is
+/// down): 5xx, 408, 429.
+fn retryable(status: reqwest::StatusCode) -> bool {
+    status.is_server_error()
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
 }
 
 /// The peer's `Retry-After`, in seconds, if it sent one.

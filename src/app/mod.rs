@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod delivery;
+pub mod health;
 pub mod node;
 pub mod receive;
 pub mod retention;

@@ -36,14 +36,25 @@ pub(super) enum BenchCommand {
         json: bool,
     },
     /// A backlog for an unreachable peer (default 100,000 messages), then
-    /// the peer returns: sender memory and drain rate per tenth of the
-    /// backlog. Run from the repository root.
+    /// the peer returns: sender memory, the time from the peer's start to
+    /// its last receipt, and drain rate per tenth of the backlog. Run from
+    /// the repository root.
     Backlog {
         #[arg(long, default_value_t = 100_000)]
         messages: usize,
         /// Run both gateways on this PostgreSQL server instead of SQLite.
         #[arg(long)]
         database_url: Option<String>,
+        /// Seconds the peer stays down after the backlog is queued (with
+        /// the shipped backoff, 120 s lets retries reach their 60 s cap).
+        #[arg(long, default_value_t = 0.0)]
+        outage_seconds: f64,
+        /// The sender's `delivery.initial_backoff_ms` (shipped: 500).
+        #[arg(long, default_value_t = 50)]
+        initial_backoff_ms: u64,
+        /// The sender's `delivery.max_backoff_ms` (shipped: 60000).
+        #[arg(long, default_value_t = 1000)]
+        max_backoff_ms: u64,
     },
     /// Scheduler cost per wake-up with many open timers.
     Timers {
@@ -63,10 +74,16 @@ pub(super) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Backlog {
             messages,
             database_url,
+            outage_seconds,
+            initial_backoff_ms,
+            max_backoff_ms,
         } => {
             let opts = crate::tools::bench::BacklogOptions {
                 messages,
                 database_url,
+                outage: std::time::Duration::from_secs_f64(outage_seconds.clamp(0.0, 86_400.0)),
+                initial_backoff_ms,
+                max_backoff_ms,
             };
             let report = super::runtime()?.block_on(crate::tools::bench::backlog(&opts))?;
             println!("{}", serde_json::to_string_pretty(&report)?);

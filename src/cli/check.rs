@@ -27,9 +27,10 @@ fn signing_problem(cert: &std::path::Path, key: &std::path::Path, country: &str)
     let signing_oid = x509_parser::der_parser::oid::Oid::from(crate::tls::DOCUMENT_SIGNING_ARCS)
         .expect("a valid OID");
     match eku {
-        Some(e) if e.value.server_auth || e.value.client_auth => {
-            Some("is also a TLS certificate; a signing certificate must be for document signing only".into())
-        }
+        Some(e) if e.value.server_auth || e.value.client_auth => Some(
+            "is also a TLS certificate; a signing certificate must be for document signing only"
+                .into(),
+        ),
         Some(e) if e.value.other.contains(&signing_oid) => None,
         _ => Some("lacks the document-signing purpose (EKU 1.3.6.1.5.5.7.3.36)".into()),
     }
@@ -93,7 +94,11 @@ pub(super) fn check_config(config: &std::path::Path) -> anyhow::Result<ExitCode>
     );
     match (&settings.tls.sign_cert, &settings.tls.sign_key) {
         (Some(cert), Some(key)) => match signing_problem(cert, key, &settings.node.country) {
-            None => println!("ok       tls.sign_cert `{}` signs for node {}", cert.display(), settings.node.country),
+            None => println!(
+                "ok       tls.sign_cert `{}` signs for node {}",
+                cert.display(),
+                settings.node.country
+            ),
             Some(problem) => {
                 println!("PROBLEM  tls.sign_cert `{}`: {problem}", cert.display());
                 problems += 1;

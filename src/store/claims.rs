@@ -51,6 +51,12 @@ pub enum Outcome {
     },
 }
 
+/// A pending message that heads its (peer, case) queue: every earlier one
+/// of its case is final.
+const PENDING_HEAD: &str = "o.state IN ('queued', 'delivering') \
+     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.peer = o.peer AND p.case_ref = o.case_ref \
+                     AND p.seq < o.seq AND p.state IN ('queued', 'delivering'))";
+
 /// The writes of [`Store::record`], inside the caller's transaction: the
 /// bulk (deliveries, the timers they open, retries) in one round trip.
 pub(super) async fn record_in(
@@ -219,9 +225,57 @@ impl Store {
     /// claimer, which releases its stale claims at start
     /// ([`Store::release_claims`]).
     pub async fn claim_due(&self, now: i64, limit: i64) -> Result<Vec<Claimed>, StoreError> {
-        const HEAD: &str = "o.state IN ('queued', 'delivering') AND o.next_attempt_at <= $1 \
-             AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.peer = o.peer AND p.case_ref = o.case_ref \
-                             AND p.seq < o.seq AND p.state IN ('queued', 'delivering'))";
+        self.claim_due_except(now, limit, &[]).await
+    }
+
+    /// [`Store::claim_due`], leaving out the messages for the `down` peers
+    /// (the worker sends each of those one probe at a time,
+    /// [`Store::claim_probe`]) unless their delivery deadline has passed:
+    /// an attempt past the deadline is what makes a message `dead`.
+    pub async fn claim_due_except(
+        &self,
+        now: i64,
+        limit: i64,
+        down: &[String],
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let mut filter = format!("{PENDING_HEAD} AND o.next_attempt_at <= $1");
+        if !down.is_empty() {
+            let list: Vec<String> = (4..4 + down.len()).map(|i| format!("${i}")).collect();
+            filter.push_str(&format!(
+                " AND (o.deadline_at <= $1 OR o.peer NOT IN ({}))",
+                list.join(", ")
+            ));
+        }
+        let lease_until = now.saturating_add(self.lease_ms);
+        let args = [Arg::Int(now), Arg::Int(limit), Arg::Int(lease_until)]
+            .into_iter()
+            .chain(down.iter().map(Arg::from));
+        self.claim_heads(&filter, "$2", "$3", args).await
+    }
+
+    /// The probe of a peer that is down: of its messages that head their
+    /// case, the one due soonest (due now, or the oldest waiting), claimed
+    /// like any other. The caller probes only when none of the peer's
+    /// messages is in flight, so the message is not one an attempt still
+    /// holds.
+    pub async fn claim_probe(&self, now: i64, peer: &str) -> Result<Option<Claimed>, StoreError> {
+        let filter = format!("{PENDING_HEAD} AND o.peer = $1");
+        let lease_until = now.saturating_add(self.lease_ms);
+        let args = [Arg::Str(peer), Arg::Int(lease_until)];
+        Ok(self.claim_heads(&filter, "1", "$2", args).await?.pop())
+    }
+
+    /// Claims up to `limit` heads matching `filter` (over `outbox o`),
+    /// soonest due first: marks them `delivering`, counts the attempt, and
+    /// moves their next attempt to `lease_until`. The three are SQL text
+    /// (placeholders or literals) numbered with `args`.
+    async fn claim_heads<'a>(
+        &self,
+        filter: &str,
+        limit: &str,
+        lease_until: &str,
+        args: impl IntoIterator<Item = Arg<'a>>,
+    ) -> Result<Vec<Claimed>, StoreError> {
         const RETURNING: &str = "RETURNING seq, message_id, type, in_reply_to, submitted_at, case_ref, peer, body_sha256, attempts, deadline_at";
         // One statement per claim: on SQLite each statement is a round trip
         // to its connection's thread. Due heads are taken in the pending
@@ -231,21 +285,20 @@ impl Store {
         // Per-case order does not depend on it: only a case's head is due.
         let sql = match self.backend {
             Backend::Sqlite => format!(
-                "UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = $3 \
-                 WHERE seq IN (SELECT o.seq FROM outbox o INDEXED BY outbox_pending WHERE {HEAD} ORDER BY o.next_attempt_at, o.seq LIMIT $2) \
+                "UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = {lease_until} \
+                 WHERE seq IN (SELECT o.seq FROM outbox o INDEXED BY outbox_pending WHERE {filter} ORDER BY o.next_attempt_at, o.seq LIMIT {limit}) \
                  {RETURNING}"
             ),
             Backend::Postgres => format!(
-                "WITH due AS (SELECT o.seq AS due_seq FROM outbox o WHERE {HEAD} ORDER BY o.next_attempt_at, o.seq LIMIT $2 FOR UPDATE SKIP LOCKED) \
-                 UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = $3 \
+                "WITH due AS (SELECT o.seq AS due_seq FROM outbox o WHERE {filter} ORDER BY o.next_attempt_at, o.seq LIMIT {limit} FOR UPDATE SKIP LOCKED) \
+                 UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = {lease_until} \
                  FROM due WHERE outbox.seq = due.due_seq {RETURNING}"
             ),
         };
-        let lease_until = now.saturating_add(self.lease_ms);
         // A claim is a lease, not a fact worth an fsync: if a crash loses
         // it, the restart releases claims anyway. On SQLite it is one round
         // trip to the writer's thread, from `BEGIN` to `COMMIT`.
-        let claim = Script::of(sql, [Arg::Int(now), Arg::Int(limit), Arg::Int(lease_until)]);
+        let claim = Script::of(sql, args);
         let rows = WriteTx::begin_relaxed(&self.write, self.backend)
             .await?
             .commit(claim)
@@ -318,22 +371,56 @@ impl Store {
 
     /// The earliest time a head-of-queue message becomes due, if any.
     pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        self.next_due_except(&[]).await
+    }
+
+    /// [`Store::next_due`] among the messages for peers other than `down`
+    /// (whose probes the worker times itself).
+    pub async fn next_due_except(&self, down: &[String]) -> Result<Option<i64>, StoreError> {
         // SQLite's planner would scan the whole outbox in `seq` order here.
         let from = match self.backend {
             Backend::Sqlite => "outbox o INDEXED BY outbox_pending",
             Backend::Postgres => "outbox o",
         };
-        let row = sqlx::query(&format!(
-            "SELECT o.next_attempt_at AS due FROM {from} \
-             WHERE o.state IN ('queued', 'delivering') \
-               AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.peer = o.peer AND p.case_ref = o.case_ref \
-                               AND p.seq < o.seq AND p.state IN ('queued', 'delivering')) \
+        let except = if down.is_empty() {
+            String::new()
+        } else {
+            format!(" AND o.peer NOT IN ({})", in_of(self.backend, down.len()))
+        };
+        let sql = format!(
+            "SELECT o.next_attempt_at AS due FROM {from} WHERE {PENDING_HEAD}{except} \
              ORDER BY o.next_attempt_at, o.seq LIMIT 1"
-        ))
-        .fetch_optional(&self.read)
-        .await?;
+        );
+        let mut query = sqlx::query(&sql);
+        for peer in down {
+            query = query.bind(peer);
+        }
+        let row = query.fetch_optional(&self.read).await?;
         // The first head in index order: MIN() over the filter read them all.
         Ok(row.map(|r| r.get("due")))
+    }
+
+    /// A peer that was down answered: every message waiting for it is due
+    /// now, not when its own backoff runs out. Only pending messages (and
+    /// only their due time: attempts are not touched); how many were moved.
+    /// A message whose attempt is still in flight (PostgreSQL: another
+    /// instance's) may so be sent twice, which the peer's idempotent inbox
+    /// answers with the receipt it already gave.
+    pub async fn due_now_for_peer(&self, peer: &str, now: i64) -> Result<u64, StoreError> {
+        // Repeatable, like a claim: if a crash loses it, the messages wait
+        // out their backoff, as they would have anyway.
+        let mut tx = WriteTx::begin_relaxed(&self.write, self.backend).await?;
+        let moved = sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $1 \
+             WHERE peer = $2 AND state IN ('queued', 'delivering') AND next_attempt_at > $1",
+        )
+        .bind(now)
+        .bind(peer)
+        .execute(tx.conn().await?)
+        .await?
+        .rows_affected();
+        tx.commit(Script::new()).await?;
+        Ok(moved)
     }
 
     /// Records the outcome of attempts, in one transaction: a delivery

@@ -29,6 +29,7 @@ mod cases;
 mod claims;
 mod group;
 mod inbox;
+pub mod lock;
 mod outbox;
 pub mod retention;
 pub mod seal;
@@ -66,6 +67,24 @@ pub enum StoreError {
     Seal(#[from] SealError),
     #[error("the store is shutting down")]
     Closed,
+    /// Another process holds the SQLite file ([`lock::DatabaseLock`]).
+    #[error(
+        "the database {} is in use by another homeward process (pid {holder}, lock file {}): \
+         one process per SQLite file; stop that one first, or use PostgreSQL for several instances",
+        database.display(),
+        lock.display()
+    )]
+    Locked {
+        database: std::path::PathBuf,
+        lock: std::path::PathBuf,
+        holder: String,
+    },
+    #[error("cannot lock the database with {}: {source}", lock.display())]
+    LockFile {
+        lock: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Which database a [`Store`] runs on.

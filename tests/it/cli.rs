@@ -1,7 +1,9 @@
 //! The operator commands against a real gateway's store: outbox list, show,
-//! cancel and retry, timers list, check-config.
+//! cancel and retry, timers list, check-config; and `serve` refusing a
+//! SQLite file another gateway holds.
 
 use std::process::Command;
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -90,7 +92,10 @@ fn check_config_passes_on_the_shipped_configuration() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("agreement `kh-th`"), "{text}");
-    assert!(text.contains("tls.sign_cert `certs-dev/kh/sign.pem` signs for node KH"), "{text}");
+    assert!(
+        text.contains("tls.sign_cert `certs-dev/kh/sign.pem` signs for node KH"),
+        "{text}"
+    );
     // The TLS certificate and key offered as the signing ones: refused.
     let shipped = std::fs::read_to_string(root.join("config/nodes/kh.toml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -111,4 +116,48 @@ fn check_config_passes_on_the_shipped_configuration() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("PROBLEM  tls.sign_cert"), "{text}");
+}
+
+#[tokio::test]
+async fn a_second_serve_on_one_sqlite_file_is_refused_until_the_first_stops() {
+    let pki = Pki::new();
+    let data = tempfile::tempdir().unwrap();
+    let kh = Unreachable::new();
+    let addrs = (free_addr(), free_addr());
+    let mut s = settings(&pki, "TH", data.path(), addrs, &[("KH", kh.addr)]);
+    // A file even with HOMEWARD_TEST_STORE=postgres: the lock is SQLite's.
+    let db = data.path().join("th-locked.db");
+    s.database.url = format!("sqlite://{}", db.display());
+    let mut first = Process::new(data.path(), &s, api(&pki, "TH", addrs.1));
+    first.start().await;
+    let pid = first.child.as_ref().and_then(|c| c.id()).expect("a pid");
+
+    // The second on ports of its own, so only the database is in its way.
+    let (peer2, api2) = (free_addr(), free_addr());
+    let second = tokio::process::Command::new(env!("CARGO_BIN_EXE_homeward"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&first.config)
+        .env("HOMEWARD_PEER_API__LISTEN", peer2.to_string())
+        .env("HOMEWARD_LOCAL_API__LISTEN", api2.to_string())
+        .env("HOMEWARD_LOG", "warn")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), second)
+        .await
+        .expect("the second serve exits")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains(&db.display().to_string()), "{text}");
+    assert!(text.contains(&format!("pid {pid}")), "{text}");
+    assert_eq!(first.api.health().await.unwrap().status, 200);
+
+    // Killed, the first holds nothing: the kernel dropped its lock.
+    first.kill().await;
+    first.start().await;
+    let pid2 = first.child.as_ref().and_then(|c| c.id()).expect("a pid");
+    let lock = std::fs::read_to_string(data.path().join("th-locked.db.lock")).unwrap();
+    assert_eq!(lock.trim(), pid2.to_string());
+    first.kill().await;
 }

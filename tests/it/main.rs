@@ -20,6 +20,7 @@ mod dashboard;
 mod edge;
 mod evidence;
 mod exchange;
+mod heal;
 mod instances;
 mod lifecycle;
 mod openapi;

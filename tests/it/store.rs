@@ -815,3 +815,143 @@ async fn a_batch_of_mixed_outcomes_is_recorded_message_by_message() {
         store.close().await;
     }
 }
+
+/// While a peer is down its messages wait for a probe (one at a time),
+/// unless past their deadline; when it is back, every message waiting for
+/// it is due at once, and nothing final, no attempt count and no other
+/// peer's message moves.
+#[tokio::test]
+async fn a_peer_that_is_down_is_probed_and_its_waiting_messages_come_due_together() {
+    for backend in BACKENDS {
+        let test = "a_peer_that_is_down_is_probed_and_its_waiting_messages_come_due_together";
+        let Some((store, _url, _dir)) = open(backend, test, key()).await else {
+            continue;
+        };
+        let store = store.with_lease(Duration::from_millis(1_000));
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let msg = referral("TH", "KH", &case_ref("TH", "KH", 90 + i), i);
+            ids.push(msg["message_id"].as_str().unwrap().to_string());
+            enqueue_new(&store, &msg, 1_000).await;
+        }
+        let to_vn = referral("TH", "VN", &case_ref("TH", "VN", 90), 1);
+        enqueue_new(&store, &to_vn, 1_000).await;
+        let claimed = store.claim_due(2_000, 10).await.unwrap();
+        assert_eq!(claimed.len(), 6, "{backend:?}");
+        let retry = |next_attempt_at: i64| Outcome::Retry {
+            error: "{\"kind\":\"transport\"}".into(),
+            next_attempt_at,
+        };
+        let outcomes: Vec<(i64, Outcome)> = claimed
+            .iter()
+            .map(|c| {
+                let i = ids.iter().position(|id| *id == c.message_id);
+                let o = match i {
+                    Some(0) => delivered(2_100),
+                    Some(1) => Outcome::Rejected {
+                        reason: "{\"code\":\"schema_violation\"}".into(),
+                    },
+                    Some(2) => Outcome::Dead {
+                        error: "{\"kind\":\"deadline\"}".into(),
+                        at: 2_100,
+                    },
+                    Some(_) => retry(50_000),
+                    None => retry(60_000),
+                };
+                (c.seq, o)
+            })
+            .collect();
+        store.record(&outcomes).await.unwrap();
+
+        // A new message for KH is due, but KH is down: it waits for the probe.
+        let fresh = referral("TH", "KH", &case_ref("TH", "KH", 99), 9);
+        ids.push(fresh["message_id"].as_str().unwrap().to_string());
+        enqueue_new(&store, &fresh, 2_500).await;
+        let down = vec!["KH".to_string()];
+        assert!(
+            store
+                .claim_due_except(3_000, 10, &down)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{backend:?}"
+        );
+        assert_eq!(store.next_due().await.unwrap(), Some(2_500));
+        assert_eq!(store.next_due_except(&down).await.unwrap(), Some(60_000));
+        // The probe: the one due soonest.
+        let probe = store
+            .claim_probe(3_000, "KH")
+            .await
+            .unwrap()
+            .expect("a probe");
+        assert_eq!(probe.message_id, ids[5], "{backend:?}");
+        assert_eq!(probe.attempts, 1);
+        store.record(&[(probe.seq, retry(70_000))]).await.unwrap();
+        // With none due, the probe is the oldest waiting.
+        let probe = store
+            .claim_probe(3_001, "KH")
+            .await
+            .unwrap()
+            .expect("a probe");
+        assert!(ids[3..5].contains(&probe.message_id), "{backend:?}");
+        store.record(&[(probe.seq, retry(55_000))]).await.unwrap();
+        assert!(store.claim_probe(3_002, "MY").await.unwrap().is_none());
+
+        let before: Vec<_> = {
+            let mut rows = Vec::new();
+            for id in &ids {
+                rows.push(store.outbound(id).await.unwrap().unwrap());
+            }
+            rows
+        };
+        // KH is back: its three waiting messages are due now.
+        assert_eq!(store.due_now_for_peer("KH", 4_000).await.unwrap(), 3);
+        for (id, was) in ids.iter().zip(&before) {
+            let row = store.outbound(id).await.unwrap().unwrap();
+            assert_eq!(
+                (row.state, row.attempts),
+                (was.state, was.attempts),
+                "{backend:?}"
+            );
+            let expected = match was.state {
+                OutState::Delivering => 4_000,
+                _ => was.next_attempt_at,
+            };
+            assert_eq!(row.next_attempt_at, expected, "{backend:?} {id}");
+        }
+        let vn = store
+            .outbound(to_vn["message_id"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(vn.next_attempt_at, 60_000, "{backend:?}: VN's own backoff");
+        assert_eq!(store.due_now_for_peer("KH", 4_000).await.unwrap(), 0);
+        let again: BTreeSet<String> = store
+            .claim_due(4_000, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.message_id)
+            .collect();
+        assert_eq!(again, ids[3..].iter().cloned().collect(), "{backend:?}");
+
+        // Past the deadline, a down peer's message is claimed anyway (its
+        // last attempt makes it dead); one with time left is not.
+        let down = vec!["KH".to_string(), "VN".to_string()];
+        let late: BTreeSet<String> = store
+            .claim_due_except(1_000 + 3_600_000, 10, &down)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.message_id)
+            .collect();
+        let expected: BTreeSet<String> = [
+            ids[3].clone(),
+            ids[4].clone(),
+            to_vn["message_id"].as_str().unwrap().to_string(),
+        ]
+        .into();
+        assert_eq!(late, expected, "{backend:?}");
+        store.close().await;
+    }
+}

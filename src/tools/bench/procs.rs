@@ -183,7 +183,7 @@ pub(super) async fn start_pair_signed(
     dbs: &mut Databases,
     signed: bool,
 ) -> anyhow::Result<(Proc, Proc)> {
-    let (th, kh) = prepare_pair(dir, dbs).await?;
+    let (th, kh) = prepare_pair(dir, dbs, bench_delivery()).await?;
     if !signed {
         for p in [&th, &kh] {
             let text = std::fs::read_to_string(&p.config)?;
@@ -199,10 +199,21 @@ pub(super) async fn start_pair_signed(
     Ok((th, kh))
 }
 
-/// Configuration, PKI and databases of TH (the sender) and KH.
+/// The benches' retry policy: short backoff, so a run is not a wait.
+pub(super) fn bench_delivery() -> crate::config::DeliverySettings {
+    crate::config::DeliverySettings {
+        initial_backoff_ms: 50,
+        max_backoff_ms: 1000,
+        ..Default::default()
+    }
+}
+
+/// Configuration, PKI and databases of TH (the sender) and KH, both with
+/// the retry policy `delivery`.
 pub(super) async fn prepare_pair(
     dir: &Path,
     dbs: &mut Databases,
+    delivery: crate::config::DeliverySettings,
 ) -> anyhow::Result<(Prepared, Prepared)> {
     crate::tls::pki::write_dev_pki(dir, &["KH", "TH"], 30)?;
     let agreements = dir.join("agreements");
@@ -238,11 +249,7 @@ pub(super) async fn prepare_pair(
                     BENCH_OPERATOR.into(),
                 ),
             ],
-            crate::config::DeliverySettings {
-                initial_backoff_ms: 50,
-                max_backoff_ms: 1000,
-                ..Default::default()
-            },
+            delivery.clone(),
             &key,
         );
         settings.local_api.rate_per_second = 1e9;

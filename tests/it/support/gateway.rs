@@ -37,6 +37,7 @@ pub fn fast_delivery() -> DeliverySettings {
         request_timeout_ms: 5_000,
         deadline_hours: 72,
         lease_ms: 6_000,
+        probe_interval_ms: 250,
     }
 }
 
