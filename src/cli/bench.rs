@@ -56,6 +56,12 @@ pub(super) enum BenchCommand {
         #[arg(long, default_value_t = 1000)]
         max_backoff_ms: u64,
     },
+    /// What signing an envelope and verifying its signature cost.
+    Sign {
+        /// Signatures made and verified per round (5 rounds).
+        #[arg(long, default_value_t = 2000)]
+        iterations: usize,
+    },
     /// Scheduler cost per wake-up with many open timers.
     Timers {
         /// Open-timer counts to measure.
@@ -144,6 +150,11 @@ pub(super) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
                 );
                 println!("  (median of {} runs)", report["runs_per_figure"]);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Sign { iterations } => {
+            let report = crate::tools::bench::sign(iterations.max(1))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Timers {

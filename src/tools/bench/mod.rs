@@ -4,8 +4,10 @@
 mod backlog;
 mod e2e;
 mod procs;
+mod sign;
 mod timers;
 
 pub use backlog::{BacklogOptions, backlog};
 pub use e2e::{E2eOptions, e2e};
+pub use sign::sign;
 pub use timers::timers;
