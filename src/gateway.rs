@@ -232,6 +232,7 @@ impl Gateway {
             wake: Notify::new(),
             tokens,
             signer,
+            verifier: Default::default(),
             peer_cas: peer_cas.clone(),
         });
         let worker = Worker::new(node.clone(), &identity, &peer_cas)?;

@@ -94,7 +94,9 @@ impl SignatureError {
 /// A node's signing key and certificate chain.
 pub struct Signer {
     key: Ed25519KeyPair,
-    x5c: Vec<String>,
+    /// The encoded header for each purpose: the same for every signature.
+    envelope_header: String,
+    receipt_header: String,
     node: Option<String>,
 }
 
@@ -134,9 +136,19 @@ impl Signer {
         if parsed.public_key().subject_public_key.data.as_ref() != key.public_key().as_ref() {
             return Err("the key is not the signing certificate's".into());
         }
+        let x5c: Vec<String> = chain.iter().map(|c| STANDARD.encode(c.as_ref())).collect();
+        let header = |purpose: Purpose| {
+            let header = Header {
+                alg: "EdDSA".into(),
+                typ: purpose.typ().into(),
+                x5c: x5c.clone(),
+            };
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("a header serializes"))
+        };
         Ok(Self {
+            envelope_header: header(Purpose::Envelope),
+            receipt_header: header(Purpose::Receipt),
             key,
-            x5c: chain.iter().map(|c| STANDARD.encode(c.as_ref())).collect(),
             node: tls::node_of(leaf),
         })
     }
@@ -148,14 +160,11 @@ impl Signer {
 
     /// The detached JWS over `bytes`.
     pub fn sign(&self, purpose: Purpose, bytes: &[u8]) -> String {
-        let header = Header {
-            alg: "EdDSA".into(),
-            typ: purpose.typ().into(),
-            x5c: self.x5c.clone(),
+        let header = match purpose {
+            Purpose::Envelope => &self.envelope_header,
+            Purpose::Receipt => &self.receipt_header,
         };
-        let header =
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("a header serializes"));
-        let input = signing_input(&header, bytes);
+        let input = signing_input(header, bytes);
         let signature = self.key.sign(input.as_bytes());
         format!("{header}..{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
     }
@@ -188,71 +197,188 @@ pub fn verify(
     at: &[UnixTime],
     expected: &str,
 ) -> Result<Signed, SignatureError> {
-    let malformed = |m: &str| SignatureError::Malformed(m.to_string());
-    let (header_b64, rest) = jws.split_once('.').ok_or_else(|| malformed("no `.`"))?;
-    let signature_b64 = rest
-        .strip_prefix('.')
-        .ok_or_else(|| malformed("the payload is not detached"))?;
-    let header: Header = URL_SAFE_NO_PAD
-        .decode(header_b64)
-        .ok()
-        .and_then(|h| serde_json::from_slice(&h).ok())
-        .ok_or_else(|| malformed("the header is not base64url JSON"))?;
-    if header.alg != "EdDSA" {
-        return Err(malformed("alg must be EdDSA"));
+    let parsed = Parsed::of(jws, purpose)?;
+    parsed.check_signature(bytes)?;
+    let node = parsed.check_chain(trusted, at)?;
+    parsed.signed_by(node, expected)
+}
+
+/// Verifies signatures as [`verify`] does, remembering for a while each
+/// signing certificate whose chain held: a peer signs every message with
+/// the same certificate, and judging its chain (an ECDSA verification by
+/// the CA's key) costs three times the Ed25519 check itself.
+#[derive(Debug, Default)]
+pub struct Verifier {
+    /// (certificate SHA-256, expected node) -> (node it names, trusted
+    /// until: its `not_after` or the cache's horizon, Unix seconds).
+    chains: std::sync::Mutex<std::collections::HashMap<(String, String), (Option<String>, u64)>>,
+}
+
+/// How long a judged chain is trusted without judging it again.
+const CHAIN_HORIZON_SECS: u64 = 600;
+
+impl Verifier {
+    /// [`verify`] at the current time, the chain judged at most once per
+    /// certificate per [`CHAIN_HORIZON_SECS`].
+    pub fn verify_now(
+        &self,
+        jws: &str,
+        purpose: Purpose,
+        bytes: &[u8],
+        trusted: &[CertificateDer<'static>],
+        expected: &str,
+    ) -> Result<Signed, SignatureError> {
+        let parsed = Parsed::of(jws, purpose)?;
+        parsed.check_signature(bytes)?;
+        let now = UnixTime::now().as_secs();
+        let key = (parsed.leaf_sha256(), expected.to_string());
+        let cached = self
+            .lock()
+            .get(&key)
+            .filter(|(_, until)| now < *until)
+            .map(|(node, _)| node.clone());
+        let node = match cached {
+            Some(node) => node,
+            None => {
+                let node = parsed.check_chain(trusted, &[UnixTime::now()])?;
+                let until = parsed.not_after().min(now + CHAIN_HORIZON_SECS);
+                let mut chains = self.lock();
+                if chains.len() > 1024 {
+                    chains.clear();
+                }
+                chains.insert(key, (node.clone(), until));
+                node
+            }
+        };
+        parsed.signed_by(node, expected)
     }
-    if header.typ != purpose.typ() {
-        return Err(malformed(&format!("typ must be {}", purpose.typ())));
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), (Option<String>, u64)>>
+    {
+        self.chains.lock().unwrap_or_else(|e| e.into_inner())
     }
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature_b64)
-        .map_err(|_| malformed("the signature is not base64url"))?;
-    let chain: Vec<CertificateDer<'static>> = header
-        .x5c
-        .iter()
-        .map(|c| STANDARD.decode(c).map(CertificateDer::from))
-        .collect::<Result<_, _>>()
-        .map_err(|_| malformed("x5c is not base64 DER"))?;
-    let leaf = chain.first().ok_or_else(|| malformed("x5c is empty"))?;
-    let cert = webpki::EndEntityCert::try_from(leaf).map_err(|e| {
-        SignatureError::UnknownSigner(format!("the certificate does not parse: {e}"))
-    })?;
-    cert.verify_signature(
-        webpki::ring::ED25519,
-        signing_input(header_b64, bytes).as_bytes(),
-        &signature,
-    )
-    .map_err(|_| SignatureError::BadSignature)?;
-    let anchors: Vec<_> = trusted
-        .iter()
-        .filter_map(|ca| webpki::anchor_from_trusted_cert(ca).ok())
-        .collect();
-    let algorithms = rustls::crypto::ring::default_provider()
-        .signature_verification_algorithms
-        .all;
-    for time in at {
-        cert.verify_for_usage(
-            algorithms,
-            &anchors,
-            &chain[1..],
-            *time,
-            webpki::KeyUsage::required(DOCUMENT_SIGNING),
-            None,
-            None,
-        )
-        .map_err(|e| SignatureError::UnknownSigner(e.to_string()))?;
+}
+
+/// A detached JWS taken apart.
+struct Parsed<'a> {
+    header_b64: &'a str,
+    signature: Vec<u8>,
+    chain: Vec<CertificateDer<'static>>,
+}
+
+impl<'a> Parsed<'a> {
+    fn of(jws: &'a str, purpose: Purpose) -> Result<Self, SignatureError> {
+        let malformed = |m: &str| SignatureError::Malformed(m.to_string());
+        let (header_b64, rest) = jws.split_once('.').ok_or_else(|| malformed("no `.`"))?;
+        let signature_b64 = rest
+            .strip_prefix('.')
+            .ok_or_else(|| malformed("the payload is not detached"))?;
+        let header: Header = URL_SAFE_NO_PAD
+            .decode(header_b64)
+            .ok()
+            .and_then(|h| serde_json::from_slice(&h).ok())
+            .ok_or_else(|| malformed("the header is not base64url JSON"))?;
+        if header.alg != "EdDSA" {
+            return Err(malformed("alg must be EdDSA"));
+        }
+        if header.typ != purpose.typ() {
+            return Err(malformed(&format!("typ must be {}", purpose.typ())));
+        }
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature_b64)
+            .map_err(|_| malformed("the signature is not base64url"))?;
+        let chain: Vec<CertificateDer<'static>> = header
+            .x5c
+            .iter()
+            .map(|c| STANDARD.decode(c).map(CertificateDer::from))
+            .collect::<Result<_, _>>()
+            .map_err(|_| malformed("x5c is not base64 DER"))?;
+        if chain.is_empty() {
+            return Err(malformed("x5c is empty"));
+        }
+        Ok(Self {
+            header_b64,
+            signature,
+            chain,
+        })
     }
-    let signer = tls::node_of(leaf);
-    if signer.as_deref() != Some(expected) {
-        return Err(SignatureError::SignerMismatch {
-            signer,
-            expected: expected.to_string(),
-        });
+
+    fn leaf(&self) -> &CertificateDer<'static> {
+        &self.chain[0]
     }
-    Ok(Signed {
-        node: expected.to_string(),
-        cert_sha256: hex::encode(Sha256::digest(leaf.as_ref())),
-    })
+
+    fn leaf_sha256(&self) -> String {
+        hex::encode(Sha256::digest(self.leaf().as_ref()))
+    }
+
+    fn end_entity(&self) -> Result<webpki::EndEntityCert<'_>, SignatureError> {
+        webpki::EndEntityCert::try_from(self.leaf()).map_err(|e| {
+            SignatureError::UnknownSigner(format!("the certificate does not parse: {e}"))
+        })
+    }
+
+    fn check_signature(&self, bytes: &[u8]) -> Result<(), SignatureError> {
+        self.end_entity()?
+            .verify_signature(
+                webpki::ring::ED25519,
+                signing_input(self.header_b64, bytes).as_bytes(),
+                &self.signature,
+            )
+            .map_err(|_| SignatureError::BadSignature)
+    }
+
+    /// The chain to `trusted` for document signing at each of `at`; the
+    /// node the certificate names.
+    fn check_chain(
+        &self,
+        trusted: &[CertificateDer<'static>],
+        at: &[UnixTime],
+    ) -> Result<Option<String>, SignatureError> {
+        let cert = self.end_entity()?;
+        let anchors: Vec<_> = trusted
+            .iter()
+            .filter_map(|ca| webpki::anchor_from_trusted_cert(ca).ok())
+            .collect();
+        let algorithms = rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .all;
+        for time in at {
+            cert.verify_for_usage(
+                algorithms,
+                &anchors,
+                &self.chain[1..],
+                *time,
+                webpki::KeyUsage::required(DOCUMENT_SIGNING),
+                None,
+                None,
+            )
+            .map_err(|e| SignatureError::UnknownSigner(e.to_string()))?;
+        }
+        Ok(tls::node_of(self.leaf()))
+    }
+
+    /// The leaf's `not_after`, Unix seconds (0 if it cannot be read).
+    fn not_after(&self) -> u64 {
+        x509_parser::parse_x509_certificate(self.leaf().as_ref())
+            .ok()
+            .and_then(|(_, c)| u64::try_from(c.validity().not_after.timestamp()).ok())
+            .unwrap_or(0)
+    }
+
+    fn signed_by(&self, signer: Option<String>, expected: &str) -> Result<Signed, SignatureError> {
+        if signer.as_deref() != Some(expected) {
+            return Err(SignatureError::SignerMismatch {
+                signer,
+                expected: expected.to_string(),
+            });
+        }
+        Ok(Signed {
+            node: expected.to_string(),
+            cert_sha256: self.leaf_sha256(),
+        })
+    }
 }
 
 /// SHA-256 of a signature's text, hex: what a receipt quotes of it.
@@ -326,6 +452,38 @@ mod tests {
         let signed = verify(&jws, Purpose::Envelope, BYTES, &th.ca, &now(), "TH").unwrap();
         assert_eq!(signed.node, "TH");
         assert_eq!(signed.cert_sha256.len(), 64);
+    }
+
+    #[test]
+    fn a_remembered_chain_never_lets_a_forgery_through() {
+        let th = country("TH");
+        let kh = country("KH");
+        let v = Verifier::default();
+        let jws = th.signer.sign(Purpose::Envelope, BYTES);
+        v.verify_now(&jws, Purpose::Envelope, BYTES, &th.ca, "TH")
+            .unwrap();
+        v.verify_now(&jws, Purpose::Envelope, BYTES, &th.ca, "TH")
+            .unwrap();
+        // The same certificate over other bytes, or for another node.
+        let code = |r: Result<Signed, SignatureError>| r.unwrap_err().code();
+        assert_eq!(
+            code(v.verify_now(&jws, Purpose::Envelope, b"other", &th.ca, "TH")),
+            "bad_signature"
+        );
+        assert_eq!(
+            code(v.verify_now(&jws, Purpose::Envelope, BYTES, &th.ca, "VN")),
+            "signer_mismatch"
+        );
+        // Another certificate is judged on its own.
+        let by_kh = kh.signer.sign(Purpose::Envelope, BYTES);
+        assert_eq!(
+            code(v.verify_now(&by_kh, Purpose::Envelope, BYTES, &th.ca, "TH")),
+            "unknown_signer"
+        );
+        assert_eq!(
+            code(v.verify_now(&by_kh, Purpose::Envelope, BYTES, &th.ca, "TH")),
+            "unknown_signer"
+        );
     }
 
     #[test]

@@ -30,7 +30,6 @@ use crate::protocol::{
 use crate::signing::{self, Purpose};
 use crate::store::{Claimed, Outcome, StoreError};
 use crate::tls::{self, Identity, TlsError};
-use rustls::pki_types::UnixTime;
 
 /// Longest the idle worker sleeps before looking again (deadlines pass even
 /// when nothing is submitted).
@@ -524,19 +523,14 @@ impl Worker {
             .peer_cas
             .get(&c.peer)
             .map_or(&[][..], Vec::as_slice);
-        signing::verify(
-            jws,
-            Purpose::Receipt,
-            text.as_bytes(),
-            trusted,
-            &[UnixTime::now()],
-            &c.peer,
-        )
-        .map(|_| ())
-        .map_err(|e| {
-            self.node.metrics.receipt_invalid(e.code());
-            format!("{}: {e}", e.code())
-        })
+        self.node
+            .verifier
+            .verify_now(jws, Purpose::Receipt, text.as_bytes(), trusted, &c.peer)
+            .map(|_| ())
+            .map_err(|e| {
+                self.node.metrics.receipt_invalid(e.code());
+                format!("{}: {e}", e.code())
+            })
     }
 
     /// Turns the peer's answer for one message into an outcome.

@@ -16,7 +16,7 @@ use crate::domain::calendar::WorkCalendar;
 use crate::domain::deadline::DeadlinePolicy;
 use crate::domain::message::SchemaRegistry;
 use crate::ratelimit::RateLimiter;
-use crate::signing::Signer;
+use crate::signing::{Signer, Verifier};
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
@@ -50,6 +50,8 @@ pub struct Node {
     pub peer_limits: RateLimiter,
     /// Signs what this node sends and the receipts it issues, if configured.
     pub signer: Option<Signer>,
+    /// Verifies peers' signatures, remembering chains that held.
+    pub verifier: Verifier,
     /// Each peer country's CA certificates: whom its signatures must chain to.
     pub peer_cas: BTreeMap<String, Vec<CertificateDer<'static>>>,
 }

@@ -15,7 +15,6 @@ use crate::domain::lifecycle::CaseMessage;
 use crate::protocol::{AnswerDue, Receipt};
 use crate::signing::{self, Purpose};
 use crate::store::{NewInbound, Received, StoreError};
-use rustls::pki_types::UnixTime;
 
 /// One message as it arrived: its exact text, that text parsed, and the
 /// sender's signature of the text if it sent one.
@@ -91,15 +90,8 @@ fn verify_signature(node: &Node, sender: &str, arrival: &Arrival) -> Result<(), 
     // Judged now, the receiver's time, which its receipt records: not at
     // the envelope's `created_at`, which the sending system chose (a case
     // migrated from paper is created years before any key existed).
-    let at = [UnixTime::now()];
-    signing::verify(
-        jws,
-        Purpose::Envelope,
-        arrival.text.as_bytes(),
-        trusted,
-        &at,
-        sender,
-    )
+    node.verifier
+        .verify_now(jws, Purpose::Envelope, arrival.text.as_bytes(), trusted, sender)
     .map(|_| ())
     .map_err(|e| {
         warn!(peer = %sender, code = e.code(), error = %e, "refused a message whose signature does not hold");
