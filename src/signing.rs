@@ -211,8 +211,11 @@ pub fn verify(
 pub struct Verifier {
     /// (certificate SHA-256, expected node) -> (node it names, trusted
     /// until: its `not_after` or the cache's horizon, Unix seconds).
-    chains: std::sync::Mutex<std::collections::HashMap<(String, String), (Option<String>, u64)>>,
+    chains: std::sync::Mutex<Chains>,
 }
+
+/// (certificate SHA-256, expected node) -> (node named, trusted until).
+type Chains = std::collections::HashMap<(String, String), (Option<String>, u64)>;
 
 /// How long a judged chain is trusted without judging it again.
 const CHAIN_HORIZON_SECS: u64 = 600;
@@ -253,10 +256,7 @@ impl Verifier {
         parsed.signed_by(node, expected)
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), (Option<String>, u64)>>
-    {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Chains> {
         self.chains.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
