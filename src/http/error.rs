@@ -107,7 +107,8 @@ impl From<Refusal> for ApiError {
             | Refusal::CaseParties { .. }
             | Refusal::Correction(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Refusal::Lifecycle(_) | Refusal::DuplicateMessageId { .. } => StatusCode::CONFLICT,
-            Refusal::Signature { code, .. } if *code == "bad_signature" => StatusCode::BAD_REQUEST,
+            // Whatever is wrong with a signature, the message is not
+            // accepted as the sender's.
             Refusal::Signature { .. } => StatusCode::FORBIDDEN,
         };
         Self::new(status, r.code(), r.to_string()).with_details(r.details())

@@ -79,7 +79,7 @@ pub fn schemas(doc: &mut crate::http::openapi::Document) {
 /// resend gets the receipt of the first delivery.
 #[utoipa::path(
     post, path = "/peer/v1/messages", operation_id = "peerReceive",
-    params(("Homeward-Signature" = Option<String>, Header,
+    params(("Homeward-Signature" = Option<String>, Header, pattern = "^[A-Za-z0-9_-]+\\.\\.[A-Za-z0-9_-]+$",
         description = "The sender's detached compact JWS (EdDSA, x5c) over the exact body bytes")),
     request_body(content = Envelope, content_type = "application/json",
         description = "A whole envelope: every field of envelope.v1.json, none filled in by the receiver"),
@@ -88,10 +88,10 @@ pub fn schemas(doc: &mut crate::http::openapi::Document) {
             headers(("Homeward-Receipt-Signature" = String,
                 description = "The receiver's detached compact JWS over the exact receipt bytes, when it signs")),
             example = json!(example::receipt())),
-        (status = 400, description = "Malformed JSON, schema violations (every one listed with its JSON pointer and keyword), or a signature that does not match the bytes (bad_signature)",
+        (status = 400, description = "Malformed JSON or schema violations, every one listed with its JSON pointer and keyword",
             body = ErrorEnvelope, example = json!(example::schema_violation())),
         (status = 401, description = "The client certificate names no node (no_node_identity)", body = ErrorEnvelope),
-        (status = 403, description = "The agreement does not allow this message from this sender, or its signature is not by the sender's document-signing certificate (unknown_signer, signer_mismatch)", body = ErrorEnvelope),
+        (status = 403, description = "The agreement does not allow this message from this sender, or its signature does not hold: not over these bytes (bad_signature), not by a document-signing certificate of the sender country's CA (unknown_signer), or naming another node (signer_mismatch)", body = ErrorEnvelope),
         (status = 408, description = "The body did not arrive within the read timeout (request_timeout)", body = ErrorEnvelope),
         (status = 409, description = "The case's state does not allow the message, in_reply_to is wrong, or message_id was used for other content", body = ErrorEnvelope),
         (status = 413, description = "Body larger than peer_api.max_body_bytes (body_too_large)", body = ErrorEnvelope),
@@ -182,6 +182,7 @@ struct BatchBody {
         (status = 200, description = "One result per message, in order", body = BatchResponse,
             example = json!(example::batch_answer())),
         (status = 400, description = "Not a batch of 1 to 64 texts (bad_batch), or not JSON", body = ErrorEnvelope),
+        (status = 422, description = "`signatures` does not have one entry per message (bad_batch)", body = ErrorEnvelope),
         (status = 401, description = "The client certificate names no node (no_node_identity)", body = ErrorEnvelope),
         (status = 408, description = "The body did not arrive within the read timeout (request_timeout)", body = ErrorEnvelope),
         (status = 413, description = "The body is over the limit (body_too_large)", body = ErrorEnvelope),
@@ -240,7 +241,7 @@ async fn receive_batch(
     let mut slots = Vec::new();
     if !signatures.is_empty() && signatures.len() != items.len() {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "bad_batch",
             "`signatures` must have one entry per message",
         ));

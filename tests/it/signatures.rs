@@ -138,7 +138,7 @@ async fn forged_signatures_are_refused_with_their_code_and_nothing_is_stored() {
     let cases: Vec<(&str, u16, &str, Forge)> = vec![
         (
             "one byte changed after signing",
-            400,
+            403,
             "bad_signature",
             Box::new(|t: &str| {
                 let jws = th_signer.sign(Purpose::Envelope, t.as_bytes());
@@ -148,7 +148,7 @@ async fn forged_signatures_are_refused_with_their_code_and_nothing_is_stored() {
         ),
         (
             "a receipt's signature",
-            400,
+            403,
             "bad_signature",
             Box::new(|t: &str| {
                 (
@@ -187,13 +187,13 @@ async fn forged_signatures_are_refused_with_their_code_and_nothing_is_stored() {
         ),
         (
             "TH's TLS certificate in x5c",
-            400,
+            403,
             "bad_signature",
             Box::new(|t: &str| (t.to_string(), tls_x5c(t))),
         ),
         (
             "not a JWS",
-            400,
+            403,
             "bad_signature",
             Box::new(|t: &str| (t.to_string(), "not-a-jws".to_string())),
         ),

@@ -26,7 +26,7 @@ pub(super) fn routes() -> Routes {
 #[into_params(parameter_in = Query)]
 struct InboxQuery {
     /// A cursor a page returned (`next_cursor`); from the start when left out.
-    #[param(pattern = "^[0-9]*$")]
+    #[param(pattern = "^[0-9]{0,18}$")]
     after: Option<String>,
     /// Page size.
     #[param(minimum = 1, maximum = 1000, default = 100)]

@@ -63,7 +63,7 @@ async fn list_schemas(State(node): State<Arc<Node>>) -> impl IntoResponse {
     get, path = "/v1/schemas/{message_type}/{version}", operation_id = "getSchema",
     params(
         ("message_type" = String, Path, description = "A message type, e.g. referral.notify, or `envelope`"),
-        ("version" = String, Path, pattern = "^v?[0-9]+$", description = "The schema version, e.g. 1"),
+        ("version" = String, Path, pattern = "^v?[0-9]{1,9}$", description = "The schema version, e.g. 1"),
     ),
     responses(
         (status = 200, description = "The schema", body = Object,
