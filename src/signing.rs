@@ -200,7 +200,7 @@ pub fn verify(
     let parsed = Parsed::of(jws, purpose)?;
     parsed.check_signature(bytes)?;
     let node = parsed.check_chain(trusted, at)?;
-    parsed.signed_by(node, expected)
+    parsed.signed_by(node, expected, parsed.leaf_sha256())
 }
 
 /// Verifies signatures as [`verify`] does, remembering for a while each
@@ -234,7 +234,8 @@ impl Verifier {
         let parsed = Parsed::of(jws, purpose)?;
         parsed.check_signature(bytes)?;
         let now = UnixTime::now().as_secs();
-        let key = (parsed.leaf_sha256(), expected.to_string());
+        let cert_sha256 = parsed.leaf_sha256();
+        let key = (cert_sha256.clone(), expected.to_string());
         let cached = self
             .lock()
             .get(&key)
@@ -253,7 +254,7 @@ impl Verifier {
                 node
             }
         };
-        parsed.signed_by(node, expected)
+        parsed.signed_by(node, expected, cert_sha256)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Chains> {
@@ -367,7 +368,12 @@ impl<'a> Parsed<'a> {
             .unwrap_or(0)
     }
 
-    fn signed_by(&self, signer: Option<String>, expected: &str) -> Result<Signed, SignatureError> {
+    fn signed_by(
+        &self,
+        signer: Option<String>,
+        expected: &str,
+        cert_sha256: String,
+    ) -> Result<Signed, SignatureError> {
         if signer.as_deref() != Some(expected) {
             return Err(SignatureError::SignerMismatch {
                 signer,
@@ -376,7 +382,7 @@ impl<'a> Parsed<'a> {
         }
         Ok(Signed {
             node: expected.to_string(),
-            cert_sha256: self.leaf_sha256(),
+            cert_sha256,
         })
     }
 }

@@ -3,6 +3,9 @@
 //! against it. A message that makes no sense in the case's state is refused
 //! with the state and the types allowed next.
 //!
+//! (Over 600 lines because a third is the tests of every transition, kept
+//! beside the one table they test.)
+//!
 //! ```text
 //! referred ─► acknowledged ─► tracing ─► traced ─► repatriation_proposed ─► repatriation_agreed ─► handed_over ─► following_up ─► closed
 //!     └──────────────┴────────────┴─────────┴───────────────┴───────────────────────┴──────► withdrawn
