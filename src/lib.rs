@@ -35,6 +35,8 @@
 //!    - [`config`]: typed node configuration from TOML plus environment overrides.
 //!    - [`tls`]: node identities (`urn:homeward:node:<CC>`), rustls configurations,
 //!      who is on a connection, the dev PKI.
+//!    - [`credentials`]: the node's certificates, keys, peer CAs and CRLs,
+//!      loaded and replaced together.
 //!    - [`signing`]: detached JWS signatures of envelopes and receipts, by
 //!      each node's document-signing certificate, and their verification.
 //!    - [`store`]: the durable outbox, inbox, timers and audit log (SQLite or PostgreSQL).
@@ -48,6 +50,7 @@
 //!      retries; `step()` runs it once.
 //!    - [`app::timers`], [`app::alerts`], [`app::retention`]: deadlines and
 //!      SLA figures, the operator webhook, the purge of old payloads.
+//!    - [`app::reload`]: new certificates, CRLs and agreements without a restart.
 //! 5. HTTP adapters (axum)
 //!    - [`http::local`]: the API this country's systems use, one module per resource.
 //!    - [`http::peer`]: the gateway-to-gateway API (mutual TLS 1.3).
@@ -62,6 +65,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod domain;
 pub mod gateway;
 pub mod http;

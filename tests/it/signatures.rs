@@ -55,6 +55,7 @@ async fn envelopes_and_receipts_are_signed_and_kept_on_both_sides_single_and_bat
             Purpose::Envelope,
             got.body.as_bytes(),
             &th_ca,
+            &[],
             &now,
             "TH",
         )
@@ -65,6 +66,7 @@ async fn envelopes_and_receipts_are_signed_and_kept_on_both_sides_single_and_bat
             Purpose::Receipt,
             got.receipt.as_bytes(),
             &kh_ca,
+            &[],
             &now,
             "KH",
         )
@@ -86,6 +88,7 @@ async fn envelopes_and_receipts_are_signed_and_kept_on_both_sides_single_and_bat
             Purpose::Envelope,
             got.body.as_bytes(),
             &th_ca,
+            &[],
             &now,
             "TH"
         )

@@ -28,6 +28,7 @@ impl Worker {
     /// every attempt sends the same).
     pub(super) fn sign(&self, c: &Claimed) -> Option<String> {
         self.node
+            .credentials()
             .signer
             .as_ref()
             .map(|s| s.sign(Purpose::Envelope, c.body.as_bytes()))
@@ -53,14 +54,17 @@ impl Worker {
         let Some(jws) = &answer.receipt_signature else {
             return Ok(());
         };
-        let trusted = self
-            .node
-            .peer_cas
-            .get(&c.peer)
-            .map_or(&[][..], Vec::as_slice);
-        self.node
+        let credentials = self.node.credentials();
+        credentials
             .verifier
-            .verify_now(jws, Purpose::Receipt, text.as_bytes(), trusted, &c.peer)
+            .verify_now(
+                jws,
+                Purpose::Receipt,
+                text.as_bytes(),
+                credentials.cas_of(&c.peer),
+                credentials.crls_of(&c.peer),
+                &c.peer,
+            )
             .map(|_| ())
             .map_err(|e| {
                 self.node.metrics.receipt_invalid(e.code());
