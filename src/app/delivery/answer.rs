@@ -52,7 +52,10 @@ impl Worker {
             return Err("the receipt quotes another signature than the one sent".into());
         }
         let Some(jws) = &answer.receipt_signature else {
-            return Ok(());
+            return self.node.admission().unsigned_from(&c.peer).map_err(|e| {
+                self.node.metrics.receipt_invalid(e.code());
+                format!("{}: {e}", e.code())
+            });
         };
         let credentials = self.node.credentials();
         credentials
