@@ -218,9 +218,11 @@ async fn sighup_and_homeward_reload_reload_a_running_gateway_and_a_bad_file_is_n
     assert!(text.contains(&crl.display().to_string()), "{text}");
     // Sent anyway, by signal: the gateway refuses it and keeps serving.
     unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGHUP) };
-    eventually("the refused reload counted", Duration::from_secs(10), || async {
-        reloads(&kh.api, "refused").await == 1
-    })
+    eventually(
+        "the refused reload counted",
+        Duration::from_secs(10),
+        || async { reloads(&kh.api, "refused").await == 1 },
+    )
     .await;
     assert_eq!(kh.api.health().await.unwrap().status, 200);
 

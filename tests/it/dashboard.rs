@@ -137,11 +137,26 @@ async fn the_dashboard_shows_the_seeded_figures_in_a_real_browser() {
     assert_eq!(dashboard["peers"][0]["reachable"], false, "{dashboard}");
     // The test PKI is valid for 30 days from now, and the clock is 4 days on.
     let expiring = dashboard["certificates_expiring"].as_array().unwrap();
-    let tls = expiring.iter().find(|c| c["which"] == "tls").expect("own TLS listed");
-    assert!((24..=26).contains(&tls["days_left"].as_i64().unwrap()), "{tls}");
-    assert!(tls["subject"].as_str().unwrap().contains("homeward-node-TH"), "{tls}");
+    let tls = expiring
+        .iter()
+        .find(|c| c["which"] == "tls")
+        .expect("own TLS listed");
+    assert!(
+        (24..=26).contains(&tls["days_left"].as_i64().unwrap()),
+        "{tls}"
+    );
+    assert!(
+        tls["subject"]
+            .as_str()
+            .unwrap()
+            .contains("homeward-node-TH"),
+        "{tls}"
+    );
     for which in ["api_tls", "signing", "ca:KH"] {
-        assert!(expiring.iter().any(|c| c["which"] == which), "{which}: {dashboard}");
+        assert!(
+            expiring.iter().any(|c| c["which"] == which),
+            "{which}: {dashboard}"
+        );
     }
 
     let profile = tempfile::tempdir().unwrap();
