@@ -124,6 +124,9 @@ pub struct Agreement {
     pub withheld: Vec<(String, String)>,
     /// Days after a case is closed or withdrawn before its payloads are purged.
     pub retention_days: u32,
+    /// A submission under this agreement must name the officer behind it
+    /// (`On-Behalf-Of`).
+    pub require_officer: bool,
 }
 
 impl Agreement {
@@ -171,6 +174,9 @@ struct AgreementFile {
     personal_data: PersonalDataFile,
     #[serde(default = "default_retention_days")]
     retention_days: u32,
+    /// Read as any value so a non-boolean is refused naming this key.
+    #[serde(default)]
+    require_officer: Option<figment::value::Value>,
 }
 
 fn default_retention_days() -> u32 {
@@ -420,6 +426,16 @@ fn parse_agreement(
         }
         withheld.push((t.to_string(), pointer.to_string()));
     }
+    let require_officer = match &raw.require_officer {
+        None => false,
+        Some(figment::value::Value::Bool(_, b)) => *b,
+        Some(other) => {
+            return Err(invalid(
+                "require_officer".into(),
+                format!("must be true or false, not {}", other.to_actual()),
+            ));
+        }
+    };
     Ok(Agreement {
         id: id.to_string(),
         title: raw.title,
@@ -429,6 +445,7 @@ fn parse_agreement(
         messages,
         withheld,
         retention_days: raw.retention_days,
+        require_officer,
     })
 }
 
@@ -537,6 +554,24 @@ senders = ["KH"]
             err.contains("personal_data.withheld[0]") && err.contains("x-personal"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn require_officer_is_a_boolean_off_by_default() {
+        assert!(!parse(GOOD).unwrap().require_officer);
+        let on = GOOD.replace("year = 2014", "year = 2014\nrequire_officer = true");
+        assert!(parse(&on).unwrap().require_officer);
+        for bad in ["\"yes\"", "1", "[true]"] {
+            let text = GOOD.replace(
+                "year = 2014",
+                &format!("year = 2014\nrequire_officer = {bad}"),
+            );
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("kh-th.toml") && err.contains("`require_officer`"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
