@@ -211,7 +211,7 @@ async fn malformed_officer_ids_are_refused_and_nothing_is_stored() {
     let bad: [(&str, &[u8]); 6] = [
         ("129 characters", too_long.as_bytes()),
         ("empty", b""),
-        ("a space", b"Srey Mom"),
+        ("a space", b"Test Officer"),
         ("non-ASCII", "សុខ-17".as_bytes()),
         ("a control character", b"officer\t17"),
         ("a character outside the set", b"officer,17"),
