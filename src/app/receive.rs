@@ -158,6 +158,7 @@ fn admit(node: &Node, sender: &str, arrival: Arrival) -> Result<NewInbound, Refu
         .as_ref()
         .map(|s| s.sign(Purpose::Receipt, receipt.as_bytes()));
     Ok(NewInbound {
+        search: node.search_digests(&envelope.message_type, &envelope.payload),
         case_message: CaseMessage::from(&envelope),
         message_id,
         case_ref: envelope.case_ref,

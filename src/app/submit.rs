@@ -95,6 +95,7 @@ pub async fn submit(
             submitted_at: now,
             deadline_at: node.delivery_deadline(now),
             case_message: CaseMessage::from(&envelope),
+            search: node.search_digests(&envelope.message_type, &envelope.payload),
         };
         let audit = principal.map(|p| AuditEntry {
             at: now,

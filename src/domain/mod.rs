@@ -11,3 +11,4 @@ pub mod ids;
 pub mod lifecycle;
 pub mod message;
 pub mod officer;
+pub mod search;

@@ -33,6 +33,7 @@ pub mod lock;
 mod outbox;
 pub mod retention;
 pub mod seal;
+mod search;
 mod sql;
 pub mod timers;
 mod tx;

@@ -52,6 +52,8 @@ pub struct NewOutbound {
     pub deadline_at: i64,
     /// What the lifecycle checks.
     pub case_message: CaseMessage,
+    /// Keyed hashes of the search terms the message yields.
+    pub search: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -268,6 +270,14 @@ pub(super) async fn enqueue_group(
                 .iter()
                 .map(|(m, _)| (m.case_ref.as_str(), m.message_id.as_str())),
             "out",
+        );
+        super::search::push_search(
+            &mut writes,
+            backend,
+            fresh
+                .iter()
+                .flat_map(|(m, _)| m.search.iter().map(|d| (m.case_ref.as_str(), d.as_str())))
+                .collect(),
         );
         if let Some(tail) = tail {
             audit::push_append(&mut writes, backend, tail, &audits);

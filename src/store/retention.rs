@@ -115,6 +115,11 @@ impl Store {
                     .await?;
             }
         }
+        // What was found by its documents is found no more.
+        sqlx::query("DELETE FROM case_search WHERE case_ref = $1")
+            .bind(&c.case_ref)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("INSERT INTO purged_cases (case_ref, state, purged_at) VALUES ($1, $2, $3)")
             .bind(&c.case_ref)
             .bind(&c.state)

@@ -18,6 +18,7 @@ mod corrections;
 mod crash;
 mod dashboard;
 mod edge;
+mod embassy;
 mod evidence;
 mod exchange;
 mod heal;

@@ -60,6 +60,7 @@ fn outbound(msg: &Value, now: i64) -> NewOutbound {
         body,
         submitted_at: now,
         deadline_at: now + 3_600_000,
+        search: Vec::new(),
     }
 }
 
@@ -80,6 +81,7 @@ fn inbound(msg: &Value, now: i64) -> NewInbound {
         signature: Some(format!("envelope-signature-{}", msg["message_id"])),
         receipt_signature: Some(format!("receipt-signature-{}", msg["message_id"])),
         timer: None,
+        search: Vec::new(),
     }
 }
 
@@ -342,6 +344,7 @@ impl SharedKey {
                 file: Some(self.path.clone()),
                 env: None,
             }],
+            search_key: None,
         })
         .expect("sealer")
     }

@@ -14,6 +14,7 @@ mod openapi;
 mod outbox;
 mod params;
 mod schemas;
+mod search;
 mod service;
 mod timers;
 mod views;
@@ -38,6 +39,7 @@ fn routes() -> Routes {
         .merge(messages::routes())
         .merge(inbox::routes())
         .merge(cases::routes())
+        .merge(search::routes())
         .merge(timers::routes())
         .merge(outbox::routes())
         .merge(audit::routes())
