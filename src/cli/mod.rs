@@ -3,6 +3,7 @@
 
 mod bench;
 mod check;
+mod evidence;
 mod store_ops;
 
 use std::io::Read;
@@ -17,6 +18,7 @@ use crate::config::Settings;
 use crate::gateway::Gateway;
 
 use bench::BenchCommand;
+use evidence::EvidenceCommand;
 use store_ops::{AuditCommand, OutboxCommand, TimersCommand};
 
 #[derive(Parser, Debug)]
@@ -101,6 +103,12 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// A case's evidence bundle: export it from a node's store, or verify
+    /// one offline with the countries' CA certificates.
+    Evidence {
+        #[command(subcommand)]
+        command: EvidenceCommand,
     },
     /// Print a new random 256-bit key (hex) for `[[encryption.keys]]`.
     Keygen,
@@ -210,6 +218,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Validate { files, json } => check::validate(&files, json),
         Command::Bench { command } => bench::run(command),
+        Command::Evidence { command } => evidence::run(command),
         Command::Outbox { command } => store_ops::outbox_command(command),
         Command::Timers { command } => store_ops::timers_command(command),
         Command::CheckConfig { config } => check::check_config(&config),

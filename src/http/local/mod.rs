@@ -8,6 +8,7 @@ pub mod access;
 mod audit;
 mod cases;
 mod dashboard;
+mod evidence;
 mod inbox;
 mod messages;
 mod openapi;
@@ -38,6 +39,7 @@ fn routes() -> Routes {
         .merge(messages::routes())
         .merge(inbox::routes())
         .merge(cases::routes())
+        .merge(evidence::routes())
         .merge(timers::routes())
         .merge(outbox::routes())
         .merge(audit::routes())

@@ -33,6 +33,7 @@ pub fn openapi_document() -> &'static str {
             .schema::<Health>()
             .schema::<SchemaList>();
         super::cases::schemas(&mut doc);
+        super::evidence::schemas(&mut doc);
         super::timers::schemas(&mut doc);
         super::dashboard::schemas(&mut doc);
         crate::http::peer::schemas(&mut doc);
