@@ -200,6 +200,23 @@ pub struct TlsSettings {
     pub sign_cert: Option<PathBuf>,
     #[serde(default)]
     pub sign_key: Option<PathBuf>,
+    /// How often the gateway looks whether any certificate, key, CA, CRL
+    /// or agreement file changed, and reloads them if so (as `SIGHUP`
+    /// does); 0 turns the watch off.
+    #[serde(default = "default_watch_interval_ms")]
+    pub watch_interval_ms: u64,
+}
+
+fn default_watch_interval_ms() -> u64 {
+    10_000
+}
+
+impl TlsSettings {
+    /// `None` when the watch is off.
+    pub fn watch_interval(&self) -> Option<std::time::Duration> {
+        (self.watch_interval_ms > 0)
+            .then(|| std::time::Duration::from_millis(self.watch_interval_ms))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -269,6 +286,11 @@ pub struct PeerSettings {
     pub base_url: String,
     /// The CA that issues the peer's certificates (its only trust anchor).
     pub ca: PathBuf,
+    /// The certificate revocation list that CA publishes (PEM or DER),
+    /// applied to the peer's TLS and signing certificates. Reread on
+    /// reload and whenever the file changes.
+    #[serde(default)]
+    pub crl: Option<PathBuf>,
 }
 
 #[derive(Clone, Deserialize, Serialize)]
@@ -448,6 +470,14 @@ impl Settings {
                 return Err(invalid(
                     &format!("peers[{i}].base_url"),
                     format!("`{}` is not an https URL", peer.base_url),
+                ));
+            }
+            if let Some(crl) = &peer.crl
+                && !crl.is_file()
+            {
+                return Err(invalid(
+                    &format!("peers[{i}].crl"),
+                    format!("file `{}` not found", crl.display()),
                 ));
             }
             if !peer.ca.is_file() {

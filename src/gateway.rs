@@ -4,31 +4,26 @@
 //! delivery worker, the timer scheduler, the alerter and the retention job
 //! until told to stop. The only module (with `cli`) that knows everything.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::app::delivery::{DeliveryError, Worker};
-use crate::app::node::Node;
-use crate::app::timers::{Scheduler, TimerWake};
+use crate::app::node::{Node, Parts};
+use crate::app::timers::Scheduler;
 use crate::clock::SharedClock;
 use crate::config::Settings;
+use crate::credentials::Credentials;
 use crate::domain::access::Principal;
 use crate::domain::agreement::{AgreementBook, AgreementLoadError};
 use crate::domain::message::{SchemaCompileError, SchemaRegistry};
 use crate::http::serve::{Timeouts, serve_tls};
-use crate::ratelimit::RateLimiter;
-use crate::signing::Signer;
 use crate::store::lock::DatabaseLock;
 use crate::store::{Store, StoreError};
-use crate::telemetry::Metrics;
-use crate::tls::{self, Identity, TlsError};
+use crate::tls::TlsError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -50,6 +45,8 @@ pub enum GatewayError {
     Config(String),
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
+    #[error(transparent)]
+    Reload(#[from] crate::app::reload::ReloadError),
 }
 
 /// Pre-bound listeners, so tests and the demo can learn every port before
@@ -97,8 +94,6 @@ pub struct Gateway {
     node: Arc<Node>,
     peer_listener: TcpListener,
     api_listener: TcpListener,
-    peer_tls: Arc<rustls::ServerConfig>,
-    api_tls: Arc<rustls::ServerConfig>,
     /// `None` once taken by [`Gateway::take_worker`].
     worker: Option<Worker>,
     /// This gateway's claim on its SQLite file, held until it stops.
@@ -133,47 +128,8 @@ impl Gateway {
     ) -> Result<Self, GatewayError> {
         let registry = SchemaRegistry::embedded()?;
         let agreements = AgreementBook::load(&settings.agreements.dir, &registry)?;
-        let identity = Identity::load(&settings.tls.cert, &settings.tls.key)?;
-        match identity.node() {
-            Some(node) if node == settings.node.country => {}
-            other => {
-                return Err(TlsError::Config(format!(
-                    "tls.cert `{}` names node {:?}, expected urn:homeward:node:{}",
-                    settings.tls.cert.display(),
-                    other,
-                    settings.node.country
-                ))
-                .into());
-            }
-        }
-        let api_identity = Identity::load(&settings.tls.api_cert, &settings.tls.api_key)?;
-        let signer = match (&settings.tls.sign_cert, &settings.tls.sign_key) {
-            (Some(cert), Some(key)) => {
-                let signer = Signer::load(cert, key)?;
-                if signer.node() != Some(settings.node.country.as_str()) {
-                    return Err(TlsError::Config(format!(
-                        "tls.sign_cert `{}` names node {:?}, expected urn:homeward:node:{}",
-                        cert.display(),
-                        signer.node(),
-                        settings.node.country
-                    ))
-                    .into());
-                }
-                Some(signer)
-            }
-            _ => None,
-        };
-        let mut peer_cas = BTreeMap::new();
-        for peer in &settings.peers {
-            peer_cas.insert(peer.country.clone(), tls::load_certs(&peer.ca)?);
-        }
-        let peer_tls = tls::peer_server_config(&identity, &peer_cas)?;
-        let client_cas = match &settings.local_api.client_ca {
-            Some(path) => tls::load_certs(path)?,
-            None => Vec::new(),
-        };
-        let api_tls =
-            tls::local_api_server_config(&api_identity, &client_cas, settings.tls.api_tls12)?;
+        let credentials = Credentials::load(&settings)?;
+        crate::app::reload::check_signing(&settings.node.country, &agreements, &credentials)?;
         let sealer = crate::store::seal::Sealer::from_settings(&settings.encryption)
             .map_err(|e| GatewayError::Config(e.to_string()))?;
         let store = Store::open(&settings.database.url, sealer)
@@ -209,33 +165,24 @@ impl Gateway {
                 )
             })
             .collect();
-        let node = Arc::new(Node {
-            cert_subjects,
-            calendar,
-            timer_wake: TimerWake::default(),
-            alert_wake: Notify::new(),
-            metrics: Metrics::default(),
-            api_limits: RateLimiter::new(
-                settings.local_api.rate_per_second,
-                settings.local_api.burst,
-            ),
-            peer_limits: RateLimiter::new(
-                settings.peer_api.rate_per_second,
-                settings.peer_api.burst,
-            ),
-            country: settings.node.country.clone(),
+        let node = Arc::new(Node::new(Parts {
             settings,
             registry,
             agreements,
+            credentials,
             store,
             clock,
-            wake: Notify::new(),
             tokens,
-            signer,
-            verifier: Default::default(),
-            peer_cas: peer_cas.clone(),
-        });
-        let worker = Worker::new(node.clone(), &identity, &peer_cas)?;
+            cert_subjects,
+            calendar,
+        }));
+        node.metrics.certificates(
+            node.credentials()
+                .expiry
+                .iter()
+                .map(|e| (e.which.as_str(), e.not_after)),
+        );
+        let worker = Worker::new(node.clone())?;
         let to_tokio = |l: std::net::TcpListener| {
             TcpListener::from_std(l).map_err(|source| GatewayError::Bind {
                 addr: "pre-bound listener".into(),
@@ -246,8 +193,6 @@ impl Gateway {
             node,
             peer_listener: to_tokio(listeners.peer)?,
             api_listener: to_tokio(listeners.api)?,
-            peer_tls,
-            api_tls,
             worker: Some(worker),
             lock,
         })
@@ -293,7 +238,7 @@ impl Gateway {
             node.clone(),
             "peer",
             self.peer_listener,
-            TlsAcceptor::from(self.peer_tls),
+            |node: &Node| node.credentials().peer_tls.clone(),
             peer_router,
             Timeouts {
                 read: node.settings.peer_api.read_timeout(),
@@ -305,7 +250,7 @@ impl Gateway {
             node.clone(),
             "api",
             self.api_listener,
-            TlsAcceptor::from(self.api_tls),
+            |node: &Node| node.credentials().api_tls.clone(),
             api_router,
             Timeouts {
                 read: node.settings.local_api.read_timeout(),
@@ -326,7 +271,8 @@ impl Gateway {
             }
         };
         let retention = tokio::spawn(crate::app::retention::run(node.clone(), shutdown.clone()));
-        let _ = tokio::join!(peer, api, worker, scheduler, alerter, retention);
+        let watch = tokio::spawn(crate::app::reload::watch(node.clone(), shutdown.clone()));
+        let _ = tokio::join!(peer, api, worker, scheduler, alerter, retention, watch);
         node.store.close().await;
         // The file is free for the next gateway only once this one has let go.
         drop(lock);

@@ -35,6 +35,8 @@
 //!    - [`config`]: typed node configuration from TOML plus environment overrides.
 //!    - [`tls`]: node identities (`urn:homeward:node:<CC>`), rustls configurations,
 //!      who is on a connection, the dev PKI.
+//!    - [`credentials`]: the node's certificates, keys, peer CAs and CRLs,
+//!      loaded and replaced together.
 //!    - [`signing`]: detached JWS signatures of envelopes and receipts, by
 //!      each node's document-signing certificate, and their verification.
 //!    - [`store`]: the durable outbox, inbox, timers and audit log (SQLite or PostgreSQL).
@@ -48,6 +50,7 @@
 //!      retries; `step()` runs it once.
 //!    - [`app::timers`], [`app::alerts`], [`app::retention`]: deadlines and
 //!      SLA figures, the operator webhook, the purge of old payloads.
+//!    - [`app::reload`]: new certificates, CRLs and agreements without a restart.
 //!    - [`evidence`]: a case's signed messages, receipts, chains and audit
 //!      records as one bundle, and its offline verification.
 //! 5. HTTP adapters (axum)
@@ -64,6 +67,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod domain;
 pub mod evidence;
 pub mod gateway;

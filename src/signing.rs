@@ -20,7 +20,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -202,18 +202,20 @@ pub struct Signed {
 
 /// Checks `jws` over `bytes`: the form, the signature, the chain to one of
 /// `trusted` (the sender country's CA) as a document-signing certificate
-/// valid at every one of `at`, and that it names `expected` node.
+/// valid at every one of `at` and not revoked by any of `crls`, and that it
+/// names `expected` node.
 pub fn verify(
     jws: &str,
     purpose: Purpose,
     bytes: &[u8],
     trusted: &[CertificateDer<'static>],
+    crls: &[CertificateRevocationListDer<'static>],
     at: &[UnixTime],
     expected: &str,
 ) -> Result<Signed, SignatureError> {
     let parsed = Parsed::of(jws, purpose)?;
     parsed.check_signature(bytes)?;
-    let node = parsed.check_chain(trusted, at)?;
+    let node = parsed.check_chain(trusted, crls, at)?;
     parsed.signed_by(node, expected, parsed.leaf_sha256())
 }
 
@@ -230,7 +232,9 @@ pub fn chain_of(
 /// Verifies signatures as [`verify`] does, remembering for a while each
 /// signing certificate whose chain held: a peer signs every message with
 /// the same certificate, and judging its chain (an ECDSA verification by
-/// the CA's key) costs three times the Ed25519 check itself.
+/// the CA's key) costs three times the Ed25519 check itself. A new CA or
+/// CRL means a new `Verifier` (the node's trust material is reloaded
+/// whole), so nothing judged under the old material is remembered.
 #[derive(Debug, Default)]
 pub struct Verifier {
     /// (certificate SHA-256, expected node) -> (node it names, trusted
@@ -253,6 +257,7 @@ impl Verifier {
         purpose: Purpose,
         bytes: &[u8],
         trusted: &[CertificateDer<'static>],
+        crls: &[CertificateRevocationListDer<'static>],
         expected: &str,
     ) -> Result<Signed, SignatureError> {
         let parsed = Parsed::of(jws, purpose)?;
@@ -268,7 +273,7 @@ impl Verifier {
         let node = match cached {
             Some(node) => node,
             None => {
-                let node = parsed.check_chain(trusted, &[UnixTime::now()])?;
+                let node = parsed.check_chain(trusted, crls, &[UnixTime::now()])?;
                 let until = parsed.not_after().min(now + CHAIN_HORIZON_SECS);
                 let mut chains = self.lock();
                 if chains.len() > 1024 {
@@ -354,11 +359,12 @@ impl<'a> Parsed<'a> {
             .map_err(|_| SignatureError::BadSignature)
     }
 
-    /// The chain to `trusted` for document signing at each of `at`; the
-    /// node the certificate names.
+    /// The chain to `trusted` for document signing at each of `at`, not
+    /// revoked by `crls`; the node the certificate names.
     fn check_chain(
         &self,
         trusted: &[CertificateDer<'static>],
+        crls: &[CertificateRevocationListDer<'static>],
         at: &[UnixTime],
     ) -> Result<Option<String>, SignatureError> {
         let cert = self.end_entity()?;
@@ -366,6 +372,20 @@ impl<'a> Parsed<'a> {
             .iter()
             .filter_map(|ca| webpki::anchor_from_trusted_cert(ca).ok())
             .collect();
+        let crls: Vec<webpki::CertRevocationList<'_>> = crls
+            .iter()
+            .map(|crl| webpki::BorrowedCertRevocationList::from_der(crl.as_ref()).map(Into::into))
+            .collect::<Result<_, _>>()
+            .map_err(|e| SignatureError::UnknownSigner(format!("a CRL does not parse: {e}")))?;
+        let crl_refs: Vec<&webpki::CertRevocationList<'_>> = crls.iter().collect();
+        // A certificate no configured CRL speaks for is not revoked: CRLs
+        // are optional per CA, and one CA's list says nothing of another's.
+        let revocation = webpki::RevocationOptionsBuilder::new(&crl_refs)
+            .ok()
+            .map(|b| {
+                b.with_status_policy(webpki::UnknownStatusPolicy::Allow)
+                    .build()
+            });
         let algorithms = rustls::crypto::ring::default_provider()
             .signature_verification_algorithms
             .all;
@@ -376,10 +396,13 @@ impl<'a> Parsed<'a> {
                 &self.chain[1..],
                 *time,
                 webpki::KeyUsage::required(DOCUMENT_SIGNING),
-                None,
+                revocation,
                 None,
             )
-            .map_err(|e| SignatureError::UnknownSigner(e.to_string()))?;
+            .map_err(|e| match e {
+                webpki::Error::CertRevoked => SignatureError::Revoked,
+                e => SignatureError::UnknownSigner(e.to_string()),
+            })?;
         }
         Ok(tls::node_of(self.leaf()))
     }
@@ -479,7 +502,7 @@ mod tests {
         let jws = th.signer.sign(Purpose::Envelope, BYTES);
         assert!(jws.contains(".."), "detached: {jws}");
         assert_eq!(jws, th.signer.sign(Purpose::Envelope, BYTES));
-        let signed = verify(&jws, Purpose::Envelope, BYTES, &th.ca, &now(), "TH").unwrap();
+        let signed = verify(&jws, Purpose::Envelope, BYTES, &th.ca, &[], &now(), "TH").unwrap();
         assert_eq!(signed.node, "TH");
         assert_eq!(signed.cert_sha256.len(), 64);
     }
@@ -490,28 +513,28 @@ mod tests {
         let kh = country("KH");
         let v = Verifier::default();
         let jws = th.signer.sign(Purpose::Envelope, BYTES);
-        v.verify_now(&jws, Purpose::Envelope, BYTES, &th.ca, "TH")
+        v.verify_now(&jws, Purpose::Envelope, BYTES, &th.ca, &[], "TH")
             .unwrap();
-        v.verify_now(&jws, Purpose::Envelope, BYTES, &th.ca, "TH")
+        v.verify_now(&jws, Purpose::Envelope, BYTES, &th.ca, &[], "TH")
             .unwrap();
         // The same certificate over other bytes, or for another node.
         let code = |r: Result<Signed, SignatureError>| r.unwrap_err().code();
         assert_eq!(
-            code(v.verify_now(&jws, Purpose::Envelope, b"other", &th.ca, "TH")),
+            code(v.verify_now(&jws, Purpose::Envelope, b"other", &th.ca, &[], "TH")),
             "bad_signature"
         );
         assert_eq!(
-            code(v.verify_now(&jws, Purpose::Envelope, BYTES, &th.ca, "VN")),
+            code(v.verify_now(&jws, Purpose::Envelope, BYTES, &th.ca, &[], "VN")),
             "signer_mismatch"
         );
         // Another certificate is judged on its own.
         let by_kh = kh.signer.sign(Purpose::Envelope, BYTES);
         assert_eq!(
-            code(v.verify_now(&by_kh, Purpose::Envelope, BYTES, &th.ca, "TH")),
+            code(v.verify_now(&by_kh, Purpose::Envelope, BYTES, &th.ca, &[], "TH")),
             "unknown_signer"
         );
         assert_eq!(
-            code(v.verify_now(&by_kh, Purpose::Envelope, BYTES, &th.ca, "TH")),
+            code(v.verify_now(&by_kh, Purpose::Envelope, BYTES, &th.ca, &[], "TH")),
             "unknown_signer"
         );
     }
@@ -531,6 +554,7 @@ mod tests {
                 Purpose::Envelope,
                 &changed,
                 &th.ca,
+                &[],
                 &now(),
                 "TH"
             )),
@@ -544,6 +568,7 @@ mod tests {
                 Purpose::Envelope,
                 BYTES,
                 &th.ca,
+                &[],
                 &now(),
                 "TH"
             )),
@@ -557,6 +582,7 @@ mod tests {
                 Purpose::Envelope,
                 BYTES,
                 &th.ca,
+                &[],
                 &now(),
                 "TH"
             )),
@@ -569,6 +595,7 @@ mod tests {
                 Purpose::Envelope,
                 BYTES,
                 &kh.ca,
+                &[],
                 &now(),
                 "TH"
             )),
@@ -587,6 +614,7 @@ mod tests {
                 Purpose::Envelope,
                 BYTES,
                 &tls_ed.1,
+                &[],
                 &now(),
                 "TH"
             )),
@@ -597,7 +625,15 @@ mod tests {
             u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap() + 400 * 86_400,
         ))];
         assert_eq!(
-            code(verify(&jws, Purpose::Envelope, BYTES, &th.ca, &later, "TH")),
+            code(verify(
+                &jws,
+                Purpose::Envelope,
+                BYTES,
+                &th.ca,
+                &[],
+                &later,
+                "TH"
+            )),
             "unknown_signer"
         );
         // Not a JWS at all.
@@ -607,13 +643,22 @@ mod tests {
                 Purpose::Envelope,
                 BYTES,
                 &th.ca,
+                &[],
                 &now(),
                 "TH"
             )),
             "bad_signature"
         );
         assert_eq!(
-            code(verify("", Purpose::Envelope, BYTES, &th.ca, &now(), "TH")),
+            code(verify(
+                "",
+                Purpose::Envelope,
+                BYTES,
+                &th.ca,
+                &[],
+                &now(),
+                "TH"
+            )),
             "bad_signature"
         );
     }

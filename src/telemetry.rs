@@ -43,6 +43,17 @@ struct OutboxLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WhichLabel {
+    /// `tls`, `api_tls`, `signing`, `ca:<CC>`, `client_ca`.
+    which: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SignatureLabels {
     /// `envelope` (a peer's, refused here) or `receipt` (a peer's receipt
     /// this node would not count as delivery).
@@ -72,6 +83,8 @@ pub struct Metrics {
     latency: Histogram,
     handshake_failures: Family<HandshakeLabels, Counter>,
     signature_failures: Family<SignatureLabels, Counter>,
+    certificate_expiry: Family<WhichLabel, Gauge>,
+    reloads: Family<ResultLabel, Counter>,
     peer_up: Family<PeerLabel, Gauge>,
     peer_last_success: Family<PeerLabel, Gauge<f64, AtomicU64>>,
     /// Read from the store at each scrape.
@@ -169,6 +182,18 @@ impl Default for Metrics {
             "Refused or failed TLS handshakes by port and reason",
             handshake_failures.clone(),
         );
+        let certificate_expiry = Family::<WhichLabel, Gauge>::default();
+        registry.register(
+            "homeward_certificate_expiry_timestamp_seconds",
+            "When each certificate in force stops being valid (the earliest, where several)",
+            certificate_expiry.clone(),
+        );
+        let reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "homeward_reloads",
+            "Reloads of certificates, keys, CRLs and agreements: done, or refused (old material kept)",
+            reloads.clone(),
+        );
         let peer_up = Family::<PeerLabel, Gauge>::default();
         registry.register(
             "homeward_peer_up",
@@ -195,6 +220,8 @@ impl Default for Metrics {
             latency,
             handshake_failures,
             signature_failures,
+            certificate_expiry,
+            reloads,
             peer_up,
             peer_last_success,
             outbox,
@@ -223,6 +250,33 @@ impl Metrics {
             .get_or_create(&HandshakeLabels {
                 port: port.to_string(),
                 reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// The certificates in force, `(which, not_after)`: replaces what was
+    /// there (a reload may drop one).
+    pub fn certificates<'a>(&self, certs: impl IntoIterator<Item = (&'a str, i64)>) {
+        let mut earliest: BTreeMap<&str, i64> = BTreeMap::new();
+        for (which, not_after) in certs {
+            let e = earliest.entry(which).or_insert(not_after);
+            *e = (*e).min(not_after);
+        }
+        self.certificate_expiry.clear();
+        for (which, not_after) in earliest {
+            self.certificate_expiry
+                .get_or_create(&WhichLabel {
+                    which: which.to_string(),
+                })
+                .set(not_after);
+        }
+    }
+
+    /// A reload done (`ok`) or refused (`refused`).
+    pub fn reloaded(&self, result: &str) {
+        self.reloads
+            .get_or_create(&ResultLabel {
+                result: result.to_string(),
             })
             .inc();
     }
@@ -318,6 +372,7 @@ pub fn handshake_reason(e: &std::io::Error) -> &'static str {
         Some(Error::InvalidCertificate(
             CertificateError::Expired | CertificateError::ExpiredContext { .. },
         )) => "expired",
+        Some(Error::InvalidCertificate(CertificateError::Revoked)) => "revoked",
         Some(Error::InvalidCertificate(_)) => "bad_certificate",
         Some(Error::PeerIncompatible(_)) => "incompatible",
         Some(_) => "protocol",

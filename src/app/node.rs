@@ -3,12 +3,13 @@
 //! `crate::gateway`; everything here is below the adapters that use it.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
-use rustls::pki_types::CertificateDer;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
+use crate::credentials::Credentials;
 use crate::domain::access::Principal;
 use crate::domain::admission::Admission;
 use crate::domain::agreement::AgreementBook;
@@ -16,7 +17,6 @@ use crate::domain::calendar::WorkCalendar;
 use crate::domain::deadline::DeadlinePolicy;
 use crate::domain::message::SchemaRegistry;
 use crate::ratelimit::RateLimiter;
-use crate::signing::{Signer, Verifier};
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
@@ -28,7 +28,8 @@ pub struct Node {
     pub settings: Settings,
     pub country: String,
     pub registry: SchemaRegistry,
-    pub agreements: AgreementBook,
+    /// The agreements in force; replaced whole on reload.
+    agreements: RwLock<Arc<AgreementBook>>,
     pub store: Store,
     pub clock: SharedClock,
     /// Wakes the delivery worker when a message is queued.
@@ -48,21 +49,86 @@ pub struct Node {
     pub api_limits: RateLimiter,
     /// Per peer country on the peer API.
     pub peer_limits: RateLimiter,
-    /// Signs what this node sends and the receipts it issues, if configured.
-    pub signer: Option<Signer>,
-    /// Verifies peers' signatures, remembering chains that held.
-    pub verifier: Verifier,
-    /// Each peer country's CA certificates: whom its signatures must chain to.
-    pub peer_cas: BTreeMap<String, Vec<CertificateDer<'static>>>,
+    /// Certificates, keys, CAs and CRLs in force; replaced whole on reload.
+    credentials: RwLock<Arc<Credentials>>,
+    /// Counts installs of new material: connections served under an older
+    /// one close once idle, so the next request handshakes anew.
+    generation: watch::Sender<u64>,
+}
+
+/// What a node is built from besides its settings.
+pub struct Parts {
+    pub settings: Settings,
+    pub registry: SchemaRegistry,
+    pub agreements: AgreementBook,
+    pub credentials: Credentials,
+    pub store: Store,
+    pub clock: SharedClock,
+    pub tokens: BTreeMap<String, Principal>,
+    pub cert_subjects: BTreeMap<String, Principal>,
+    pub calendar: WorkCalendar,
 }
 
 impl Node {
+    pub fn new(p: Parts) -> Self {
+        let s = &p.settings;
+        Self {
+            country: s.node.country.clone(),
+            api_limits: RateLimiter::new(s.local_api.rate_per_second, s.local_api.burst),
+            peer_limits: RateLimiter::new(s.peer_api.rate_per_second, s.peer_api.burst),
+            registry: p.registry,
+            agreements: RwLock::new(Arc::new(p.agreements)),
+            store: p.store,
+            clock: p.clock,
+            wake: Notify::new(),
+            tokens: p.tokens,
+            cert_subjects: p.cert_subjects,
+            calendar: p.calendar,
+            timer_wake: TimerWake::default(),
+            alert_wake: Notify::new(),
+            metrics: Metrics::default(),
+            credentials: RwLock::new(Arc::new(p.credentials)),
+            generation: watch::Sender::new(0),
+            settings: p.settings,
+        }
+    }
+
+    /// The credentials in force now (a snapshot: a reload does not change
+    /// what a caller already holds).
+    pub fn credentials(&self) -> Arc<Credentials> {
+        self.credentials
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The agreements in force now (a snapshot, as [`Self::credentials`]).
+    pub fn agreements(&self) -> Arc<AgreementBook> {
+        self.agreements
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts new material in force for every request and connection that
+    /// starts from now on.
+    pub fn install(&self, credentials: Credentials, agreements: AgreementBook) {
+        *self.credentials.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(credentials);
+        *self.agreements.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(agreements);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Changes each time [`Self::install`] runs.
+    pub fn generation(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
     /// The admission rules as this node applies them.
     pub fn admission(&self) -> Admission<'_> {
         Admission {
             country: &self.country,
             registry: &self.registry,
-            agreements: &self.agreements,
+            agreements: self.agreements(),
         }
     }
 
@@ -70,7 +136,7 @@ impl Node {
     pub fn deadlines(&self) -> DeadlinePolicy<'_> {
         DeadlinePolicy {
             country: &self.country,
-            agreements: &self.agreements,
+            agreements: self.agreements(),
             calendar: &self.calendar,
             reminders: &self.settings.timers.reminders,
         }

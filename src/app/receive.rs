@@ -84,14 +84,22 @@ pub async fn receive_many(
 /// naming the node that sent it.
 fn verify_signature(node: &Node, sender: &str, arrival: &Arrival) -> Result<(), Refusal> {
     let Some(jws) = &arrival.signature else {
-        return Ok(());
+        return node.admission().unsigned_from(sender);
     };
-    let trusted = node.peer_cas.get(sender).map_or(&[][..], Vec::as_slice);
+    let credentials = node.credentials();
     // Judged now, the receiver's time, which its receipt records: not at
     // the envelope's `created_at`, which the sending system chose (a case
     // migrated from paper is created years before any key existed).
-    node.verifier
-        .verify_now(jws, Purpose::Envelope, arrival.text.as_bytes(), trusted, sender)
+    credentials
+        .verifier
+        .verify_now(
+            jws,
+            Purpose::Envelope,
+            arrival.text.as_bytes(),
+            credentials.cas_of(sender),
+            credentials.crls_of(sender),
+            sender,
+        )
     .map(|_| ())
     .map_err(|e| {
         warn!(peer = %sender, code = e.code(), error = %e, "refused a message whose signature does not hold");
@@ -145,6 +153,7 @@ fn admit(node: &Node, sender: &str, arrival: Arrival) -> Result<NewInbound, Refu
     };
     let receipt = serde_json::to_string(&receipt).expect("a receipt serializes");
     let receipt_signature = node
+        .credentials()
         .signer
         .as_ref()
         .map(|s| s.sign(Purpose::Receipt, receipt.as_bytes()));

@@ -15,7 +15,7 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
     loop {
         let now = node.clock.now_ms();
         match crate::store::retention::purge(&node.store, now, false, |c| {
-            node.agreements.retention_days_of(c)
+            node.agreements().retention_days_of(c)
         })
         .await
         {

@@ -4,6 +4,7 @@
 mod bench;
 mod check;
 mod evidence;
+mod reload;
 mod store_ops;
 
 use std::io::Read;
@@ -109,6 +110,17 @@ enum Command {
     Evidence {
         #[command(subcommand)]
         command: EvidenceCommand,
+    },
+    /// Make the running gateway reread its certificates, keys, peer CAs,
+    /// CRLs and agreements (as `SIGHUP` does): checked here first, and not
+    /// sent if they would be refused. Exit 0 sent, 1 refused, 2 no gateway.
+    Reload {
+        #[arg(long)]
+        config: PathBuf,
+        /// The gateway's process id; found from the SQLite file's lock by
+        /// default (needed with PostgreSQL).
+        #[arg(long)]
+        pid: Option<u32>,
     },
     /// Print a new random 256-bit key (hex) for `[[encryption.keys]]`.
     Keygen,
@@ -222,11 +234,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Outbox { command } => store_ops::outbox_command(command),
         Command::Timers { command } => store_ops::timers_command(command),
         Command::CheckConfig { config } => check::check_config(&config),
+        Command::Reload { config, pid } => reload::request(&config, pid),
     }
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Before anything else: a SIGHUP that arrives while starting must not
+    // end the process (its default action).
+    let hangups = reload::hangups();
     let gateway = Gateway::build(settings, crate::clock::system()).await?;
+    reload::on_hangup(hangups, gateway.node().clone());
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {

@@ -171,15 +171,31 @@ impl Refusal {
 }
 
 /// What admission needs to know of this node.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Admission<'a> {
     /// This node's country.
     pub country: &'a str,
     pub registry: &'a SchemaRegistry,
-    pub agreements: &'a AgreementBook,
+    pub agreements: std::sync::Arc<AgreementBook>,
 }
 
 impl Admission<'_> {
+    /// An envelope from `sender` that carries no signature: taken from a
+    /// peer that does not sign yet, refused once their agreement says both
+    /// sides sign.
+    pub fn unsigned_from(&self, sender: &str) -> Result<(), Refusal> {
+        match self.agreements.between(self.country, sender) {
+            Some(a) if a.signing_required => Err(Refusal::Signature {
+                code: "signature_required",
+                message: format!(
+                    "agreement {} requires every envelope to be signed; this one carries no signature",
+                    a.id
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// A submission from this country's systems: schema-valid, sent as this
     /// node, between the case's two countries, allowed by their agreement,
     /// to a configured peer.

@@ -124,6 +124,9 @@ pub struct Agreement {
     pub withheld: Vec<(String, String)>,
     /// Days after a case is closed or withdrawn before its payloads are purged.
     pub retention_days: u32,
+    /// Both sides sign every envelope and receipt: an unsigned one is
+    /// refused (`[signing] required = true`, once both have moved).
+    pub signing_required: bool,
 }
 
 impl Agreement {
@@ -171,6 +174,15 @@ struct AgreementFile {
     personal_data: PersonalDataFile,
     #[serde(default = "default_retention_days")]
     retention_days: u32,
+    #[serde(default)]
+    signing: SigningFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SigningFile {
+    #[serde(default)]
+    required: bool,
 }
 
 fn default_retention_days() -> u32 {
@@ -429,6 +441,7 @@ fn parse_agreement(
         messages,
         withheld,
         retention_days: raw.retention_days,
+        signing_required: raw.signing.required,
     })
 }
 

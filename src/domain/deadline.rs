@@ -67,11 +67,11 @@ pub struct Timed<'a> {
 }
 
 /// What deciding a message's timer needs, as a value.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DeadlinePolicy<'a> {
     /// This node's country.
     pub country: &'a str,
-    pub agreements: &'a AgreementBook,
+    pub agreements: std::sync::Arc<AgreementBook>,
     /// This node's working calendar: due times of answers this node owes.
     pub calendar: &'a WorkCalendar,
     /// Reminder fractions of the deadline, ascending.

@@ -254,6 +254,12 @@ fn check_manifest(bundle: &Bundle, trust: &Trust) -> Result<(Manifest, Signed), 
         ),
         e => e,
     })?;
+    listed_chain(
+        jws,
+        Purpose::Evidence,
+        &manifest.certificates,
+        "manifest_signature",
+    )?;
     if manifest.format != FORMAT || manifest.version != VERSION {
         return Err(broken(
             "manifest",
@@ -463,7 +469,17 @@ fn judge(
     let at = u64::try_from(at_ms)
         .map(|ms| UnixTime::since_unix_epoch(std::time::Duration::from_millis(ms)))
         .map_err(|_| broken(name, "malformed", "signed before 1970"))?;
-    signing::verify(jws, purpose, bytes, trusted, &[at], country)
+    // The CRLs as they stood then: a revocation after `at` does not count.
+    let serial = signing::chain_of(jws, purpose)
+        .ok()
+        .and_then(|chain| chain.into_iter().next())
+        .and_then(|leaf| {
+            x509_parser::parse_x509_certificate(leaf.as_ref())
+                .ok()
+                .map(|(_, c)| c.raw_serial().to_vec())
+        });
+    let crls = serial.map_or_else(Vec::new, |s| trust.crls_at(&s, at));
+    signing::verify(jws, purpose, bytes, trusted, &crls, &[at], country)
         .map_err(|e| broken(name, e.code(), e.to_string()))
 }
 

@@ -96,7 +96,7 @@ pub async fn serve_tls(
     node: Arc<Node>,
     port_name: &'static str,
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    tls: fn(&Node) -> Arc<rustls::ServerConfig>,
     app: Router,
     timeouts: Timeouts,
     shutdown: CancellationToken,
@@ -124,7 +124,10 @@ pub async fn serve_tls(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        // The material in force when the connection arrived: a reload
+        // changes what later handshakes see.
+        let acceptor = TlsAcceptor::from(tls(&node));
+        let mut reloaded = node.generation();
         let app = app.clone();
         let node = node.clone();
         let shutdown = shutdown.clone();
@@ -197,6 +200,14 @@ pub async fn serve_tls(
                             conn.as_mut().graceful_shutdown();
                             closing = Some(tokio::time::Instant::now() + timeouts.read);
                         }
+                        // New certificates or CRLs: requests in flight
+                        // finish, the next one handshakes under the new
+                        // material (a revoked peer is refused there).
+                        Ok(()) = reloaded.changed(), if closing.is_none() => {
+                            debug!("closing a connection made under replaced credentials");
+                            conn.as_mut().graceful_shutdown();
+                            closing = Some(tokio::time::Instant::now() + timeouts.read);
+                        }
                         _ = tokio::time::sleep(check), if closing.is_none() => {
                             if activity.idle_for() >= timeouts.idle {
                                 debug!("closing an idle connection");
@@ -205,6 +216,12 @@ pub async fn serve_tls(
                             }
                         }
                         _ = grace_over => {
+                            // A request still being answered finishes (at
+                            // shutdown, the drain deadline bounds it).
+                            if activity.in_flight.load(Ordering::Acquire) > 0 {
+                                closing = Some(tokio::time::Instant::now() + Duration::from_millis(100));
+                                continue;
+                            }
                             debug!("dropping a connection that did not close in time");
                             break;
                         }

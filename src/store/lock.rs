@@ -65,6 +65,34 @@ impl DatabaseLock {
         Ok(Some(Self { _file: file, path }))
     }
 
+    /// The pid of the gateway running on the SQLite file `url` names:
+    /// `None` if none holds its lock (or nothing is locked for `url`).
+    pub fn holder(url: &str) -> Result<Option<u32>, StoreError> {
+        if Backend::of_url(url) != Some(Backend::Sqlite) || in_memory(url) {
+            return Ok(None);
+        }
+        let path = lock_path(Path::new(&sqlite_path(url)));
+        let io = |source| StoreError::LockFile {
+            lock: path.clone(),
+            source,
+        };
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        match file.try_lock_shared() {
+            // Free: whoever wrote the pid has gone.
+            Ok(()) => Ok(None),
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                file.read_to_string(&mut text).map_err(io)?;
+                Ok(text.trim().parse::<u32>().ok())
+            }
+            Err(TryLockError::Error(e)) => Err(io(e)),
+        }
+    }
+
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -103,7 +131,12 @@ mod tests {
             text.contains(&format!("pid {}", std::process::id())),
             "{text}"
         );
+        assert_eq!(
+            DatabaseLock::holder(&url).unwrap(),
+            Some(std::process::id())
+        );
         drop(first);
+        assert_eq!(DatabaseLock::holder(&url).unwrap(), None);
         assert!(DatabaseLock::acquire(&url).unwrap().is_some());
     }
 

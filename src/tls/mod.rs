@@ -16,7 +16,9 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
@@ -100,6 +102,33 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
         });
     }
     Ok(certs)
+}
+
+/// The CRLs in a file: PEM (any number of `X509 CRL` blocks) or one DER.
+pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let read = |message: String| TlsError::Read {
+        what: "CRL",
+        path: path.display().to_string(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| read(e.to_string()))?;
+    let crls: Vec<CertificateRevocationListDer<'static>> = if bytes.starts_with(b"-----") {
+        CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<Result<_, _>>()
+            .map_err(|e| read(e.to_string()))?
+    } else {
+        vec![CertificateRevocationListDer::from(bytes)]
+    };
+    if crls.is_empty() {
+        return Err(read("no PEM CRL in file".into()));
+    }
+    // Parsed here so that a bad file is refused when loaded, not at the
+    // first handshake it would have judged.
+    for crl in &crls {
+        webpki::OwnedCertRevocationList::from_der(crl.as_ref())
+            .map_err(|e| read(format!("not a CRL: {e}")))?;
+    }
+    Ok(crls)
 }
 
 pub fn roots_from(certs: &[CertificateDer<'static>]) -> Result<RootCertStore, TlsError> {
@@ -193,6 +222,7 @@ impl ClientCertVerifier for PerCountryClientVerifier {
 pub fn peer_server_config(
     identity: &Identity,
     peer_cas: &BTreeMap<String, Vec<CertificateDer<'static>>>,
+    peer_crls: &BTreeMap<String, Vec<CertificateRevocationListDer<'static>>>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = provider();
     let mut by_country = BTreeMap::new();
@@ -200,7 +230,12 @@ pub fn peer_server_config(
     for (country, cas) in peer_cas {
         let roots = Arc::new(roots_from(cas)?);
         hints.extend(roots.subjects());
+        let crls = peer_crls.get(country).cloned().unwrap_or_default();
         let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+            .with_crls(crls)
+            // A CA's list speaks only for what that CA issued; a CA that
+            // publishes none leaves its certificates unrevoked.
+            .allow_unknown_revocation_status()
             .build()
             .map_err(|e| TlsError::Config(format!("client verifier for {country}: {e}")))?;
         by_country.insert(country.clone(), verifier);
@@ -336,11 +371,14 @@ impl ServerCertVerifier for PeerServerVerifier {
 pub fn peer_client_config(
     identity: Option<&Identity>,
     peer_ca: &[CertificateDer<'static>],
+    peer_crls: &[CertificateRevocationListDer<'static>],
     expected_node: &str,
 ) -> Result<rustls::ClientConfig, TlsError> {
     let provider = provider();
     let roots = Arc::new(roots_from(peer_ca)?);
     let inner = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+        .with_crls(peer_crls.to_vec())
+        .allow_unknown_revocation_status()
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let verifier = Arc::new(PeerServerVerifier {

@@ -85,6 +85,7 @@ pub fn node_settings(
             api_tls12: false,
             sign_cert: Some(own.sign_cert),
             sign_key: Some(own.sign_key),
+            watch_interval_ms: 10_000,
         },
         agreements: AgreementSettings {
             dir: agreements_dir.to_path_buf(),
@@ -96,6 +97,7 @@ pub fn node_settings(
                 country: cc.clone(),
                 base_url: url.clone(),
                 ca: CountryPaths::new(certs_dir, cc).ca_cert,
+                crl: None,
             })
             .collect(),
         tokens: tokens

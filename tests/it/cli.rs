@@ -161,3 +161,73 @@ async fn a_second_serve_on_one_sqlite_file_is_refused_until_the_first_stops() {
     assert_eq!(lock.trim(), pid2.to_string());
     first.kill().await;
 }
+
+/// KH's `homeward_reloads_total{result=...}` as a running gateway reports it.
+async fn reloads(api: &Api, result: &str) -> u64 {
+    let text = api
+        .with_token(OPERATOR_TOKEN)
+        .metrics_text()
+        .await
+        .unwrap()
+        .text;
+    let series = format!("homeward_reloads_total{{result=\"{result}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn sighup_and_homeward_reload_reload_a_running_gateway_and_a_bad_file_is_named_first() {
+    let pki = Pki::new();
+    let data = tempfile::tempdir().unwrap();
+    let th = Unreachable::new();
+    let addrs = (free_addr(), free_addr());
+    let mut s = settings(&pki, "KH", data.path(), addrs, &[("TH", th.addr)]);
+    // The lock names the process: a SQLite file even with HOMEWARD_TEST_STORE=postgres.
+    s.database.url = format!("sqlite://{}", data.path().join("kh-reload.db").display());
+    let crl = data.path().join("th.crl.pem");
+    std::fs::write(&crl, pki.crl("TH", &[])).unwrap();
+    s.peers[0].crl = Some(crl.clone());
+    s.tls.watch_interval_ms = 0;
+    let mut kh = Process::new(data.path(), &s, api(&pki, "KH", addrs.1));
+    kh.start().await;
+    let pid = kh.child.as_ref().and_then(|c| c.id()).expect("a pid");
+
+    // SIGHUP: reloaded, not stopped.
+    let rc = unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGHUP) };
+    assert_eq!(rc, 0);
+    eventually("the SIGHUP reload", Duration::from_secs(10), || async {
+        reloads(&kh.api, "ok").await == 1
+    })
+    .await;
+    assert_eq!(kh.api.health().await.unwrap().status, 200);
+
+    // `homeward reload` finds the gateway by its lock.
+    let (code, text) = homeward(&["reload"], &kh.config);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains(&format!("pid {pid}")), "{text}");
+    eventually("the second reload", Duration::from_secs(10), || async {
+        reloads(&kh.api, "ok").await == 2
+    })
+    .await;
+
+    // A CRL that does not parse: named, and the gateway not asked.
+    std::fs::write(&crl, "garbage").unwrap();
+    let (code, text) = homeward(&["reload"], &kh.config);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains(&crl.display().to_string()), "{text}");
+    // Sent anyway, by signal: the gateway refuses it and keeps serving.
+    unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGHUP) };
+    eventually(
+        "the refused reload counted",
+        Duration::from_secs(10),
+        || async { reloads(&kh.api, "refused").await == 1 },
+    )
+    .await;
+    assert_eq!(kh.api.health().await.unwrap().status, 200);
+
+    kh.kill().await;
+    std::fs::write(&crl, pki.crl("TH", &[])).unwrap();
+    let (code, text) = homeward(&["reload"], &kh.config);
+    assert_eq!(code, 2, "no gateway runs: {text}");
+}

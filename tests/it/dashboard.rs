@@ -135,6 +135,29 @@ async fn the_dashboard_shows_the_seeded_figures_in_a_real_browser() {
         .unwrap()
         .body;
     assert_eq!(dashboard["peers"][0]["reachable"], false, "{dashboard}");
+    // The test PKI is valid for 30 days from now, and the clock is 4 days on.
+    let expiring = dashboard["certificates_expiring"].as_array().unwrap();
+    let tls = expiring
+        .iter()
+        .find(|c| c["which"] == "tls")
+        .expect("own TLS listed");
+    assert!(
+        (24..=26).contains(&tls["days_left"].as_i64().unwrap()),
+        "{tls}"
+    );
+    assert!(
+        tls["subject"]
+            .as_str()
+            .unwrap()
+            .contains("homeward-node-TH"),
+        "{tls}"
+    );
+    for which in ["api_tls", "signing", "ca:KH"] {
+        assert!(
+            expiring.iter().any(|c| c["which"] == which),
+            "{which}: {dashboard}"
+        );
+    }
 
     let profile = tempfile::tempdir().unwrap();
     let url = format!(
@@ -155,6 +178,8 @@ async fn the_dashboard_shows_the_seeded_figures_in_a_real_browser() {
         "TH-KH-2026-000001",      // the breached deadline
         "unreachable",            // KH
         ">3<",                    // three pending
+        "<b>ca:KH</b>",           // the test CAs last 30 days: all expire soon
+        "<b>signing</b>",
     ] {
         assert!(
             dom.contains(expected),

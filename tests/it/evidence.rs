@@ -109,7 +109,8 @@ async fn finished_case(pair: &Pair, serial: usize) -> String {
 async fn export(gateway: &homeward::gateway::RunningGateway, case: &str) -> Bundle {
     let node = &gateway.node;
     let now = homeward::clock::unix_ms(time::OffsetDateTime::now_utc());
-    let signer = node.signer.as_ref().expect("the node signs");
+    let credentials = node.credentials();
+    let signer = credentials.signer.as_ref().expect("the node signs");
     evidence::export(&node.store, signer, &node.country, case, now)
         .await
         .expect("the case exports")
@@ -417,6 +418,7 @@ fn a_bundle_stays_verifiable_after_its_certificates_expire() {
         Purpose::Envelope,
         &envelope,
         &th_ca,
+        &[],
         &[rustls::pki_types::UnixTime::now()],
         "TH",
     );
@@ -558,4 +560,78 @@ async fn the_cli_exports_and_verifies_with_its_exit_codes() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("no CA certificate"), "{text}");
     pair.stop().await;
+}
+
+/// `cert`'s PEM text.
+fn pem(cert: &rustls::pki_types::CertificateDer<'_>) -> String {
+    let b64 = format::encode(cert.as_ref());
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|l| std::str::from_utf8(l).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+#[tokio::test]
+async fn a_crl_revokes_a_signature_made_after_the_revocation_not_one_made_before() {
+    use std::ffi::OsStr;
+    let pair = Pair::manual().await;
+    let case = finished_case(&pair, 5).await;
+    let dir = tempfile::tempdir().unwrap();
+    // TH's signing certificate revoked a minute ago, by TH's CA: every
+    // message TH signed in this case was received after that.
+    let crl = dir.path().join("th.crl");
+    let th_sign = pair.pki.paths("TH").sign_cert;
+    std::fs::write(&crl, pair.pki.crl("TH", &[&th_sign])).unwrap();
+    let with_crl = trust(&pair.pki)
+        .with_crls(std::slice::from_ref(&crl))
+        .unwrap();
+    let bundle = export(&pair.kh, &case).await;
+    assert!(
+        evidence::verify(&bundle.to_json(), &trust(&pair.pki))
+            .unwrap()
+            .verified()
+    );
+    assert_eq!(
+        broken(&bundle, &with_crl),
+        ("messages[0].signature".into(), "signer_revoked")
+    );
+    let file = dir.path().join("bundle.json");
+    std::fs::write(&file, bundle.to_json()).unwrap();
+    let (code, text) = homeward(&[
+        OsStr::new("evidence"),
+        OsStr::new("verify"),
+        file.as_os_str(),
+        OsStr::new("--trust"),
+        pair.pki.path().as_os_str(),
+        OsStr::new("--crl"),
+        crl.as_os_str(),
+    ]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("messages[0].signature") && text.contains("signer_revoked"),
+        "{text}"
+    );
+    pair.stop().await;
+
+    // Signatures made ten days before the same kind of revocation stand.
+    let pki = Pki::new();
+    let (th_then, kh_then) = (pki.expired_signer("TH"), pki.expired_signer("KH"));
+    let revoked = dir.path().join("th-then.pem");
+    std::fs::write(&revoked, pem(&th_then.chain()[0])).unwrap();
+    std::fs::write(&crl, pki.crl("TH", &[&revoked])).unwrap();
+    let now = homeward::clock::unix_ms(time::OffsetDateTime::now_utc());
+    let old = signed_long_ago(
+        &th_then,
+        &kh_then,
+        now - 10 * DAY_MS,
+        &pki.signer(&pki.paths("TH")),
+    );
+    let with_crl = trust(&pki).with_crls(std::slice::from_ref(&crl)).unwrap();
+    let report = evidence::verify(&old.to_json(), &with_crl).expect("revoked only later");
+    assert!(report.verified(), "{report}");
 }

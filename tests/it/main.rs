@@ -26,6 +26,7 @@ mod lifecycle;
 mod openapi;
 mod peer_auth;
 mod protection;
+mod reload;
 mod schemas;
 mod signatures;
 mod store;

@@ -55,6 +55,7 @@ async fn envelopes_and_receipts_are_signed_and_kept_on_both_sides_single_and_bat
             Purpose::Envelope,
             got.body.as_bytes(),
             &th_ca,
+            &[],
             &now,
             "TH",
         )
@@ -65,6 +66,7 @@ async fn envelopes_and_receipts_are_signed_and_kept_on_both_sides_single_and_bat
             Purpose::Receipt,
             got.receipt.as_bytes(),
             &kh_ca,
+            &[],
             &now,
             "KH",
         )
@@ -86,6 +88,7 @@ async fn envelopes_and_receipts_are_signed_and_kept_on_both_sides_single_and_bat
             Purpose::Envelope,
             got.body.as_bytes(),
             &th_ca,
+            &[],
             &now,
             "TH"
         )
@@ -274,6 +277,65 @@ async fn a_receipt_whose_signature_does_not_hold_is_not_counted_as_delivery() {
         ),
         "{metrics}"
     );
+    th.stop().await;
+    kh.stop().await;
+}
+
+/// The shipped agreements in a directory of their own, KH–TH's with
+/// `[signing] required = true`.
+fn agreements_requiring_signatures(dir: &std::path::Path) -> std::path::PathBuf {
+    let out = dir.join("agreements-signed");
+    std::fs::create_dir_all(&out).unwrap();
+    for entry in std::fs::read_dir(agreements_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        if path.file_name().unwrap() == "kh-th.toml" {
+            text.push_str("\n[signing]\nrequired = true\n");
+        }
+        std::fs::write(out.join(path.file_name().unwrap()), text).unwrap();
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_the_agreement_requires_signatures_an_unsigned_peer_is_refused_and_an_unsigning_node_does_not_start()
+ {
+    let pki = Pki::new();
+    let data = tempfile::tempdir().expect("tempdir");
+    let signed = agreements_requiring_signatures(data.path());
+    let (kh_l, th_l) = (bind(), bind());
+    let mut kh_settings = settings_for(&pki, "KH", data.path(), &kh_l, &[("TH", th_l.peer_addr())]);
+    kh_settings.agreements.dir = signed.clone();
+    // TH has not moved: it signs nothing, under the agreement as it was.
+    let mut th_settings = settings_for(&pki, "TH", data.path(), &th_l, &[("KH", kh_l.peer_addr())]);
+    th_settings.tls.sign_cert = None;
+    th_settings.tls.sign_key = None;
+
+    // A node that must sign but cannot is refused at start, naming the agreement.
+    let mut unsigning = kh_settings.clone();
+    unsigning.tls.sign_cert = None;
+    unsigning.tls.sign_key = None;
+    let spare = bind();
+    unsigning.peer_api.listen = spare.peer_addr();
+    unsigning.local_api.listen = spare.api_addr();
+    unsigning.database.url = format!("sqlite://{}", data.path().join("spare.db").display());
+    let refused =
+        homeward::gateway::Gateway::build_with(unsigning, spare, homeward::clock::system())
+            .await
+            .err()
+            .expect("refused");
+    assert!(refused.to_string().contains("kh-th"), "{refused}");
+
+    let (kh, _kh_worker) = start_manual(kh_settings, kh_l).await;
+    let (th, th_worker) = start_manual(th_settings, th_l).await;
+    let th_api = api(&pki, "TH", th.api_addr);
+    let m = referral("TH", "KH", &case_ref("TH", "KH", 1), 1);
+    let id = m["message_id"].as_str().unwrap().to_string();
+    assert_eq!(th_api.submit(&m).await.unwrap().status, 202);
+    let s = step_one(&th_worker, &th_api, &id).await;
+    assert_eq!(s["state"], "rejected", "{s}");
+    assert!(s.to_string().contains("signature_required"), "{s}");
+    assert!(kh.node.store.inbound(&id).await.unwrap().is_none());
     th.stop().await;
     kh.stop().await;
 }

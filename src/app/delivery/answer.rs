@@ -28,6 +28,7 @@ impl Worker {
     /// every attempt sends the same).
     pub(super) fn sign(&self, c: &Claimed) -> Option<String> {
         self.node
+            .credentials()
             .signer
             .as_ref()
             .map(|s| s.sign(Purpose::Envelope, c.body.as_bytes()))
@@ -51,16 +52,22 @@ impl Worker {
             return Err("the receipt quotes another signature than the one sent".into());
         }
         let Some(jws) = &answer.receipt_signature else {
-            return Ok(());
+            return self.node.admission().unsigned_from(&c.peer).map_err(|e| {
+                self.node.metrics.receipt_invalid(e.code());
+                format!("{}: {e}", e.code())
+            });
         };
-        let trusted = self
-            .node
-            .peer_cas
-            .get(&c.peer)
-            .map_or(&[][..], Vec::as_slice);
-        self.node
+        let credentials = self.node.credentials();
+        credentials
             .verifier
-            .verify_now(jws, Purpose::Receipt, text.as_bytes(), trusted, &c.peer)
+            .verify_now(
+                jws,
+                Purpose::Receipt,
+                text.as_bytes(),
+                credentials.cas_of(&c.peer),
+                credentials.crls_of(&c.peer),
+                &c.peer,
+            )
             .map(|_| ())
             .map_err(|e| {
                 self.node.metrics.receipt_invalid(e.code());

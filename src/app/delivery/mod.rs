@@ -12,11 +12,11 @@ mod answer;
 mod send;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use rustls::pki_types::CertificateDer;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
@@ -26,7 +26,7 @@ use super::node::Node;
 use crate::config::DeliverySettings;
 use crate::protocol::{BATCH_MAX, BATCH_PATH, MESSAGES_PATH};
 use crate::store::{Claimed, Outcome, StoreError};
-use crate::tls::{self, Identity, TlsError};
+use crate::tls::{self, TlsError};
 
 /// Longest the idle worker sleeps before looking again (deadlines pass even
 /// when nothing is submitted).
@@ -49,7 +49,8 @@ pub enum DeliveryError {
 
 pub struct Worker {
     node: Arc<Node>,
-    peers: BTreeMap<String, PeerClient>,
+    clients: Mutex<Arc<Clients>>,
+    generation: watch::Receiver<u64>,
     health: Arc<Health>,
 }
 
@@ -77,22 +78,28 @@ pub fn backoff(settings: &DeliverySettings, attempts: i64) -> Duration {
     Duration::from_millis(half + jitter)
 }
 
-impl Worker {
-    pub fn new(
-        node: Arc<Node>,
-        identity: &Identity,
-        peer_cas: &BTreeMap<String, Vec<CertificateDer<'static>>>,
-    ) -> Result<Self, DeliveryError> {
-        let mut peers = BTreeMap::new();
+/// The delivery clients, one per peer, built from one set of credentials.
+struct Clients {
+    /// The node's credentials generation they were built from.
+    generation: u64,
+    by_peer: BTreeMap<String, PeerClient>,
+}
+
+impl Clients {
+    fn build(node: &Node, generation: u64) -> Result<Self, DeliveryError> {
+        let credentials = node.credentials();
+        let mut by_peer = BTreeMap::new();
         for peer in &node.settings.peers {
             let err = |message: String| DeliveryError::Client {
                 peer: peer.country.clone(),
                 message,
             };
-            let ca = peer_cas
-                .get(&peer.country)
-                .ok_or_else(|| err("no CA loaded".into()))?;
-            let tls = tls::peer_client_config(Some(identity), ca, &peer.country)?;
+            let tls = tls::peer_client_config(
+                Some(&credentials.identity),
+                credentials.cas_of(&peer.country),
+                credentials.crls_of(&peer.country),
+                &peer.country,
+            )?;
             let client = reqwest::Client::builder()
                 .use_preconfigured_tls(tls)
                 .timeout(node.settings.delivery.request_timeout())
@@ -108,7 +115,7 @@ impl Worker {
             let batch_url = base
                 .join(BATCH_PATH)
                 .map_err(|e| err(format!("base_url: {e}")))?;
-            peers.insert(
+            by_peer.insert(
                 peer.country.clone(),
                 PeerClient {
                     client,
@@ -118,10 +125,42 @@ impl Worker {
             );
         }
         Ok(Self {
+            generation,
+            by_peer,
+        })
+    }
+}
+
+impl Worker {
+    pub fn new(node: Arc<Node>) -> Result<Self, DeliveryError> {
+        let generation = node.generation();
+        let clients = Clients::build(&node, *generation.borrow())?;
+        Ok(Self {
             node,
-            peers,
+            clients: Mutex::new(Arc::new(clients)),
+            generation,
             health: Arc::default(),
         })
+    }
+
+    /// The clients for the credentials in force: rebuilt after a reload,
+    /// so the next connection to a peer presents the new certificate and
+    /// judges the peer by the new CAs and CRLs (the old pool's connections
+    /// close with it).
+    fn clients(&self) -> Arc<Clients> {
+        let now = *self.generation.borrow();
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if clients.generation != now {
+            match Clients::build(&self.node, now) {
+                Ok(fresh) => *clients = Arc::new(fresh),
+                // The credentials already loaded, so this is unexpected;
+                // keep delivering with the clients there are.
+                Err(e) => {
+                    error!(error = %e, "could not rebuild the delivery clients after a reload; delivering with the previous ones");
+                }
+            }
+        }
+        clients.clone()
     }
 
     /// Runs until `shutdown`; finishes the attempts in flight before
@@ -314,6 +353,7 @@ impl Worker {
             messages: claimed,
             in_flight,
         } = claim;
+        let clients = self.clients();
         let mut set = JoinSet::new();
         let mut submitted = HashMap::new();
         let mut by_peer: BTreeMap<String, Vec<Claimed>> = BTreeMap::new();
@@ -322,7 +362,7 @@ impl Worker {
         }
         let mut singles = Vec::new();
         for (peer, group) in by_peer {
-            if group.len() == 1 || !self.peers.contains_key(&peer) {
+            if group.len() == 1 || !clients.by_peer.contains_key(&peer) {
                 singles.extend(group);
                 continue;
             }

@@ -15,7 +15,8 @@ use crate::store::{Claimed, Outcome};
 
 impl Worker {
     pub(super) async fn attempt(&self, c: &Claimed) -> Outcome {
-        let Some(peer) = self.peers.get(&c.peer) else {
+        let clients = self.clients();
+        let Some(peer) = clients.by_peer.get(&c.peer) else {
             return self.retry_or_dead(
                 c,
                 json!({"kind": "config", "message": format!("no peer {} configured", c.peer)}),
@@ -73,9 +74,10 @@ impl Worker {
     /// the batch route (404) or refusing the batch as a whole gets the
     /// messages one by one instead.
     pub(super) async fn attempt_batch(self: Arc<Self>, group: Vec<Claimed>) -> Vec<(i64, Outcome)> {
-        let peer = &self.peers[&group[0].peer];
+        let clients = self.clients();
+        let peer = &clients.by_peer[&group[0].peer];
         // Serialized straight from the stored texts, not via a copy in a `Value`.
-        let signatures: Vec<Option<String>> = if self.node.signer.is_some() {
+        let signatures: Vec<Option<String>> = if self.node.credentials().signer.is_some() {
             group.iter().map(|c| self.sign(c)).collect()
         } else {
             Vec::new()

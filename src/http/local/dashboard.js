@@ -45,6 +45,8 @@ function render(d) {
   const trow = (x, cls) => row([el("b", x.case_ref), x.expected_type, x.side === "answer_due" ? "we owe it" : "peer owes it", el("span", new Date(x.due_at).toLocaleString(), cls)]);
   fill("breached", t.breached_list.map(x => trow(x, "bad")), "None.", 4);
   fill("due-soon", t.due_soon.map(x => trow(x, "warn")), "None.", 4);
+  fill("certificates", d.certificates_expiring.map(c => row([el("b", c.which), c.subject, new Date(c.not_after).toLocaleString(),
+    el("span", c.days_left < 0 ? "expired" : String(c.days_left), c.days_left < 7 ? "bad" : "warn")])), "None.", 4);
   fill("rejections", d.recent_rejections.map(r => row([el("b", r.case_ref), r.type, r.peer, el("span", (r.code ? r.code + ": " : "") + (r.message || ""), "bad")])), "None.", 4);
 }
 

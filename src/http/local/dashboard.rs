@@ -97,7 +97,24 @@ struct Dashboard {
     timers: TimerSummary,
     /// The latest rejected or dead messages, newest first.
     recent_rejections: Vec<Rejection>,
+    /// Certificates in force (own TLS, API and signing, trusted CAs) that
+    /// expire within 30 days or have expired, soonest first.
+    certificates_expiring: Vec<ExpiringCertificate>,
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+struct ExpiringCertificate {
+    /// `tls`, `api_tls`, `signing`, `ca:<CC>` or `client_ca`.
+    which: String,
+    subject: String,
+    #[schema(format = DateTime)]
+    not_after: String,
+    /// Negative once expired.
+    days_left: i64,
+}
+
+/// How far ahead the dashboard warns of a certificate's end.
+const EXPIRY_WARNING_DAYS: i64 = 30;
 
 /// Outbound messages by delivery state.
 #[derive(Debug, Default, Serialize, ToSchema)]
@@ -264,6 +281,19 @@ async fn dashboard(State(node): State<Arc<Node>>) -> Result<Response, ApiError> 
             }
         })
         .collect();
+    let mut expiring: Vec<_> = node
+        .credentials()
+        .expiry
+        .iter()
+        .filter(|e| e.not_after.saturating_mul(1000) < now + EXPIRY_WARNING_DAYS * 86_400_000)
+        .map(|e| ExpiringCertificate {
+            which: e.which.clone(),
+            subject: e.subject.clone(),
+            not_after: rfc3339_ms(e.not_after.saturating_mul(1000)),
+            days_left: (e.not_after.saturating_mul(1000) - now).div_euclid(86_400_000),
+        })
+        .collect();
+    expiring.sort_by(|a, b| a.days_left.cmp(&b.days_left).then(a.which.cmp(&b.which)));
     Ok(axum::Json(Dashboard {
         node: node.country.clone(),
         organisation: node.settings.node.organisation.clone(),
@@ -278,6 +308,7 @@ async fn dashboard(State(node): State<Arc<Node>>) -> Result<Response, ApiError> 
             due_soon: due_soon.iter().map(Timer::from).collect(),
         },
         recent_rejections,
+        certificates_expiring: expiring,
     })
     .into_response())
 }

@@ -74,7 +74,8 @@ async fn case_evidence(
     Path(case_ref): Path<String>,
 ) -> Result<Response, ApiError> {
     trail.touched(&case_ref, None);
-    let signer = node.signer.as_ref().ok_or_else(|| {
+    let credentials = node.credentials();
+    let signer = credentials.signer.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             "no_signing_key",

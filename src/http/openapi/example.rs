@@ -103,6 +103,10 @@ pub fn dashboard() -> Value {
             "code": "personal_data_withheld",
             "message": "agreement `kh-th` does not allow sharing `/person/date_of_birth`",
         }],
+        "certificates_expiring": [{
+            "which": "ca:KH", "subject": "CN=Homeward development CA KH, C=KH",
+            "not_after": "2026-12-10T00:00:00Z", "days_left": 17,
+        }],
     })
 }
 

@@ -246,7 +246,7 @@ pub async fn read_inbox(api: &Api) -> Vec<Value> {
 /// A client of `server`'s peer port presenting `identity` (or none).
 pub fn peer_client(pki: &Pki, server: &str, identity: Option<&Identity>) -> reqwest::Client {
     let ca = tls::load_certs(&pki.paths(server).ca_cert).expect("ca");
-    let config = tls::peer_client_config(identity, &ca, server).expect("client config");
+    let config = tls::peer_client_config(identity, &ca, &[], server).expect("client config");
     reqwest::Client::builder()
         .use_preconfigured_tls(config)
         .timeout(Duration::from_secs(10))
