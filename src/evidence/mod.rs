@@ -8,13 +8,16 @@
 //! - [`bundle`]: the format (one JSON document, version 1) and its types.
 //! - [`export`]: a case from the store into a sealed bundle.
 //! - [`trust`]: the CA certificates by country, and CRLs.
-//! - [`verify`]: every check, naming the first broken part; `order` holds
-//!   those of the case's order.
+//! - [`verify`]: every check, naming the first broken part (`error`);
+//!   `message` decodes one message's envelope and receipt, `order` checks
+//!   the case's order.
 //! - [`report`]: what a verified bundle shows (who signed, received when,
 //!   answered when, deadlines met).
 
 pub mod bundle;
+mod error;
 pub mod export;
+mod message;
 mod order;
 pub mod report;
 pub mod trust;

@@ -13,7 +13,8 @@
 use std::collections::HashMap;
 
 use super::bundle::{Manifest, part};
-use super::verify::{Checked, VerifyError, broken};
+use super::error::{VerifyError, broken};
+use super::message::Checked;
 use crate::clock::rfc3339_ms;
 use crate::domain::admission;
 use crate::domain::lifecycle::CaseMessage;

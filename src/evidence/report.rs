@@ -7,7 +7,7 @@
 use std::fmt;
 
 use super::bundle::{Manifest, Undelivered};
-use super::verify::{Checked, Envelope};
+use super::message::{Checked, Envelope};
 use crate::clock::{parse_rfc3339_ms, rfc3339_ms};
 use crate::protocol::Receipt;
 
@@ -91,25 +91,25 @@ impl Report {
         audit_records: usize,
         unsigned: Vec<String>,
     ) -> Self {
-        for i in 0..messages.len() {
-            let Some(answer) = &messages[i].answer else {
+        for (i, m) in messages.iter_mut().enumerate() {
+            let Some(answer) = m.answer.as_mut() else {
                 continue;
             };
             let due = parse_rfc3339_ms(&answer.due_at).unwrap_or(i64::MAX);
-            let id = &messages[i].message_id;
             // The first later message of the expected type that replies.
-            let answered = checked.iter().enumerate().skip(i + 1).find(|(_, c)| {
-                c.envelope.message.in_reply_to.as_ref() == Some(id)
-                    && c.envelope.message.message_type == answer.expected_type
-            });
-            let answered = answered.map(|(by, c)| Answered {
-                by,
-                at: rfc3339_ms(c.received_at_ms),
-                in_time: c.received_at_ms <= due,
-            });
-            if let Some(a) = messages[i].answer.as_mut() {
-                a.answered = answered;
-            }
+            answer.answered = checked
+                .iter()
+                .enumerate()
+                .skip(i + 1)
+                .find(|(_, c)| {
+                    c.envelope.message.in_reply_to.as_ref() == Some(&m.message_id)
+                        && c.envelope.message.message_type == answer.expected_type
+                })
+                .map(|(by, c)| Answered {
+                    by,
+                    at: rfc3339_ms(c.received_at_ms),
+                    in_time: c.received_at_ms <= due,
+                });
         }
         Self {
             case_ref: manifest.case_ref.clone(),

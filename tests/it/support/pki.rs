@@ -69,7 +69,7 @@ impl Pki {
                 let der = homeward::tls::load_certs(path).expect("a certificate")[0].clone();
                 let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
                 RevokedCertParams {
-                    serial_number: SerialNumber::from_slice(&cert.raw_serial()),
+                    serial_number: SerialNumber::from_slice(cert.raw_serial()),
                     revocation_time: now - time::Duration::minutes(1),
                     reason_code: Some(RevocationReason::KeyCompromise),
                     invalidity_date: None,
