@@ -427,6 +427,8 @@ mod tests {
         m.handshake_failed("peer", "unknown_issuer");
         m.observe_latency(0.2);
         m.signature_refused("bad_signature");
+        m.certificates([("tls", 1_800_000_000)]);
+        m.reloaded("ok");
         let text = m.render(&[("TH".into(), "queued".into(), 3)], &[("open".into(), 2)]);
         let mut types = BTreeMap::new();
         let mut out = BTreeSet::new();

@@ -11,6 +11,7 @@ use super::node::Node;
 use crate::domain::access::Principal;
 use crate::domain::admission::Refusal;
 use crate::domain::lifecycle::CaseMessage;
+use crate::domain::officer::OfficerId;
 use crate::store::audit::AuditEntry;
 use crate::store::{Enqueued, NewOutbound, OutboxRow, StoreError};
 
@@ -56,10 +57,12 @@ pub fn fill_defaults(node: &Node, doc: &mut Value) {
 }
 
 /// Admits `doc` and commits it to the outbox, with the audit record of
-/// `principal`'s submission in the same transaction.
+/// `principal`'s submission (on behalf of `officer`, if named) in the same
+/// transaction.
 pub async fn submit(
     node: &Node,
     principal: Option<&Principal>,
+    officer: Option<&OfficerId>,
     mut doc: Value,
 ) -> Result<Submitted, SubmitError> {
     if !doc.is_object() {
@@ -76,7 +79,7 @@ pub async fn submit(
     let body = serde_json::to_string(&doc).expect("a JSON value serializes");
     let envelope = node
         .admission()
-        .admit_outbound(doc, |peer| node.settings.peer(peer).is_some())?;
+        .admit_outbound(doc, officer, |peer| node.settings.peer(peer).is_some())?;
     let span = tracing::info_span!("submit", message_id = %envelope.message_id, case_ref = %envelope.case_ref);
     async move {
         let now = node.clock.now_ms();
@@ -101,6 +104,7 @@ pub async fn submit(
             case_ref: Some(new.case_ref.clone()),
             message_id: Some(new.message_id.clone()),
             result: "ok".to_string(),
+            officer: officer.map(|o| o.as_str().to_string()),
         });
         let with_audit = audit.is_some();
         match node.store.enqueue_audited(new, audit).await? {

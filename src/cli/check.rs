@@ -107,6 +107,34 @@ pub(super) fn check_config(config: &std::path::Path) -> anyhow::Result<ExitCode>
         _ => println!("note     no tls.sign_cert: this node signs nothing it sends or issues"),
     }
     for p in &settings.peers {
+        if let Some(crl) = &p.crl {
+            match crate::tls::load_crls(crl) {
+                Ok(list) => println!(
+                    "ok       peers[{}].crl `{}`: {} list(s)",
+                    p.country,
+                    crl.display(),
+                    list.len()
+                ),
+                Err(e) => {
+                    println!("PROBLEM  peers[{}].crl: {e}", p.country);
+                    problems += 1;
+                }
+            }
+        }
+    }
+    if settings.tls.sign_cert.is_none()
+        && let Some(a) = agreements
+            .all()
+            .iter()
+            .find(|a| a.signing_required && a.parties.iter().any(|c| c == &settings.node.country))
+    {
+        println!(
+            "PROBLEM  agreement `{}` requires signatures ([signing] required = true) but no tls.sign_cert is set",
+            a.id
+        );
+        problems += 1;
+    }
+    for p in &settings.peers {
         match agreements.between(&settings.node.country, &p.country) {
             Some(a) => println!(
                 "ok       peer {} under agreement `{}` ({})",

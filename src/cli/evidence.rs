@@ -83,6 +83,7 @@ fn export(config: &Path, case_ref: &str, out: &Path) -> anyhow::Result<ExitCode>
                     Ok(_) => "ok".into(),
                     Err(e) => format!("refused:{}", refusal_code(e)),
                 },
+                officer: None,
             }])
             .await
             .context("writing the audit record of the export");

@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::agreement::{AgreementBook, AgreementError};
 use super::lifecycle::{self, CaseMessage, CaseState, LifecycleError};
 use super::message::{Envelope, MessageError, SchemaRegistry};
+use super::officer::{self, OfficerId};
 use crate::protocol::Detail;
 
 /// Why a message is not admitted.
@@ -52,6 +53,12 @@ pub enum Refusal {
     },
     #[error("this gateway has no peer {peer} configured")]
     UnknownPeer { peer: String },
+    /// The agreement (`require_officer`) wants every submission to name the
+    /// officer behind it, and this one named none.
+    #[error(
+        "agreement `{agreement}` ({title}) requires the officer behind each submission: send the On-Behalf-Of header"
+    )]
+    OfficerRequired { agreement: String, title: String },
     #[error("{0}")]
     Lifecycle(LifecycleError),
     #[error("{0}")]
@@ -107,6 +114,7 @@ impl Refusal {
             Self::Agreement(_) => "agreement_refused",
             Self::Withheld { .. } => "personal_data_withheld",
             Self::UnknownPeer { .. } => "unknown_peer",
+            Self::OfficerRequired { .. } => "officer_required",
             Self::Lifecycle(e) => e.code(),
             Self::Correction(CorrectionError::TargetRequired) => "correction_target_required",
             Self::Correction(CorrectionError::UnknownTarget { .. }) => "correction_target_unknown",
@@ -143,6 +151,11 @@ impl Refusal {
                 "agreement_withheld",
                 "remove this field: the agreement withholds it",
             )],
+            Self::OfficerRequired { .. } => vec![Detail {
+                pointer: None,
+                keyword: Some("require_officer".into()),
+                message: format!("the On-Behalf-Of header: {}", officer::RULE),
+            }],
             Self::UnknownPeer { peer } => vec![Detail::at(
                 "/to",
                 "configured_peer",
@@ -196,12 +209,14 @@ impl Admission<'_> {
         }
     }
 
-    /// A submission from this country's systems: schema-valid, sent as this
-    /// node, between the case's two countries, allowed by their agreement,
-    /// to a configured peer.
+    /// A submission from this country's systems, on behalf of `officer` if
+    /// the caller named one: schema-valid, sent as this node, between the
+    /// case's two countries, allowed by their agreement (which may require
+    /// the officer), to a configured peer.
     pub fn admit_outbound(
         &self,
         doc: Value,
+        officer: Option<&OfficerId>,
         peer_configured: impl Fn(&str) -> bool,
     ) -> Result<Envelope, Refusal> {
         if !doc.is_object() {
@@ -215,6 +230,15 @@ impl Admission<'_> {
             });
         }
         self.check_exchange(&envelope)?;
+        if officer.is_none()
+            && let Some(agreement) = self.agreements.between(&envelope.from, &envelope.to)
+            && agreement.require_officer
+        {
+            return Err(Refusal::OfficerRequired {
+                agreement: agreement.id.clone(),
+                title: agreement.title.clone(),
+            });
+        }
         if !peer_configured(&envelope.to) {
             return Err(Refusal::UnknownPeer {
                 peer: envelope.to.clone(),

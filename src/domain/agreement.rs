@@ -127,6 +127,9 @@ pub struct Agreement {
     /// Both sides sign every envelope and receipt: an unsigned one is
     /// refused (`[signing] required = true`, once both have moved).
     pub signing_required: bool,
+    /// A submission under this agreement must name the officer behind it
+    /// (`On-Behalf-Of`).
+    pub require_officer: bool,
 }
 
 impl Agreement {
@@ -176,6 +179,9 @@ struct AgreementFile {
     retention_days: u32,
     #[serde(default)]
     signing: SigningFile,
+    /// Read as any value so a non-boolean is refused naming this key.
+    #[serde(default)]
+    require_officer: Option<figment::value::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -432,6 +438,16 @@ fn parse_agreement(
         }
         withheld.push((t.to_string(), pointer.to_string()));
     }
+    let require_officer = match &raw.require_officer {
+        None => false,
+        Some(figment::value::Value::Bool(_, b)) => *b,
+        Some(other) => {
+            return Err(invalid(
+                "require_officer".into(),
+                format!("must be true or false, not {}", other.to_actual()),
+            ));
+        }
+    };
     Ok(Agreement {
         id: id.to_string(),
         title: raw.title,
@@ -442,6 +458,7 @@ fn parse_agreement(
         withheld,
         retention_days: raw.retention_days,
         signing_required: raw.signing.required,
+        require_officer,
     })
 }
 
@@ -550,6 +567,24 @@ senders = ["KH"]
             err.contains("personal_data.withheld[0]") && err.contains("x-personal"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn require_officer_is_a_boolean_off_by_default() {
+        assert!(!parse(GOOD).unwrap().require_officer);
+        let on = GOOD.replace("year = 2014", "year = 2014\nrequire_officer = true");
+        assert!(parse(&on).unwrap().require_officer);
+        for bad in ["\"yes\"", "1", "[true]"] {
+            let text = GOOD.replace(
+                "year = 2014",
+                &format!("year = 2014\nrequire_officer = {bad}"),
+            );
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("kh-th.toml") && err.contains("`require_officer`"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -10,3 +10,4 @@ pub mod deadline;
 pub mod ids;
 pub mod lifecycle;
 pub mod message;
+pub mod officer;

@@ -134,6 +134,8 @@ pub struct AuditPart {
     pub case_ref: Option<String>,
     pub message_id: Option<String>,
     pub result: String,
+    /// The officer the caller acted for (`On-Behalf-Of`), if named.
+    pub officer: Option<String>,
     pub prev_hash: String,
     pub hash: String,
 }
@@ -149,6 +151,7 @@ impl From<&crate::store::audit::AuditRow> for AuditPart {
             case_ref: r.case_ref.clone(),
             message_id: r.message_id.clone(),
             result: r.result.clone(),
+            officer: r.officer.clone(),
             prev_hash: r.prev_hash.clone(),
             hash: r.hash.clone(),
         }
@@ -165,6 +168,7 @@ impl AuditPart {
             case_ref: self.case_ref.clone(),
             message_id: self.message_id.clone(),
             result: self.result.clone(),
+            officer: self.officer.clone(),
         }
     }
 }

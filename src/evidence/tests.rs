@@ -119,6 +119,7 @@ fn sample(th: &Country, kh: &Country, t0: i64, signed: bool) -> Bundle {
         case_ref: Some(CASE.into()),
         message_id: Some(REFERRAL.into()),
         result: "ok".into(),
+        officer: Some("officer-7".into()),
         prev_hash: "ab".repeat(32),
         hash: String::new(),
     };

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::node::Node;
 use crate::domain::admission::Refusal;
+use crate::domain::officer::OfficerError;
 pub use crate::protocol::{Detail, ErrorBody, ErrorEnvelope};
 use crate::store::StoreError;
 
@@ -96,7 +97,9 @@ impl ApiError {
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
         let status = match &r {
-            Refusal::NotAnObject | Refusal::Schema(_) => StatusCode::BAD_REQUEST,
+            Refusal::NotAnObject | Refusal::Schema(_) | Refusal::OfficerRequired { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Refusal::SenderMismatch { .. }
             | Refusal::WrongReceiver { .. }
             | Refusal::Agreement(_)
@@ -112,6 +115,22 @@ impl From<Refusal> for ApiError {
             Refusal::Signature { .. } => StatusCode::FORBIDDEN,
         };
         Self::new(status, r.code(), r.to_string()).with_details(r.details())
+    }
+}
+
+impl From<OfficerError> for ApiError {
+    /// A malformed `On-Behalf-Of` header: 400 naming the header and its rule.
+    fn from(e: OfficerError) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad_officer",
+            format!("the On-Behalf-Of header is not an officer id: {e}"),
+        )
+        .with_details(vec![Detail {
+            pointer: None,
+            keyword: Some("On-Behalf-Of".into()),
+            message: crate::domain::officer::RULE.into(),
+        }])
     }
 }
 

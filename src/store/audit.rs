@@ -19,6 +19,8 @@ pub struct AuditEntry {
     pub case_ref: Option<String>,
     pub message_id: Option<String>,
     pub result: String,
+    /// The officer the caller acted for (`On-Behalf-Of`), as it was sent.
+    pub officer: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -31,6 +33,8 @@ pub struct AuditRow {
     pub case_ref: Option<String>,
     pub message_id: Option<String>,
     pub result: String,
+    /// The officer the caller acted for, if it named one.
+    pub officer: Option<String>,
     /// The hash of the row before it in the whole chain.
     pub prev_hash: String,
     pub hash: String,
@@ -47,6 +51,7 @@ impl AuditRow {
             case_ref: self.case_ref.clone(),
             message_id: self.message_id.clone(),
             result: self.result.clone(),
+            officer: self.officer.clone(),
         }
     }
 }
@@ -56,7 +61,12 @@ impl AuditRow {
 /// without the database.
 pub fn chain_hash(prev: &str, seq: i64, e: &AuditEntry) -> String {
     // Length-prefixed fields: no two different rows hash the same text.
+    // The officer, a later field, is hashed only when there is one, after
+    // the others: a row without one hashes as every row did before the
+    // field existed, so a chain written before it still verifies, and a
+    // row with one has a tenth part no row without one can match.
     let mut h = Sha256::new();
+    let officer = e.officer.as_deref();
     for part in [
         prev,
         &seq.to_string(),
@@ -67,7 +77,10 @@ pub fn chain_hash(prev: &str, seq: i64, e: &AuditEntry) -> String {
         e.case_ref.as_deref().unwrap_or("\u{0}"),
         e.message_id.as_deref().unwrap_or("\u{0}"),
         &e.result,
-    ] {
+    ]
+    .into_iter()
+    .chain(officer)
+    {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }
@@ -103,7 +116,7 @@ pub(super) fn push_append<'a>(
         return;
     }
     let (mut seq, mut prev) = tail;
-    let mut args: Vec<Arg<'a>> = Vec::with_capacity(entries.len() * 10);
+    let mut args: Vec<Arg<'a>> = Vec::with_capacity(entries.len() * 11);
     for e in entries {
         seq += 1;
         let hash = chain_hash(&prev, seq, e);
@@ -116,6 +129,7 @@ pub(super) fn push_append<'a>(
             Arg::from(&e.case_ref),
             Arg::from(&e.message_id),
             Arg::Str(&e.result),
+            Arg::from(&e.officer),
             Arg::String(prev),
             Arg::String(hash.clone()),
         ]);
@@ -123,11 +137,20 @@ pub(super) fn push_append<'a>(
     }
     script.push(
         format!(
-            "INSERT INTO audit (seq, at, actor, role, action, case_ref, message_id, result, prev_hash, hash) VALUES {}",
-            super::values_of(backend, entries.len(), 10)
+            "INSERT INTO audit (seq, at, actor, role, action, case_ref, message_id, result, officer, prev_hash, hash) VALUES {}",
+            super::values_of(backend, entries.len(), 11)
         ),
         args,
     );
+}
+
+/// Which audit rows to read; `None` matches every row.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditFilter<'a> {
+    pub case_ref: Option<&'a str>,
+    /// Who acted: the principal's name (`actor`) or the officer id,
+    /// whichever equals it exactly.
+    pub actor: Option<&'a str>,
 }
 
 /// Result of checking the chain.
@@ -159,12 +182,30 @@ impl Store {
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<AuditRow>, StoreError> {
+        let filter = AuditFilter {
+            case_ref,
+            actor: None,
+        };
+        self.audit_rows_where(&filter, after_seq, limit).await
+    }
+
+    /// Audit rows that match `filter`, after `after_seq`.
+    pub async fn audit_rows_where(
+        &self,
+        filter: &AuditFilter<'_>,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM audit WHERE seq > $1 AND ($2 IS NULL OR case_ref = $3) ORDER BY seq LIMIT $4",
+            "SELECT * FROM audit WHERE seq > $1 AND ($2 IS NULL OR case_ref = $3) \
+             AND ($4 IS NULL OR actor = $5 OR officer = $6) ORDER BY seq LIMIT $7",
         )
         .bind(after_seq)
-        .bind(case_ref)
-        .bind(case_ref)
+        .bind(filter.case_ref)
+        .bind(filter.case_ref)
+        .bind(filter.actor)
+        .bind(filter.actor)
+        .bind(filter.actor)
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
@@ -180,6 +221,7 @@ impl Store {
                 message_id: r.get("message_id"),
                 result: r.get("result"),
                 prev_hash: r.get("prev_hash"),
+                officer: r.get("officer"),
                 hash: r.get("hash"),
             })
             .collect())
@@ -207,6 +249,7 @@ impl Store {
                 case_ref: r.get("case_ref"),
                 message_id: r.get("message_id"),
                 result: r.get("result"),
+                officer: r.get("officer"),
             };
             if r.get::<&str, _>("prev_hash") != prev {
                 return Ok(Verified::Broken {
@@ -226,5 +269,45 @@ impl Store {
         Ok(Verified::Intact {
             rows: rows.len() as i64,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(officer: Option<&str>) -> AuditEntry {
+        AuditEntry {
+            at: 1000,
+            actor: "TH-case-system".into(),
+            role: "caseworker".into(),
+            action: "case.read".into(),
+            case_ref: Some("TH-KH-2026-000001".into()),
+            message_id: None,
+            result: "ok".into(),
+            officer: officer.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_officer_is_hashed_only_when_present() {
+        // The hash this record had before officers were recorded.
+        assert_eq!(
+            chain_hash(GENESIS, 1, &entry(None)),
+            "f4e679cf30e3b1bac865e9f1fe6828b1956a6a31ddd46b7f9f703c33a240053e"
+        );
+        let a = chain_hash(GENESIS, 1, &entry(Some("officer-1")));
+        let b = chain_hash(GENESIS, 1, &entry(Some("officer-2")));
+        assert_ne!(a, chain_hash(GENESIS, 1, &entry(None)));
+        assert_ne!(a, b);
+        // Moving text between the result and the officer changes the hash.
+        let mut moved = entry(Some("1"));
+        moved.result = "o".into();
+        let mut joined = entry(None);
+        joined.result = "o1".into();
+        assert_ne!(
+            chain_hash(GENESIS, 1, &moved),
+            chain_hash(GENESIS, 1, &joined)
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Store internals the public API cannot show: the writer connection's
 //! durability setting around a claim, write transactions cut short, and
-//! the migration that moved outbox bodies into their own table.
+//! the migrations that moved outbox bodies into their own table and that
+//! added the officer to the audit log.
 
 use sqlx::Row;
 
@@ -215,12 +216,9 @@ async fn a_failing_statement_undoes_the_script_before_it() {
     assert_eq!(synchronous(&store).await, FULL);
 }
 
-/// A database whose outbox still holds the bodies (before migration 6)
-/// keeps every body: after the upgrade each is claimed with its own text.
-#[tokio::test]
-async fn upgrading_moves_outbox_bodies_without_losing_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = sqlite_url(&dir);
+/// A SQLite database at `url` with the migrations before `before` (a
+/// file name prefix such as `0006`) applied: the schema of an older release.
+async fn old_schema(url: &str, before: &str) -> sqlx::SqlitePool {
     let old = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -230,21 +228,31 @@ async fn upgrading_moves_outbox_bodies_without_losing_one() {
     {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        if name.as_str() < "0006" {
+        if name.as_str() < before {
             std::fs::copy(&path, old.path().join(name)).unwrap();
         }
     }
+    let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(old.path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    pool
+}
+
+/// A database whose outbox still holds the bodies (before migration 6)
+/// keeps every body: after the upgrade each is claimed with its own text.
+#[tokio::test]
+async fn upgrading_moves_outbox_bodies_without_losing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir);
     let sealer = Sealer::ephemeral();
     {
-        let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
-            .await
-            .unwrap();
-        sqlx::migrate::Migrator::new(old.path())
-            .await
-            .unwrap()
-            .run(&pool)
-            .await
-            .unwrap();
+        let pool = old_schema(&url, "0006").await;
         for i in 1..=3 {
             sqlx::query(
                 "INSERT INTO outbox (message_id, case_ref, peer, type, body, body_sha256, submit_sha256, state, next_attempt_at, submitted_at, deadline_at) \
@@ -271,4 +279,101 @@ async fn upgrading_moves_outbox_bodies_without_losing_one() {
             .map(|i| (format!("m{i}"), format!("{{\"n\":{i}}}")))
             .collect::<Vec<_>>()
     );
+}
+
+/// An audit log written before officers were recorded (migration 8), with
+/// the hashes that release wrote (computed independently and fixed here),
+/// still verifies after the upgrade, and goes on verifying once records
+/// with officer ids are chained to it.
+#[tokio::test]
+async fn an_audit_log_from_before_officers_still_verifies() {
+    use super::audit::{AuditEntry, AuditFilter, Verified};
+    const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+    const H1: &str = "f4e679cf30e3b1bac865e9f1fe6828b1956a6a31ddd46b7f9f703c33a240053e";
+    const H2: &str = "ed90093ebe79f7b0daab03ad255a6f8be759aeea26732396010df4529e6151eb";
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir);
+    {
+        let pool = old_schema(&url, "0008").await;
+        let case = "TH-KH-2026-000001";
+        let old_rows = [
+            (
+                1,
+                1000,
+                "TH-case-system",
+                "caseworker",
+                "case.read",
+                None,
+                "ok",
+                GENESIS,
+                H1,
+            ),
+            (
+                2,
+                1001,
+                "TH-admin",
+                "admin",
+                "message.retry",
+                Some("01936f3e-5b7a-7c2d-9a61-000000000001"),
+                "refused:409",
+                H1,
+                H2,
+            ),
+        ];
+        for (seq, at, actor, role, action, message_id, result, prev, hash) in old_rows {
+            sqlx::query(
+                "INSERT INTO audit (seq, at, actor, role, action, case_ref, message_id, result, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(seq)
+            .bind(at)
+            .bind(actor)
+            .bind(role)
+            .bind(action)
+            .bind(case)
+            .bind(message_id)
+            .bind(result)
+            .bind(prev)
+            .bind(hash)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+    }
+    let store = Store::open(&url, Sealer::ephemeral())
+        .await
+        .expect("migrates");
+    assert_eq!(
+        store.verify_audit().await.unwrap(),
+        Verified::Intact { rows: 2 }
+    );
+    let entry = |officer: Option<&str>| AuditEntry {
+        at: 2000,
+        actor: "TH-case-system".into(),
+        role: "caseworker".into(),
+        action: "case.read".into(),
+        case_ref: Some("TH-KH-2026-000001".into()),
+        message_id: None,
+        result: "ok".into(),
+        officer: officer.map(str::to_string),
+    };
+    store
+        .audit(&[entry(Some("officer-0042")), entry(None)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.verify_audit().await.unwrap(),
+        Verified::Intact { rows: 4 }
+    );
+    let rows = store.audit_rows(None, 0, 10).await.unwrap();
+    let officers: Vec<Option<&str>> = rows.iter().map(|r| r.officer.as_deref()).collect();
+    assert_eq!(officers, [None, None, Some("officer-0042"), None]);
+    let by_officer = AuditFilter {
+        case_ref: None,
+        actor: Some("officer-0042"),
+    };
+    let found = store.audit_rows_where(&by_officer, 0, 10).await.unwrap();
+    assert_eq!(found.iter().map(|r| r.seq).collect::<Vec<_>>(), [3]);
+    store.close().await;
 }

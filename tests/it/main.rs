@@ -23,6 +23,7 @@ mod exchange;
 mod heal;
 mod instances;
 mod lifecycle;
+mod officer;
 mod openapi;
 mod peer_auth;
 mod protection;

@@ -314,6 +314,8 @@ fn audit_entry(i: i64) -> AuditEntry {
         case_ref: Some(case_ref("TH", "KH", 1)),
         message_id: None,
         result: "ok".into(),
+        // Every other record names an officer: one chain holds both kinds.
+        officer: (i % 2 == 1).then(|| format!("officer-{i}")),
     }
 }
 

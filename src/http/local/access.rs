@@ -19,6 +19,7 @@ use utoipa::openapi::path::Operation;
 
 use crate::app::node::Node;
 use crate::domain::access::{Role, hash_token};
+use crate::domain::officer::{OfficerError, OfficerId};
 use crate::http::error::ApiError;
 
 /// One route and the roles allowed on it; an empty list means public.
@@ -180,18 +181,39 @@ impl<S: Send + Sync> FromRequestParts<S> for AuditTrail {
     }
 }
 
+/// The header naming the officer a caller acts for.
+pub const ON_BEHALF_OF: &str = "on-behalf-of";
+
+/// The officer the request names, if any. Repeating the header is refused
+/// rather than picking one: the audit must name the one who acted.
+fn officer_of(headers: &header::HeaderMap) -> Result<Option<OfficerId>, OfficerError> {
+    let mut values = headers.get_all(ON_BEHALF_OF).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(OfficerError::Several);
+    }
+    OfficerId::parse(value.as_bytes()).map(Some)
+}
+
 /// Authenticates the bearer token or client certificate, checks the route's
-/// roles and the caller's rate, and writes the audit record of routes that
-/// touch case data (refusals included). If the audit record cannot be
-/// written the response is withheld (fail closed).
+/// roles, the caller's rate and the officer it names (`On-Behalf-Of`), and
+/// writes the audit record of routes that touch case data (refusals
+/// included, with the officer when its id was well formed). If the audit
+/// record cannot be written the response is withheld (fail closed).
 async fn authorize(
     State((node, rule)): State<(Arc<Node>, Arc<RouteRule>)>,
     mut req: Request,
     next: Next,
 ) -> Response {
     let trail = AuditTrail::default();
+    let officer = officer_of(req.headers());
     if rule.roles.is_empty() {
-        return next.run(req).await;
+        return match officer {
+            Err(e) => ApiError::from(e).into_response(),
+            Ok(_) => next.run(req).await,
+        };
     }
     let token = req
         .headers()
@@ -247,11 +269,15 @@ async fn authorize(
             )
             .into_response()
         }
-        Some(p) => match node.api_limits.check(&p.name) {
-            Err(wait) => ApiError::too_many(wait),
-            Ok(()) => {
+        Some(p) => match (node.api_limits.check(&p.name), &officer) {
+            (Err(wait), _) => ApiError::too_many(wait),
+            (Ok(()), Err(e)) => ApiError::from(e.clone()).into_response(),
+            (Ok(()), Ok(o)) => {
                 req.extensions_mut().insert(p.clone());
                 req.extensions_mut().insert(trail.clone());
+                if let Some(o) = o {
+                    req.extensions_mut().insert(o.clone());
+                }
                 next.run(req).await
             }
         },
@@ -276,6 +302,9 @@ async fn authorize(
     } else {
         touched
     };
+    // A malformed id is not kept: it is not an officer id, and it may be
+    // anything (a name typed in the wrong field).
+    let officer = officer.ok().flatten().map(OfficerId::into_string);
     let at = node.clock.now_ms();
     let entries: Vec<crate::store::audit::AuditEntry> = touched
         .into_iter()
@@ -292,6 +321,7 @@ async fn authorize(
             case_ref: (!case_ref.is_empty()).then_some(case_ref),
             message_id,
             result: result.clone(),
+            officer: officer.clone(),
         })
         .collect();
     if let Err(e) = node.store.audit(&entries).await {

@@ -15,6 +15,7 @@ use crate::domain::access::Role::*;
 use crate::http::error::ApiError;
 use crate::http::openapi::example;
 use crate::protocol::ErrorEnvelope;
+use crate::store::audit::AuditFilter;
 
 pub(super) fn routes() -> Routes {
     Routes::new().route(__path_audit_log, &[Admin], Some("audit.read"), audit_log)
@@ -26,6 +27,10 @@ pub(super) fn routes() -> Routes {
 struct AuditQuery {
     /// Only this case's records.
     case_ref: Option<String>,
+    /// Only the records of this actor: those whose `actor` (the calling
+    /// system's configured name) or `officer` (its On-Behalf-Of header)
+    /// equals it exactly.
+    actor: Option<String>,
     /// A cursor a page returned (`next_cursor`).
     #[param(minimum = 0)]
     after: Option<i64>,
@@ -35,6 +40,10 @@ struct AuditQuery {
 }
 
 /// The hash-chained audit log: who read or changed which case data.
+///
+/// Each record names the calling system (`actor`, `role`) and, when the
+/// call named one, the officer it acted for (`officer`). `actor=` finds
+/// the records of a calling system or of an officer.
 #[utoipa::path(
     get, path = "/v1/audit", operation_id = "readAudit",
     params(AuditQuery),
@@ -50,9 +59,13 @@ async fn audit_log(
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(params::bad_query)?;
     let limit = params::limit(q.limit)?;
+    let filter = AuditFilter {
+        case_ref: q.case_ref.as_deref(),
+        actor: q.actor.as_deref(),
+    };
     let rows = node
         .store
-        .audit_rows(q.case_ref.as_deref(), params::cursor(q.after)?, limit)
+        .audit_rows_where(&filter, params::cursor(q.after)?, limit)
         .await?;
     Ok(axum::Json(AuditPage {
         next_cursor: rows.last().map(|r| r.seq),

@@ -15,6 +15,7 @@ use crate::app::node::Node;
 use crate::app::submit::{self, SubmitError};
 use crate::domain::access::Principal;
 use crate::domain::access::Role::*;
+use crate::domain::officer::OfficerId;
 use crate::http::error::{ApiError, read_json_body};
 use crate::http::openapi::{SubmittedEnvelope, example};
 use crate::protocol::ErrorEnvelope;
@@ -50,7 +51,7 @@ pub(super) fn routes() -> Routes {
     responses(
         (status = 202, description = "Accepted (also for an identical resubmission)", body = Accepted,
             example = json!(example::accepted())),
-        (status = 400, description = "Malformed JSON or schema violations, every one listed with its JSON pointer and keyword",
+        (status = 400, description = "Malformed JSON or schema violations, every one listed with its JSON pointer and keyword; or no On-Behalf-Of header where the agreement with the receiving country requires the officer (officer_required, naming the agreement)",
             body = ErrorEnvelope, example = json!(example::schema_violation())),
         (status = 403, description = "Role not allowed, or the agreement with the receiving country does not allow this message (not_allowed_by_agreement)", body = ErrorEnvelope),
         (status = 408, description = "The body did not arrive within the read timeout (request_timeout)", body = ErrorEnvelope),
@@ -64,6 +65,7 @@ pub(super) fn routes() -> Routes {
 async fn submit_message(
     State(node): State<Arc<Node>>,
     principal: Option<axum::Extension<Principal>>,
+    officer: Option<axum::Extension<OfficerId>>,
     trail: AuditTrail,
     headers: HeaderMap,
     body: Body,
@@ -76,7 +78,8 @@ async fn submit_message(
     )
     .await?;
     let principal = principal.map(|p| p.0);
-    let submitted = submit::submit(&node, principal.as_ref(), doc)
+    let officer = officer.map(|o| o.0);
+    let submitted = submit::submit(&node, principal.as_ref(), officer.as_ref(), doc)
         .await
         .map_err(|e| match e {
             SubmitError::Refused(r) => ApiError::from(r),

@@ -387,6 +387,10 @@ pub struct AuditRecord {
     pub message_id: Option<String>,
     /// `ok` or `refused:<status>`.
     pub result: String,
+    /// The officer the caller acted for (its `On-Behalf-Of` header), as
+    /// sent; null when it named none.
+    #[schema(pattern = "^[A-Za-z0-9._:@+/-]{1,128}$")]
+    pub officer: Option<String>,
     #[schema(pattern = "^[0-9a-f]{64}$")]
     pub hash: String,
 }
@@ -402,6 +406,7 @@ impl From<&AuditRow> for AuditRecord {
             case_ref: r.case_ref.clone(),
             message_id: r.message_id.clone(),
             result: r.result.clone(),
+            officer: r.officer.clone(),
             hash: r.hash.clone(),
         }
     }

@@ -82,7 +82,7 @@ pub fn audit_page() -> Value {
     json!({"records": [{
         "seq": 1, "at": "2026-11-22T09:30:00Z", "actor": "kh-case-system", "role": "caseworker",
         "action": "message.submit", "case_ref": CASE, "message_id": ID, "result": "ok",
-        "hash": "abababababababababababababababababababababababababababababababab",
+        "officer": "officer-0042", "hash": "abababababababababababababababababababababababababababababababab",
     }], "next_cursor": 1})
 }
 

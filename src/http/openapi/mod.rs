@@ -11,16 +11,17 @@ use std::borrow::Cow;
 
 use axum::http::Method;
 use serde_json::{Value, json};
-use utoipa::openapi::path::{Operation, PathItem};
-use utoipa::openapi::schema::{Object, Schema};
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Schema};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
-    Content, Ref, RefOr, ResponseBuilder, Server, header::HeaderBuilder, schema::Type,
+    Content, Ref, RefOr, Required, ResponseBuilder, Server, header::HeaderBuilder, schema::Type,
 };
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::domain::access::Role;
 use crate::domain::message::{ENVELOPE_SCHEMA, PAYLOAD_SCHEMAS};
+use crate::domain::officer;
 use crate::protocol::ErrorEnvelope;
 
 /// The request body of a submission: `envelope.v1.json` as a submission
@@ -138,7 +139,10 @@ impl Document {
 
     /// A local API route: `roles` empty means public; otherwise the guard's
     /// answers (401, 403, 429) are documented from the rule it enforces.
+    /// Every local route takes the `On-Behalf-Of` header (the guard checks
+    /// it on each one).
     pub fn local(&mut self, method: &Method, path: &str, roles: &[Role], mut op: Operation) {
+        on_behalf_of(&mut op);
         if roles.is_empty() {
             op.security = Some(vec![SecurityRequirement::default()]);
         } else {
@@ -234,6 +238,40 @@ pub fn error(op: &mut Operation, status: u16, description: &str) {
         .content("application/json", error_content())
         .build();
     op.responses.responses.insert(key, response.into());
+}
+
+/// The `On-Behalf-Of` parameter and its refusal (400 `bad_officer`), added
+/// to the route's own 400 where it has one.
+fn on_behalf_of(op: &mut Operation) {
+    let schema = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(officer::MAX_LEN))
+        .pattern(Some(officer::PATTERN))
+        .build();
+    let parameter = ParameterBuilder::new()
+        .name("On-Behalf-Of")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(format!(
+            "The officer the caller acts for: an opaque id from the case system ({}), \
+             stored as sent in the audit record of the call",
+            officer::RULE
+        )))
+        .schema(Some(schema))
+        .build();
+    op.parameters
+        .get_or_insert_with(Vec::new)
+        .push(RefOr::T(parameter));
+    match op.responses.responses.get_mut("400") {
+        Some(RefOr::T(r)) => {
+            r.description = format!(
+                "{}; or a malformed On-Behalf-Of header (bad_officer)",
+                r.description
+            );
+        }
+        _ => error(op, 400, "A malformed On-Behalf-Of header (bad_officer)"),
+    }
 }
 
 fn rate_limited(op: &mut Operation) {
