@@ -48,6 +48,7 @@ use tx::{Arg, Script, WriteTx};
 use writer::Writer;
 
 use cases::*;
+pub use cases::{Direction, Exchanged};
 pub use claims::{Claimed, Outcome};
 use inbox::*;
 pub use inbox::{InboxRow, NewInbound, Received};

@@ -26,7 +26,7 @@ impl OutState {
         }
     }
 
-    fn parse(s: &str) -> Self {
+    pub(super) fn parse(s: &str) -> Self {
         match s {
             "queued" => Self::Queued,
             "delivering" => Self::Delivering,

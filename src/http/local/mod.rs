@@ -8,6 +8,7 @@ pub mod access;
 mod audit;
 mod cases;
 mod dashboard;
+mod evidence;
 mod inbox;
 mod messages;
 mod openapi;
@@ -40,6 +41,7 @@ fn routes() -> Routes {
         .merge(inbox::routes())
         .merge(cases::routes())
         .merge(search::routes())
+        .merge(evidence::routes())
         .merge(timers::routes())
         .merge(outbox::routes())
         .merge(audit::routes())

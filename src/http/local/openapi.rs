@@ -34,6 +34,7 @@ pub fn openapi_document() -> &'static str {
             .schema::<SchemaList>();
         super::cases::schemas(&mut doc);
         super::search::schemas(&mut doc);
+        super::evidence::schemas(&mut doc);
         super::timers::schemas(&mut doc);
         super::dashboard::schemas(&mut doc);
         crate::http::peer::schemas(&mut doc);
