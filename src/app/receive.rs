@@ -124,6 +124,8 @@ fn admit(node: &Node, sender: &str, arrival: Arrival) -> Result<NewInbound, Refu
             }
             r => info!(peer = %sender, code = r.code(), "refused a message from a peer"),
         })?;
+    // The receiver applies the agreement's consent rule itself.
+    node.admission().consent_inbound(&envelope)?;
     let body = arrival.text;
     let body_sha256 = hex::encode(Sha256::digest(body.as_bytes()));
     let now = node.clock.now_ms();

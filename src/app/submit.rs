@@ -10,6 +10,7 @@ use tracing::{Instrument, info};
 use super::node::Node;
 use crate::domain::access::Principal;
 use crate::domain::admission::Refusal;
+use crate::domain::consent::{self, Verdict};
 use crate::domain::lifecycle::CaseMessage;
 use crate::domain::officer::OfficerId;
 use crate::store::audit::AuditEntry;
@@ -32,6 +33,9 @@ pub struct Submitted {
     /// Whether the audit record was committed with the message (a fresh
     /// submission by a known caller); otherwise the caller writes it.
     pub audited: bool,
+    /// Payload pointers the gateway took out because the person did not
+    /// consent to sharing (the agreement's `minimal` rule).
+    pub withheld: Vec<String>,
 }
 
 /// Fills what the submitter may leave to the gateway: `message_id` (a new
@@ -76,10 +80,29 @@ pub async fn submit(
     fill_defaults(node, &mut doc);
     // The stored text first: admission then takes the document, and its
     // payload moves into the envelope instead of being copied.
-    let body = serde_json::to_string(&doc).expect("a JSON value serializes");
-    let envelope = node
+    let mut body = serde_json::to_string(&doc).expect("a JSON value serializes");
+    let mut envelope = node
         .admission()
         .admit_outbound(doc, officer, |peer| node.settings.peer(peer).is_some())?;
+    // Before anything is signed or stored: what the person did not consent
+    // to share does not leave, even into this node's outbox.
+    let (withheld, basis) = match node.admission().consent_outbound(&envelope)? {
+        Verdict::Minimal(patterns) => {
+            let required = node.registry.required_pointers(&envelope.message_type);
+            let mut payload = (*envelope.payload).clone();
+            let withheld = consent::reduce(&mut payload, &patterns, &required);
+            if !withheld.is_empty() {
+                let mut stored: Value =
+                    serde_json::from_str(&body).expect("the body was serialized from JSON");
+                stored["payload"] = payload.clone();
+                body = serde_json::to_string(&stored).expect("a JSON value serializes");
+                envelope.payload = std::sync::Arc::new(payload);
+            }
+            (withheld, None)
+        }
+        Verdict::Basis(basis) => (Vec::new(), Some(basis)),
+        Verdict::Shared | Verdict::Refused => (Vec::new(), None),
+    };
     let span = tracing::info_span!("submit", message_id = %envelope.message_id, case_ref = %envelope.case_ref);
     async move {
         let now = node.clock.now_ms();
@@ -104,7 +127,10 @@ pub async fn submit(
             action: "message.submit".to_string(),
             case_ref: Some(new.case_ref.clone()),
             message_id: Some(new.message_id.clone()),
-            result: "ok".to_string(),
+            // A message that crosses without consent says on what basis.
+            result: basis
+                .as_ref()
+                .map_or_else(|| "ok".to_string(), |b| format!("ok (lawful basis: {b})")),
             officer: officer.map(|o| o.as_str().to_string()),
         });
         let with_audit = audit.is_some();
@@ -117,12 +143,14 @@ pub async fn submit(
                     row,
                     fresh: true,
                     audited: with_audit,
+                    withheld,
                 })
             }
             Enqueued::Replay(row) => Ok(Submitted {
                 row,
                 fresh: false,
                 audited: false,
+                withheld,
             }),
             Enqueued::Refused(refusal) => Err(refusal.into()),
             Enqueued::Conflict(_) => Err(Refusal::DuplicateMessageId {

@@ -130,6 +130,8 @@ pub struct Agreement {
     /// A submission under this agreement must name the officer behind it
     /// (`On-Behalf-Of`).
     pub require_officer: bool,
+    /// What may cross when the person did not consent to sharing.
+    pub consent: super::consent::ConsentRule,
 }
 
 impl Agreement {
@@ -179,9 +181,24 @@ struct AgreementFile {
     retention_days: u32,
     #[serde(default)]
     signing: SigningFile,
+    #[serde(default)]
+    consent: ConsentFile,
     /// Read as any value so a non-boolean is refused naming this key.
     #[serde(default)]
     require_officer: Option<figment::value::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConsentFile {
+    /// `refuse` (default) or `minimal`.
+    #[serde(default)]
+    without: Option<String>,
+    /// `"<type>:<pointer>"`: x-personal fields kept under `minimal`.
+    #[serde(default)]
+    minimal: Vec<String>,
+    #[serde(default)]
+    lawful_bases: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -418,9 +435,8 @@ fn parse_agreement(
             expects,
         });
     }
-    let mut withheld = Vec::new();
-    for (i, entry) in raw.personal_data.withheld.iter().enumerate() {
-        let key = format!("personal_data.withheld[{i}]");
+    // `<type>:<pointer>` naming a field the type's schema marks x-personal.
+    let personal_field = |key: String, entry: &str| {
         let (t, pointer) = entry
             .split_once(':')
             .ok_or_else(|| invalid(key.clone(), format!("`{entry}`: write `<type>:<pointer>`")))?;
@@ -436,7 +452,39 @@ fn parse_agreement(
                 ),
             ));
         }
-        withheld.push((t.to_string(), pointer.to_string()));
+        Ok((t.to_string(), pointer.to_string()))
+    };
+    let mut withheld = Vec::new();
+    for (i, entry) in raw.personal_data.withheld.iter().enumerate() {
+        withheld.push(personal_field(
+            format!("personal_data.withheld[{i}]"),
+            entry,
+        )?);
+    }
+    let without = match raw.consent.without.as_deref() {
+        None | Some("refuse") => super::consent::Without::Refuse,
+        Some("minimal") => super::consent::Without::Minimal,
+        Some(other) => {
+            return Err(invalid(
+                "consent.without".into(),
+                format!("`{other}`: must be `refuse` or `minimal`"),
+            ));
+        }
+    };
+    let mut minimal = Vec::new();
+    for (i, entry) in raw.consent.minimal.iter().enumerate() {
+        minimal.push(personal_field(format!("consent.minimal[{i}]"), entry)?);
+    }
+    for (i, basis) in raw.consent.lawful_bases.iter().enumerate() {
+        if !super::consent::LAWFUL_BASES.contains(&basis.as_str()) {
+            return Err(invalid(
+                format!("consent.lawful_bases[{i}]"),
+                format!(
+                    "`{basis}` is not a lawful basis; known: {:?}",
+                    super::consent::LAWFUL_BASES
+                ),
+            ));
+        }
     }
     let require_officer = match &raw.require_officer {
         None => false,
@@ -459,6 +507,11 @@ fn parse_agreement(
         retention_days: raw.retention_days,
         signing_required: raw.signing.required,
         require_officer,
+        consent: super::consent::ConsentRule {
+            without,
+            minimal,
+            lawful_bases: raw.consent.lawful_bases,
+        },
     })
 }
 

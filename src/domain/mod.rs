@@ -6,6 +6,7 @@ pub mod access;
 pub mod admission;
 pub mod agreement;
 pub mod calendar;
+pub mod consent;
 pub mod deadline;
 pub mod ids;
 pub mod lifecycle;

@@ -14,6 +14,7 @@ mod support;
 
 mod cli;
 mod config;
+mod consent;
 mod corrections;
 mod crash;
 mod dashboard;

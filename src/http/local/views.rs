@@ -428,6 +428,12 @@ pub struct Accepted {
     pub state: DeliveryState,
     /// Where to follow it: `GET` this.
     pub status_url: String,
+    /// The person did not consent to sharing: these payload fields were
+    /// taken out (or, where the schema requires them, replaced by
+    /// `[withheld]`) before the message was signed and stored, as its
+    /// agreement's `consent.minimal` rule says.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<String>,
 }
 
 /// A `dead` or `rejected` message queued again.
