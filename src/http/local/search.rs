@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -38,38 +38,61 @@ pub(super) fn schemas(doc: &mut crate::http::openapi::Document) {
     doc.schema::<SearchPage>()
         .schema::<CaseSummary>()
         .schema::<SearchRequest>()
-        .schema::<DocumentQuery>();
+        .raw_schema("SearchRequest", search_request_schema());
 }
 
-/// Exactly one of `case_ref`, `receiver_case_number` or `document`, and
-/// optionally the page.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // the document's; the body is read by domain::search
-struct SearchRequest {
-    #[schema(min_length = 1, max_length = 128)]
-    case_ref: Option<String>,
-    /// The receiver's own case number, from its acknowledgement.
-    #[schema(min_length = 1, max_length = 128)]
-    receiver_case_number: Option<String>,
-    document: Option<DocumentQuery>,
-    /// 1 to 100 (default 20).
-    #[schema(minimum = 1, maximum = 100)]
-    limit: Option<i64>,
-    /// The `next` of the previous page.
-    after: Option<String>,
+/// The search body: exactly one of `case_ref`, `receiver_case_number` or
+/// `document`, and optionally the page. Its schema is written out in
+/// [`search_request_schema`] (a derived one cannot say "exactly one").
+struct SearchRequest;
+
+impl utoipa::PartialSchema for SearchRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::Object::new().into()
+    }
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct DocumentQuery {
-    #[serde(rename = "type")]
-    #[schema(pattern = "^(passport|national_id|travel_document)$")]
-    kind: String,
-    /// As printed; spaces, dashes and case do not matter.
-    #[schema(min_length = 1, max_length = 128)]
-    number: String,
+impl ToSchema for SearchRequest {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "SearchRequest".into()
+    }
+}
+
+fn search_request_schema() -> Value {
+    let form = |name: &str, schema: Value| {
+        serde_json::json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": [name],
+            "properties": {
+                name: schema,
+                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                    "description": "1 to 100 (default 20)"},
+                "after": {"type": "string", "maxLength": 128,
+                    "description": "The `next` of the previous page"},
+            },
+        })
+    };
+    let term = |description: &str| {
+        serde_json::json!({"type": "string", "minLength": 1, "maxLength": 128,
+            "pattern": "\\S", "description": description})
+    };
+    serde_json::json!({
+        "description": "Exactly one of case_ref, receiver_case_number or document, and optionally the page.",
+        "oneOf": [
+            form("case_ref", term("The case reference")),
+            form("receiver_case_number", term("The receiver's own case number, from its acknowledgement")),
+            form("document", serde_json::json!({
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["type", "number"],
+                "properties": {
+                    "type": {"type": "string", "enum": crate::domain::search::DOCUMENT_KINDS},
+                    "number": term("As printed; spaces, dashes and case do not matter"),
+                },
+            })),
+        ],
+    })
 }
 
 /// One page of cases found.
@@ -147,16 +170,23 @@ async fn search_cases(
     let Some(fields) = doc.as_object_mut() else {
         return Err(bad_search("", "the body must be a JSON object"));
     };
+    // As the document says: an integer (15.0 is one), a string; never null.
     let limit = match fields.remove("limit") {
-        None | Some(Value::Null) => DEFAULT_LIMIT,
+        None => DEFAULT_LIMIT,
         Some(v) => v
-            .as_i64()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| bad_search("/limit", format!("must be 1 to {MAX_LIMIT}")))?,
+            .as_f64()
+            .filter(|n| n.fract() == 0.0 && (1.0..=MAX_LIMIT as f64).contains(n))
+            .map(|n| n as i64)
+            .ok_or_else(|| {
+                bad_search(
+                    "/limit",
+                    format!("must be an integer from 1 to {MAX_LIMIT}"),
+                )
+            })?,
     };
     let after = match fields.remove("after") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) if s.len() <= 128 => s,
+        None => String::new(),
+        Some(Value::String(s)) if s.chars().count() <= 128 => s,
         Some(_) => return Err(bad_search("/after", "must be the `next` of a page")),
     };
     let query = SearchQuery::parse(&doc).map_err(|e| bad_search(&e.pointer, e.message))?;
