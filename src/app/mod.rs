@@ -12,3 +12,4 @@ pub mod retention;
 pub mod submit;
 pub mod timers;
 pub mod wake;
+pub mod withdrawal;

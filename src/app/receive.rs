@@ -5,11 +5,12 @@
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use super::node::Node;
 use crate::clock::rfc3339_ms;
 use crate::domain::admission::Refusal;
+use crate::domain::consent;
 use crate::domain::deadline::{Side, Timed};
 use crate::domain::lifecycle::CaseMessage;
 use crate::protocol::{AnswerDue, Receipt};
@@ -57,7 +58,18 @@ pub async fn receive_many(
     let mut admitted: Vec<NewInbound> = Vec::new();
     let mut slots = Vec::new();
     for arrival in arrivals {
-        match admit(node, sender, arrival) {
+        // The case's consent, for a message silent on it (read before
+        // admission; a referral.notify starts its case).
+        let case_withheld = match (
+            arrival.doc["type"].as_str(),
+            arrival.doc["case_ref"].as_str(),
+        ) {
+            (Some(t), Some(case_ref)) if t != "referral.notify" => {
+                consent::case_withheld(&node.store.case_history(case_ref).await?)
+            }
+            _ => false,
+        };
+        match admit(node, sender, arrival, case_withheld) {
             Ok(new) => {
                 slots.push(results.len());
                 admitted.push(new);
@@ -70,7 +82,13 @@ pub async fn receive_many(
         let stored = node.store.receive_many(&admitted).await?;
         for ((slot, new), one) in slots.into_iter().zip(&admitted).zip(stored) {
             let span = tracing::info_span!("receive", message_id = %new.message_id, case_ref = %new.case_ref, peer = %sender);
-            results[slot] = Some(span.in_scope(|| settle(node, new, one)));
+            let judged = span.in_scope(|| settle(node, new, one));
+            if matches!(&judged, Ok(a) if a.fresh) && withdraws(new) {
+                super::withdrawal::reduce_received(node, sender, new)
+                    .instrument(span)
+                    .await?;
+            }
+            results[slot] = Some(judged);
         }
     }
     Ok(results
@@ -113,7 +131,12 @@ fn verify_signature(node: &Node, sender: &str, arrival: &Arrival) -> Result<(), 
 
 /// Admits one envelope from `sender` and builds what the store commits,
 /// receipt included.
-fn admit(node: &Node, sender: &str, arrival: Arrival) -> Result<NewInbound, Refusal> {
+fn admit(
+    node: &Node,
+    sender: &str,
+    arrival: Arrival,
+    case_withheld: bool,
+) -> Result<NewInbound, Refusal> {
     verify_signature(node, sender, &arrival)?;
     let envelope = node
         .admission()
@@ -125,7 +148,7 @@ fn admit(node: &Node, sender: &str, arrival: Arrival) -> Result<NewInbound, Refu
             r => info!(peer = %sender, code = r.code(), "refused a message from a peer"),
         })?;
     // The receiver applies the agreement's consent rule itself.
-    node.admission().consent_inbound(&envelope)?;
+    node.admission().consent_inbound(&envelope, case_withheld)?;
     let body = arrival.text;
     let body_sha256 = hex::encode(Sha256::digest(body.as_bytes()));
     let now = node.clock.now_ms();
@@ -175,6 +198,12 @@ fn admit(node: &Node, sender: &str, arrival: Arrival) -> Result<NewInbound, Refu
         signature: arrival.signature,
         timer,
     })
+}
+
+/// Whether a message withdraws its case's consent to sharing.
+fn withdraws(new: &NewInbound) -> bool {
+    new.message_type == "referral.update"
+        && consent::stated(&new.case_message.payload) == Some(false)
 }
 
 /// What the store's answer for one message means for its sender.

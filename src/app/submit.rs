@@ -86,7 +86,14 @@ pub async fn submit(
         .admit_outbound(doc, officer, |peer| node.settings.peer(peer).is_some())?;
     // Before anything is signed or stored: what the person did not consent
     // to share does not leave, even into this node's outbox.
-    let (withheld, basis) = match node.admission().consent_outbound(&envelope)? {
+    // A message silent on consent follows its case: after a withdrawal,
+    // nothing more of the person crosses than the agreement allows.
+    let case_withheld = envelope.message_type != "referral.notify"
+        && consent::case_withheld(&node.store.case_history(&envelope.case_ref).await?);
+    let (withheld, basis) = match node
+        .admission()
+        .consent_outbound(&envelope, case_withheld)?
+    {
         Verdict::Minimal(patterns) => {
             let required = node.registry.required_pointers(&envelope.message_type);
             let mut payload = (*envelope.payload).clone();

@@ -114,6 +114,7 @@ fn refusal_code(e: &ExportError) -> &'static str {
     match e {
         ExportError::NoSuchCase { .. } => "not_found",
         ExportError::Purged { .. } => "case_purged",
+        ExportError::Reduced { .. } => "case_reduced",
         ExportError::Incomplete { .. } => "incomplete",
         ExportError::SignerNode { .. } => "signer_mismatch",
         ExportError::Store(_) => "store_unavailable",

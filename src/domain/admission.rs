@@ -230,7 +230,13 @@ pub struct Admission<'a> {
 impl Admission<'_> {
     /// The consent rule of the agreement with `peer` applied to an envelope
     /// this node sends: as it is, on a lawful basis, reduced, or refused.
-    pub fn consent_outbound(&self, envelope: &Envelope) -> Result<Verdict, Refusal> {
+    /// `case_withheld`: the case's consent stands withdrawn
+    /// ([`consent::case_withheld`] of its history).
+    pub fn consent_outbound(
+        &self,
+        envelope: &Envelope,
+        case_withheld: bool,
+    ) -> Result<Verdict, Refusal> {
         let Some(agreement) = self.agreements.between(self.country, &envelope.to) else {
             return Ok(Verdict::Shared);
         };
@@ -242,6 +248,7 @@ impl Admission<'_> {
                 &envelope.message_type,
                 &envelope.payload,
                 &personal,
+                case_withheld,
             )
             .map_err(|e| Refusal::LawfulBasis {
                 message: e.to_string(),
@@ -256,7 +263,7 @@ impl Admission<'_> {
 
     /// The same rule applied to an envelope from a peer: what the sender
     /// should have withheld is refused, not stored.
-    pub fn consent_inbound(&self, envelope: &Envelope) -> Result<(), Refusal> {
+    pub fn consent_inbound(&self, envelope: &Envelope, case_withheld: bool) -> Result<(), Refusal> {
         let Some(agreement) = self.agreements.between(self.country, &envelope.from) else {
             return Ok(());
         };
@@ -272,6 +279,7 @@ impl Admission<'_> {
                 &envelope.message_type,
                 &envelope.payload,
                 &personal,
+                case_withheld,
             )
             .map_err(|e| Refusal::LawfulBasis {
                 message: e.to_string(),

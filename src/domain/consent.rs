@@ -69,17 +69,39 @@ pub fn withheld(payload: &Value) -> bool {
     payload["consent"]["to_share_information"] == Value::Bool(false)
 }
 
+/// What a payload says of consent to sharing, if anything (a
+/// `referral.notify` always; a `referral.update` when it changes it).
+pub fn stated(payload: &Value) -> Option<bool> {
+    payload["consent"]["to_share_information"].as_bool()
+}
+
+/// Whether a case's consent to sharing stands withdrawn: what its latest
+/// message that said anything of it said (a `referral.update` with
+/// `consent.to_share_information: false` withdraws it; one with `true`
+/// gives it again).
+pub fn case_withheld(history: &[crate::domain::lifecycle::CaseMessage]) -> bool {
+    history
+        .iter()
+        .rev()
+        .find_map(|m| stated(&m.payload))
+        .is_some_and(|shared| !shared)
+}
+
 impl ConsentRule {
     /// Judges a payload of `message_type` under this rule of `agreement`;
     /// `personal` are the type's personal patterns.
+    /// `case_withheld`: the case's consent stands withdrawn (a message
+    /// that says nothing of consent follows the case; one that says
+    /// follows itself).
     pub fn judge(
         &self,
         agreement: &str,
         message_type: &str,
         payload: &Value,
         personal: &[String],
+        case_withheld: bool,
     ) -> Result<Verdict, BasisError> {
-        if !withheld(payload) {
+        if !stated(payload).map_or(case_withheld, |shared| !shared) {
             return Ok(Verdict::Shared);
         }
         if let Some(basis) = payload["consent"]["lawful_basis"].as_str() {
@@ -95,21 +117,34 @@ impl ConsentRule {
             }
             return Ok(Verdict::Basis(basis.to_string()));
         }
+        // The notice of a withdrawal always crosses (the peer must learn
+        // of it), with nothing personal beyond what the rule allows.
+        let notice = message_type == "referral.update" && payload["reason"] == "consent_changed";
+        if notice {
+            return Ok(Verdict::Minimal(
+                self.withheld_patterns(message_type, personal),
+            ));
+        }
         Ok(match self.without {
             Without::Refuse => Verdict::Refused,
-            Without::Minimal => Verdict::Minimal(
-                personal
-                    .iter()
-                    .filter(|p| {
-                        !self
-                            .minimal
-                            .iter()
-                            .any(|(t, kept)| t == message_type && kept == *p)
-                    })
-                    .cloned()
-                    .collect(),
-            ),
+            Without::Minimal => Verdict::Minimal(self.withheld_patterns(message_type, personal)),
         })
+    }
+
+    /// The personal patterns of `message_type` that do not cross without
+    /// consent: all of them under `refuse`, those not listed under `minimal`.
+    pub fn withheld_patterns(&self, message_type: &str, personal: &[String]) -> Vec<String> {
+        personal
+            .iter()
+            .filter(|p| {
+                self.without == Without::Refuse
+                    || !self
+                        .minimal
+                        .iter()
+                        .any(|(t, kept)| t == message_type && kept == *p)
+            })
+            .cloned()
+            .collect()
     }
 }
 
@@ -241,11 +276,23 @@ mod tests {
     fn consent_given_shares_and_withheld_refuses_by_default() {
         let rule = ConsentRule::default();
         assert_eq!(
-            rule.judge("kh-th", "referral.notify", &payload(true), &personal()),
+            rule.judge(
+                "kh-th",
+                "referral.notify",
+                &payload(true),
+                &personal(),
+                false
+            ),
             Ok(Verdict::Shared)
         );
         assert_eq!(
-            rule.judge("kh-th", "referral.notify", &payload(false), &personal()),
+            rule.judge(
+                "kh-th",
+                "referral.notify",
+                &payload(false),
+                &personal(),
+                false
+            ),
             Ok(Verdict::Refused)
         );
     }
@@ -255,7 +302,7 @@ mod tests {
         let rule = minimal_rule();
         let mut p = payload(false);
         let Ok(Verdict::Minimal(patterns)) =
-            rule.judge("kh-th", "referral.notify", &p, &personal())
+            rule.judge("kh-th", "referral.notify", &p, &personal(), false)
         else {
             panic!("minimal");
         };
@@ -275,27 +322,70 @@ mod tests {
     }
 
     #[test]
+    fn a_message_silent_on_consent_follows_its_case() {
+        let rule = ConsentRule::default();
+        let silent = json!({"person": {"name_latin": "Test Person"}});
+        assert_eq!(
+            rule.judge(
+                "kh-th",
+                "family-tracing.request",
+                &silent,
+                &personal(),
+                false
+            ),
+            Ok(Verdict::Shared)
+        );
+        assert_eq!(
+            rule.judge(
+                "kh-th",
+                "family-tracing.request",
+                &silent,
+                &personal(),
+                true
+            ),
+            Ok(Verdict::Refused)
+        );
+        // The notice of a withdrawal crosses even under `refuse`, reduced.
+        let notice = json!({"reason": "consent_changed", "consent": {"to_share_information": false, "recorded_by": "x"}});
+        assert_eq!(
+            rule.judge("kh-th", "referral.update", &notice, &personal(), false),
+            Ok(Verdict::Minimal(personal()))
+        );
+        // One that gives consent again follows itself.
+        assert_eq!(
+            rule.judge(
+                "kh-th",
+                "referral.update",
+                &payload(true),
+                &personal(),
+                true
+            ),
+            Ok(Verdict::Shared)
+        );
+    }
+
+    #[test]
     fn a_lawful_basis_must_be_named_and_hold() {
         let rule = minimal_rule();
         let mut p = payload(false);
         p["consent"]["lawful_basis"] = json!("vital_interest");
         assert_eq!(
-            rule.judge("kh-th", "referral.notify", &p, &personal()),
+            rule.judge("kh-th", "referral.notify", &p, &personal(), false),
             Ok(Verdict::Basis("vital_interest".into()))
         );
         p["consent"]["lawful_basis"] = json!("legal_obligation");
         assert!(matches!(
-            rule.judge("kh-th", "referral.notify", &p, &personal()),
+            rule.judge("kh-th", "referral.notify", &p, &personal(), false),
             Err(BasisError::NotNamed { .. })
         ));
         p["consent"]["lawful_basis"] = json!("best_interests_of_child");
         assert_eq!(
-            rule.judge("kh-th", "referral.notify", &p, &personal()),
+            rule.judge("kh-th", "referral.notify", &p, &personal(), false),
             Err(BasisError::NotAChild)
         );
         p["person"]["estimated_age"] = json!(15);
         assert_eq!(
-            rule.judge("kh-th", "referral.notify", &p, &personal()),
+            rule.judge("kh-th", "referral.notify", &p, &personal(), false),
             Ok(Verdict::Basis("best_interests_of_child".into()))
         );
     }

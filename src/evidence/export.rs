@@ -29,6 +29,11 @@ pub enum ExportError {
          the envelopes' signed bytes are gone, so no evidence bundle can be made"
     )]
     Purged { case_ref: String, at: String },
+    #[error(
+        "case {case_ref}: the person withdrew consent, and the payloads this node received were reduced at {at}; \
+         the envelopes' signed bytes are gone, so no evidence bundle can be made here (the sender still has them)"
+    )]
+    Reduced { case_ref: String, at: String },
     #[error("case {case_ref}: the store holds no {what} of message {message_id}")]
     Incomplete {
         case_ref: String,
@@ -65,6 +70,12 @@ pub async fn export(
     }
     if let Some(at) = store.purged_at(case_ref).await? {
         return Err(ExportError::Purged {
+            case_ref: case_ref.to_string(),
+            at: crate::clock::rfc3339_ms(at),
+        });
+    }
+    if let Some(at) = store.consent_reduced_at(case_ref).await? {
+        return Err(ExportError::Reduced {
             case_ref: case_ref.to_string(),
             at: crate::clock::rfc3339_ms(at),
         });

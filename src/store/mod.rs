@@ -37,6 +37,7 @@ mod search;
 mod sql;
 pub mod timers;
 mod tx;
+mod withdrawal;
 mod writer;
 
 use std::sync::Arc;

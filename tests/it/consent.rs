@@ -284,3 +284,104 @@ fn the_loader_refuses_a_bad_consent_rule_naming_file_and_key() {
         .to_string();
     assert!(e.contains("consent.lawful_bases[1]"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawal_mid_case_reduces_what_the_peer_holds_and_governs_later_messages() {
+    let p = pair(REFUSE, REFUSE).await;
+    let th = api(&p.pki, "TH", p.th.api_addr);
+    let kh = api(&p.pki, "KH", p.kh.api_addr);
+    let case = case_ref("TH", "KH", 1);
+    // Consent given: the referral crosses whole.
+    let mut first = without_consent(1);
+    first["payload"]["consent"]["to_share_information"] = json!(true);
+    assert_eq!(th.submit(&first).await.unwrap().status, 202);
+    assert_eq!(
+        step_one(&p.th_worker, &th, &id_of(&first)).await["state"],
+        "delivered"
+    );
+    let held =
+        p.kh.node
+            .store
+            .inbound(&id_of(&first))
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(held.body.contains(NAME_LATIN));
+
+    // The person withdraws it.
+    let withdrawal = envelope(
+        "referral.update",
+        "TH",
+        "KH",
+        &case,
+        None,
+        json!({
+            "reason": "consent_changed",
+            "summary": "The person no longer agrees to share information.",
+            "consent": {"to_share_information": false, "withdrawn": true,
+                "recorded_by": "Synthetic social worker", "recorded_at": "2026-11-23T08:00:00Z"},
+        }),
+    );
+    let r = th.submit(&withdrawal).await.unwrap();
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(
+        step_one(&p.th_worker, &th, &id_of(&withdrawal)).await["state"],
+        "delivered"
+    );
+
+    // KH holds no more of the person than the agreement allows without
+    // consent: nothing personal (a required name keeps its place).
+    let held =
+        p.kh.node
+            .store
+            .inbound(&id_of(&first))
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(
+        !held.body.contains(NAME_LATIN) && !held.body.contains(NAME_NATIVE),
+        "{}",
+        held.body
+    );
+    assert!(!held.body.contains("N0000009"), "document numbers too");
+    let body: Value = serde_json::from_str(&held.body).unwrap();
+    assert_eq!(body["payload"]["person"]["name_latin"], "[withheld]");
+    assert_eq!(
+        body["payload"]["person"]["sex"], first["payload"]["person"]["sex"],
+        "non-personal fields stay"
+    );
+    let inbox: String = read_inbox(&kh).await.iter().map(Value::to_string).collect();
+    assert!(!inbox.contains(NAME_LATIN) && !inbox.contains(NAME_NATIVE));
+    // Both case views say since when; both sides audited it.
+    for side in [&th, &kh] {
+        let view = side.case(&case).await.unwrap().body;
+        assert!(view["consent_withheld_since"].is_string(), "{view}");
+    }
+    let audit = kh
+        .with_token(ADMIN_TOKEN)
+        .audit(Some(&case))
+        .await
+        .unwrap()
+        .body;
+    assert!(audit.to_string().contains("consent.withdrawn"), "{audit}");
+    // A later message silent on consent follows the case.
+    let later = update("TH", "KH", &case, 2);
+    let r = th.submit(&later).await.unwrap();
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "consent_withheld");
+    // KH's evidence of the case is gone with the bytes; TH still has its own.
+    let e = Api::send(
+        kh.with_token(ADMIN_TOKEN)
+            .request(reqwest::Method::GET, &format!("/v1/cases/{case}/evidence")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (e.status, e.body["error"]["code"].as_str()),
+        (409, Some("case_reduced")),
+        "{}",
+        e.body
+    );
+    p.th.stop().await;
+    p.kh.stop().await;
+}

@@ -13,9 +13,11 @@ use utoipa::ToSchema;
 use super::access::Routes;
 use super::views::{CaseEvent, CorrectionRef, MessageStatus, Timer};
 use crate::app::node::Node;
+use crate::clock::rfc3339_ms;
 use crate::domain::access::Principal;
 use crate::domain::access::Role::{self, *};
 use crate::domain::admission::{corrected_payload, is_correction};
+use crate::domain::consent;
 use crate::domain::lifecycle::{self, CaseMessage, CaseState};
 use crate::http::error::ApiError;
 use crate::http::openapi::example;
@@ -50,6 +52,11 @@ struct CaseView {
     events: Vec<CaseEvent>,
     /// Every message of the case this node sent or received, in time order.
     timeline: Vec<MessageStatus>,
+    /// While the person's consent to sharing stands withheld or withdrawn:
+    /// since when (the message that said so). Later messages of the case
+    /// cross only as the agreement allows without consent.
+    #[schema(format = DateTime)]
+    consent_withheld_since: Option<String>,
     /// Caseworker role only: each corrected message's payload as sent
     /// (kept unchanged) and with every correction applied in order.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,6 +139,25 @@ async fn case_timeline(
         let corrections = corrections_of(view.message_id(), &history);
         view.set_corrected_by(corrections);
     }
+    let consent_withheld_since = consent::case_withheld(&history)
+        .then(|| {
+            history
+                .iter()
+                .rev()
+                .find(|m| consent::stated(&m.payload).is_some())
+                .and_then(|m| {
+                    out.iter()
+                        .find(|r| r.message_id == m.message_id)
+                        .map(|r| r.submitted_at)
+                        .or_else(|| {
+                            inb.iter()
+                                .find(|r| r.message_id == m.message_id)
+                                .map(|r| r.received_at)
+                        })
+                })
+                .map(rfc3339_ms)
+        })
+        .flatten();
     let timers = node.store.case_timers(&case_ref).await?;
     let events = node.store.case_events(&case_ref).await?;
     let corrected_documents = principal
@@ -145,6 +171,7 @@ async fn case_timeline(
         events: events.iter().map(CaseEvent::from).collect(),
         timeline: timeline.into_iter().map(|(_, v)| v).collect(),
         corrected_documents,
+        consent_withheld_since,
         case_ref,
     })
     .into_response())

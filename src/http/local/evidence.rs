@@ -35,6 +35,9 @@ impl From<ExportError> for ApiError {
             ExportError::Purged { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "case_purged", e.to_string())
             }
+            ExportError::Reduced { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "case_reduced", e.to_string())
+            }
             ExportError::Incomplete { .. } | ExportError::SignerNode { .. } => {
                 tracing::error!(error = %e, "cannot export a case's evidence");
                 ApiError::new(
@@ -63,7 +66,7 @@ impl From<ExportError> for ApiError {
     responses(
         (status = 200, description = "The bundle (also what `homeward evidence export` writes)", body = Bundle),
         (status = 404, description = "No message of this case here (not_found)", body = ErrorEnvelope),
-        (status = 409, description = "The case's payloads were purged under its agreement's retention (case_purged), or this node has no signing key (no_signing_key)", body = ErrorEnvelope),
+        (status = 409, description = "The case's payloads were purged under its agreement's retention (case_purged) or reduced after the person withdrew consent (case_reduced), or this node has no signing key (no_signing_key)", body = ErrorEnvelope),
         (status = 500, description = "The store holds a message of the case without its envelope, or the signing certificate names another node (internal)", body = ErrorEnvelope),
         (status = 503, description = "The store could not be reached (store_unavailable)", body = ErrorEnvelope),
     ),
