@@ -29,7 +29,7 @@ fn agreements_with(dir: &Path, name: &str, consent: &str) -> PathBuf {
 
 struct Pair2 {
     pki: Pki,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
     kh: homeward::gateway::RunningGateway,
     th: homeward::gateway::RunningGateway,
     th_worker: std::sync::Arc<homeward::app::delivery::Worker>,
@@ -48,7 +48,7 @@ async fn pair(th_consent: &str, kh_consent: &str) -> Pair2 {
     let (th, th_worker) = start_manual(th_s, th_l).await;
     Pair2 {
         pki,
-        _data: data,
+        data,
         kh,
         th,
         th_worker,
@@ -72,6 +72,31 @@ fn without_consent(n: usize) -> Value {
     m["payload"]["person"]["identity_documents"] =
         json!([{"type": "passport", "number": "N0000009"}]);
     m
+}
+
+/// No planted name in clear in any of KH's SQLite files (the database, its
+/// WAL, the lock); a PostgreSQL run has no files here to read.
+fn kh_files_clean(data: &Path) {
+    if std::env::var("HOMEWARD_TEST_STORE").as_deref() == Ok("postgres") {
+        return;
+    }
+    let mut scanned = 0;
+    for entry in std::fs::read_dir(data).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.starts_with("kh") || path.is_dir() {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        scanned += 1;
+        for needle in [NAME_LATIN, NAME_NATIVE, "N0000009"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "`{needle}` in clear in {name}"
+            );
+        }
+    }
+    assert!(scanned > 0);
 }
 
 fn id_of(m: &Value) -> String {
@@ -352,6 +377,7 @@ async fn a_withdrawal_mid_case_reduces_what_the_peer_holds_and_governs_later_mes
     );
     let inbox: String = read_inbox(&kh).await.iter().map(Value::to_string).collect();
     assert!(!inbox.contains(NAME_LATIN) && !inbox.contains(NAME_NATIVE));
+    kh_files_clean(p.data.path());
     // Both case views say since when; both sides audited it.
     for side in [&th, &kh] {
         let view = side.case(&case).await.unwrap().body;
