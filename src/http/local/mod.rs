@@ -6,6 +6,7 @@
 
 pub mod access;
 mod audit;
+mod batch;
 mod cases;
 mod dashboard;
 mod inbox;
@@ -36,6 +37,7 @@ fn routes() -> Routes {
     service::routes()
         .merge(dashboard::routes())
         .merge(messages::routes())
+        .merge(batch::routes())
         .merge(inbox::routes())
         .merge(cases::routes())
         .merge(timers::routes())
@@ -50,7 +52,8 @@ pub fn rules() -> Vec<RouteRule> {
 }
 
 pub fn router(node: Arc<Node>) -> Router {
-    let limit = node.settings.local_api.max_body_bytes;
+    let api = &node.settings.local_api;
+    let limit = api.max_body_bytes.max(api.max_batch_bytes());
     routes()
         .into_router(&node)
         .fallback(not_found)

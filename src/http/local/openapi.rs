@@ -28,10 +28,12 @@ pub fn openapi_document() -> &'static str {
             .schema::<TimerPage>()
             .schema::<AuditPage>()
             .schema::<Accepted>()
+            .schema::<MessageBatchResults>()
             .schema::<Requeued>()
             .schema::<ValidationReport>()
             .schema::<Health>()
             .schema::<SchemaList>();
+        doc.schema::<super::batch::MessageBatch>();
         super::cases::schemas(&mut doc);
         super::timers::schemas(&mut doc);
         super::dashboard::schemas(&mut doc);
