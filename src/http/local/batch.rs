@@ -142,9 +142,8 @@ async fn submit_batch(
             }
         }
     }
-    let principal = principal.map(|p| p.0);
-    let officer = officer.map(|o| o.0);
-    let judged = submit::submit_batch(&node, principal.as_ref(), officer.as_ref(), docs).await?;
+    let judged =
+        submit::submit_batch(&node, principal.map(|p| p.0), officer.map(|o| o.0), docs).await?;
     let mut written = false;
     for ((index, judged), named) in slots.into_iter().zip(judged).zip(named) {
         results[index] = Some(match judged {
