@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use homeward::app::submit::LOCAL_BATCH_MAX;
 use homeward::config::Settings;
 use homeward::gateway::RunningGateway;
+use homeward::http::local::openapi_document;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -125,6 +126,14 @@ fn submit_records(page: &Value) -> Vec<Record> {
         .collect();
     records.sort();
     records
+}
+
+#[test]
+fn the_document_states_the_batch_limit() {
+    let doc: Value = serde_json::from_str(openapi_document()).unwrap();
+    let messages = &doc["components"]["schemas"]["MessageBatch"]["properties"]["messages"];
+    assert_eq!(messages["maxItems"], LOCAL_BATCH_MAX);
+    assert_eq!(messages["minItems"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -429,6 +438,18 @@ async fn a_body_that_is_not_a_batch_is_refused_whole_and_nothing_is_stored() {
         "{}",
         r.body
     );
+    // Nested deeper than a message may be: that message alone.
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let body = format!(
+        "{{\"messages\": [{deep}, {}]}}",
+        serde_json::to_string(&one).unwrap()
+    );
+    let r = post("application/json", body.into_bytes()).await;
+    assert_eq!(
+        outcomes(&r),
+        [(400, "malformed_json".to_string()), (202, String::new())]
+    );
+    assert_eq!(th.outbox_rows().await, 1);
     // Items that are not objects are refused each on its own, as the
     // single route refuses such a body.
     let r = post(
@@ -445,7 +466,7 @@ async fn a_body_that_is_not_a_batch_is_refused_whole_and_nothing_is_stored() {
         );
     }
     assert_eq!(results(&r).len(), 5);
-    assert_eq!(th.outbox_rows().await, 0, "nothing stored");
+    assert_eq!(th.outbox_rows().await, 1, "nothing else stored");
     th.gateway.stop().await;
 }
 

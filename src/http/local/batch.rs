@@ -127,7 +127,14 @@ async fn submit_batch(
                 ),
             ))
         } else {
-            serde_json::from_str::<Value>(raw.get()).map_err(malformed_json)
+            // Its syntax held in the body; what fails here is its depth.
+            serde_json::from_str::<Value>(raw.get()).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    format!("the message is not valid JSON: {e}"),
+                )
+            })
         };
         match parsed {
             Ok(doc) => {
