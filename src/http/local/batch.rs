@@ -116,6 +116,7 @@ async fn submit_batch(
     let mut docs = Vec::with_capacity(n);
     let mut slots = Vec::with_capacity(n);
     let mut named = Vec::with_capacity(n);
+    let mut early = Vec::new();
     for (index, raw) in messages.into_iter().enumerate() {
         let parsed = if raw.get().len() > settings.max_body_bytes {
             Err(ApiError::new(
@@ -144,13 +145,18 @@ async fn submit_batch(
                 results.push(None);
             }
             Err(e) => {
-                trail.settled(None, None, e.status);
+                early.push(e.status);
                 results.push(Some(refused(index, e)));
             }
         }
     }
     let judged =
         submit::submit_batch(&node, principal.map(|p| p.0), officer.map(|o| o.0), docs).await?;
+    // Audited once the batch is answered (on a store failure the caller
+    // gets the 503 instead, audited as such, and never sees these).
+    for status in early {
+        trail.settled(None, None, status);
+    }
     let mut written = false;
     for ((index, judged), named) in slots.into_iter().zip(judged).zip(named) {
         results[index] = Some(match judged {
