@@ -69,7 +69,7 @@ pub struct MessageBatch {
     responses(
         (status = 200, description = "One result per message, in order: 202 (committed now, or before for a resubmission) or the refusal the single route would have given; a message over local_api.max_body_bytes is refused on its own (413 body_too_large)",
             body = MessageBatchResults, example = json!(example::message_batch_results())),
-        (status = 400, description = "Not JSON (malformed_json), or not {\"messages\": [1 to 500 envelopes]} (bad_batch: not an object, no messages array, an unknown field, no message or more than 500; details[0].pointer is /messages)",
+        (status = 400, description = "Not JSON (malformed_json), or not {\"messages\": [1 to 500 envelopes]} (bad_batch: not an object or an unknown field, details[0].pointer \"\" (the body); no messages array, no message or more than 500, details[0].pointer /messages, keyword type, required, minItems or maxItems)",
             body = ErrorEnvelope, example = json!(example::bad_batch())),
         (status = 408, description = "The body did not arrive within the read timeout (request_timeout)", body = ErrorEnvelope),
         (status = 413, description = "Body larger than local_api.max_batch_bytes (body_too_large); nothing was accepted", body = ErrorEnvelope),
