@@ -320,6 +320,10 @@ pub struct TokenSettings {
     pub role: crate::domain::access::Role,
     /// Hex SHA-256 of the bearer token; the token itself is never stored.
     pub sha256: String,
+    /// Role `embassy` only, and required for it: the country whose
+    /// nationals the mission serves; it sees only their cases.
+    #[serde(default)]
+    pub serves: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -330,6 +334,27 @@ pub struct ClientCertSettings {
     pub role: crate::domain::access::Role,
     /// The certificate's subject as `homeward` prints it, e.g. `CN=kh-cms, O=MOSVY`.
     pub subject: String,
+    /// As for tokens: the nationality an `embassy` certificate serves.
+    #[serde(default)]
+    pub serves: Option<String>,
+}
+
+/// An embassy serves one known country; nobody else serves any.
+fn check_serves(role: crate::domain::access::Role, serves: &Option<String>) -> Result<(), String> {
+    use crate::domain::access::Role;
+    match (role, serves) {
+        (Role::Embassy, None) => {
+            Err("an embassy must say whose nationals it serves, e.g. serves = \"KH\"".into())
+        }
+        (Role::Embassy, Some(cc)) if !is_known_country(cc) => {
+            Err(format!("`{cc}` is not a known country"))
+        }
+        (Role::Embassy, Some(_)) | (_, None) => Ok(()),
+        (other, Some(_)) => Err(format!(
+            "only an embassy serves a nationality, not a {}",
+            other.as_str()
+        )),
+    }
 }
 
 impl std::fmt::Debug for TokenSettings {
@@ -568,6 +593,12 @@ impl Settings {
                     "must be 64 hex digits (see `homeward token-hash`)".into(),
                 ));
             }
+            check_serves(token.role, &token.serves)
+                .map_err(|m| invalid(&format!("tokens[{i}].serves"), m))?;
+        }
+        for (i, cert) in self.client_certs.iter().enumerate() {
+            check_serves(cert.role, &cert.serves)
+                .map_err(|m| invalid(&format!("client_certs[{i}].serves"), m))?;
         }
         Ok(())
     }

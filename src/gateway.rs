@@ -144,6 +144,7 @@ impl Gateway {
                     Principal {
                         name: t.name.clone(),
                         role: t.role,
+                        serves: t.serves.clone(),
                     },
                 )
             })
@@ -161,6 +162,7 @@ impl Gateway {
                     Principal {
                         name: c.name.clone(),
                         role: c.role,
+                        serves: c.serves.clone(),
                     },
                 )
             })

@@ -12,7 +12,7 @@
 //!  7  tools        demo · devnet · bench                 (CLI and tests only)
 //!  6  composition  gateway · cli
 //!  5  http         local (by resource) · peer · error · serve
-//!  4  app          node · submit · receive · delivery · timers · alerts · retention
+//!  4  app          node · submit · receive · delivery · timers · alerts · retention · evidence
 //!  3  infra        config · tls · signing · store · telemetry · ratelimit
 //!  2  domain       ids · message · agreement · lifecycle · calendar · deadline · admission · access
 //!  1  foundations  clock · protocol
@@ -51,6 +51,8 @@
 //!    - [`app::timers`], [`app::alerts`], [`app::retention`]: deadlines and
 //!      SLA figures, the operator webhook, the purge of old payloads.
 //!    - [`app::reload`]: new certificates, CRLs and agreements without a restart.
+//!    - [`evidence`]: a case's signed messages, receipts, chains and audit
+//!      records as one bundle, and its offline verification.
 //! 5. HTTP adapters (axum)
 //!    - [`http::local`]: the API this country's systems use, one module per resource.
 //!    - [`http::peer`]: the gateway-to-gateway API (mutual TLS 1.3).
@@ -67,6 +69,7 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod domain;
+pub mod evidence;
 pub mod gateway;
 pub mod http;
 pub mod protocol;

@@ -36,6 +36,9 @@ const DOCUMENT_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x24
 pub enum Purpose {
     Envelope,
     Receipt,
+    /// The manifest of a case's evidence bundle (`crate::evidence`), signed
+    /// by the node that exported it.
+    Evidence,
 }
 
 impl Purpose {
@@ -43,6 +46,7 @@ impl Purpose {
         match self {
             Self::Envelope => "homeward-envelope+jws",
             Self::Receipt => "homeward-receipt+jws",
+            Self::Evidence => "homeward-evidence+jws",
         }
     }
 }
@@ -97,6 +101,8 @@ pub struct Signer {
     /// The encoded header for each purpose: the same for every signature.
     envelope_header: String,
     receipt_header: String,
+    evidence_header: String,
+    chain: Vec<CertificateDer<'static>>,
     node: Option<String>,
 }
 
@@ -148,8 +154,10 @@ impl Signer {
         Ok(Self {
             envelope_header: header(Purpose::Envelope),
             receipt_header: header(Purpose::Receipt),
+            evidence_header: header(Purpose::Evidence),
             key,
             node: tls::node_of(leaf),
+            chain,
         })
     }
 
@@ -158,11 +166,17 @@ impl Signer {
         self.node.as_deref()
     }
 
+    /// The signing certificate, then any intermediates (what `x5c` carries).
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+
     /// The detached JWS over `bytes`.
     pub fn sign(&self, purpose: Purpose, bytes: &[u8]) -> String {
         let header = match purpose {
             Purpose::Envelope => &self.envelope_header,
             Purpose::Receipt => &self.receipt_header,
+            Purpose::Evidence => &self.evidence_header,
         };
         let input = signing_input(header, bytes);
         let signature = self.key.sign(input.as_bytes());
@@ -203,6 +217,16 @@ pub fn verify(
     parsed.check_signature(bytes)?;
     let node = parsed.check_chain(trusted, crls, at)?;
     parsed.signed_by(node, expected, parsed.leaf_sha256())
+}
+
+/// The certificate chain a signature's header carries (`x5c`), signing
+/// certificate first, not judged: what an evidence bundle lists as the
+/// chains its signatures used.
+pub fn chain_of(
+    jws: &str,
+    purpose: Purpose,
+) -> Result<Vec<CertificateDer<'static>>, SignatureError> {
+    Ok(Parsed::of(jws, purpose)?.chain)
 }
 
 /// Verifies signatures as [`verify`] does, remembering for a while each

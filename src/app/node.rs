@@ -142,6 +142,15 @@ impl Node {
         }
     }
 
+    /// The keyed hashes of the search terms a message yields (its
+    /// documents, the receiver's case number), to store with it.
+    pub fn search_digests(&self, message_type: &str, payload: &serde_json::Value) -> Vec<String> {
+        crate::domain::search::terms_of(message_type, payload)
+            .iter()
+            .map(|t| self.store.search_digest(t))
+            .collect()
+    }
+
     /// When a message submitted now stops being retried.
     pub fn delivery_deadline(&self, now: i64) -> i64 {
         let ms = i64::try_from(

@@ -124,6 +124,8 @@ fn admit(node: &Node, sender: &str, arrival: Arrival) -> Result<NewInbound, Refu
             }
             r => info!(peer = %sender, code = r.code(), "refused a message from a peer"),
         })?;
+    // The receiver applies the agreement's consent rule itself.
+    node.admission().consent_inbound(&envelope)?;
     let body = arrival.text;
     let body_sha256 = hex::encode(Sha256::digest(body.as_bytes()));
     let now = node.clock.now_ms();
@@ -158,6 +160,7 @@ fn admit(node: &Node, sender: &str, arrival: Arrival) -> Result<NewInbound, Refu
         .as_ref()
         .map(|s| s.sign(Purpose::Receipt, receipt.as_bytes()));
     Ok(NewInbound {
+        search: node.search_digests(&envelope.message_type, &envelope.payload),
         case_message: CaseMessage::from(&envelope),
         message_id,
         case_ref: envelope.case_ref,

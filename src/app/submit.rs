@@ -12,6 +12,7 @@ use tracing::{Instrument, info};
 use super::node::Node;
 use crate::domain::access::Principal;
 use crate::domain::admission::Refusal;
+use crate::domain::consent::{self, Verdict};
 use crate::domain::lifecycle::CaseMessage;
 use crate::domain::officer::OfficerId;
 use crate::store::audit::AuditEntry;
@@ -34,6 +35,9 @@ pub struct Submitted {
     /// Whether the audit record was committed with the message (a fresh
     /// submission by a known caller); otherwise the caller writes it.
     pub audited: bool,
+    /// Payload pointers the gateway took out because the person did not
+    /// consent to sharing (the agreement's `minimal` rule).
+    pub withheld: Vec<String>,
 }
 
 /// Fills what the submitter may leave to the gateway: `message_id` (a new
@@ -67,14 +71,18 @@ pub async fn submit(
     officer: Option<&OfficerId>,
     doc: Value,
 ) -> Result<Submitted, SubmitError> {
-    let (new, audit) = prepare(node, principal, officer, doc, node.clock.now_ms())?;
+    let Prepared {
+        new,
+        audit,
+        withheld,
+    } = prepare(node, principal, officer, doc, node.clock.now_ms())?;
     let span =
         tracing::info_span!("submit", message_id = %new.message_id, case_ref = %new.case_ref);
     async move {
         let message_id = new.message_id.clone();
         let audited = audit.is_some();
         let enqueued = node.store.enqueue_audited(new, audit).await?;
-        let submitted = settle(&message_id, enqueued, audited)?;
+        let submitted = settle(&message_id, enqueued, audited, withheld)?;
         if submitted.fresh {
             node.metrics.submitted.inc();
             node.wake.notify_one();
@@ -137,12 +145,18 @@ pub async fn submit_batch(
             Err(refusal) => results.push(Some(Err(refusal))),
         }
     }
-    let stored = node.store.enqueue_batch(&admitted).await?;
+    let stored = {
+        let items: Vec<_> = admitted
+            .iter()
+            .map(|p| (&p.new, p.audit.as_ref()))
+            .collect();
+        node.store.enqueue_batch(&items).await?
+    };
     let mut fresh = 0;
-    for ((slot, (new, audit)), enqueued) in slots.into_iter().zip(&admitted).zip(stored) {
-        let span =
-            tracing::info_span!("submit", message_id = %new.message_id, case_ref = %new.case_ref);
-        let judged = span.in_scope(|| settle(&new.message_id, enqueued, audit.is_some()));
+    for ((slot, p), enqueued) in slots.into_iter().zip(admitted).zip(stored) {
+        let span = tracing::info_span!("submit", message_id = %p.new.message_id, case_ref = %p.new.case_ref);
+        let judged =
+            span.in_scope(|| settle(&p.new.message_id, enqueued, p.audit.is_some(), p.withheld));
         fresh += u64::from(judged.as_ref().is_ok_and(|s| s.fresh));
         results[slot] = Some(judged);
     }
@@ -159,15 +173,16 @@ pub async fn submit_batch(
 }
 
 /// Fills the defaults of `doc`, admits it on its own terms (schema,
-/// sender, parties, agreement, officer, peer) and makes the outbox row and
-/// audit record the store judges against the case.
+/// sender, parties, agreement, officer, peer), keeps out of it what the
+/// person did not consent to share, and makes the outbox row and audit
+/// record the store judges against the case.
 fn prepare(
     node: &Node,
     principal: Option<&Principal>,
     officer: Option<&OfficerId>,
     mut doc: Value,
     now: i64,
-) -> Result<(NewOutbound, Option<AuditEntry>), Refusal> {
+) -> Result<Prepared, Refusal> {
     if !doc.is_object() {
         return Err(Refusal::NotAnObject);
     }
@@ -179,10 +194,29 @@ fn prepare(
     fill_defaults(node, &mut doc);
     // The stored text first: admission then takes the document, and its
     // payload moves into the envelope instead of being copied.
-    let body = serde_json::to_string(&doc).expect("a JSON value serializes");
-    let envelope = node
+    let mut body = serde_json::to_string(&doc).expect("a JSON value serializes");
+    let mut envelope = node
         .admission()
         .admit_outbound(doc, officer, |peer| node.settings.peer(peer).is_some())?;
+    // Before anything is signed or stored: what the person did not consent
+    // to share does not leave, even into this node's outbox.
+    let (withheld, basis) = match node.admission().consent_outbound(&envelope)? {
+        Verdict::Minimal(patterns) => {
+            let required = node.registry.required_pointers(&envelope.message_type);
+            let mut payload = (*envelope.payload).clone();
+            let withheld = consent::reduce(&mut payload, &patterns, &required);
+            if !withheld.is_empty() {
+                let mut stored: Value =
+                    serde_json::from_str(&body).expect("the body was serialized from JSON");
+                stored["payload"] = payload.clone();
+                body = serde_json::to_string(&stored).expect("a JSON value serializes");
+                envelope.payload = std::sync::Arc::new(payload);
+            }
+            (withheld, None)
+        }
+        Verdict::Basis(basis) => (Vec::new(), Some(basis)),
+        Verdict::Shared | Verdict::Refused => (Vec::new(), None),
+    };
     let new = NewOutbound {
         message_id: envelope.message_id.to_string(),
         case_ref: envelope.case_ref.clone(),
@@ -195,6 +229,7 @@ fn prepare(
         submitted_at: now,
         deadline_at: node.delivery_deadline(now),
         case_message: CaseMessage::from(&envelope),
+        search: node.search_digests(&envelope.message_type, &envelope.payload),
     };
     let audit = principal.map(|p| AuditEntry {
         at: now,
@@ -203,15 +238,37 @@ fn prepare(
         action: "message.submit".to_string(),
         case_ref: Some(new.case_ref.clone()),
         message_id: Some(new.message_id.clone()),
-        result: "ok".to_string(),
+        // A message that crosses without consent says on what basis.
+        result: basis
+            .as_ref()
+            .map_or_else(|| "ok".to_string(), |b| format!("ok (lawful basis: {b})")),
         officer: officer.map(|o| o.as_str().to_string()),
     });
-    Ok((new, audit))
+    Ok(Prepared {
+        new,
+        audit,
+        withheld,
+    })
+}
+
+/// A submission admitted on its own terms, for the store to judge against
+/// its case.
+#[derive(Debug)]
+struct Prepared {
+    new: NewOutbound,
+    audit: Option<AuditEntry>,
+    /// What consent kept out of its payload ([`Submitted::withheld`]).
+    withheld: Vec<String>,
 }
 
 /// The answer to one submission from what the store made of it; `audited`
 /// says whether it carried its audit record (written only if it was new).
-fn settle(message_id: &str, enqueued: Enqueued, audited: bool) -> Result<Submitted, Refusal> {
+fn settle(
+    message_id: &str,
+    enqueued: Enqueued,
+    audited: bool,
+    withheld: Vec<String>,
+) -> Result<Submitted, Refusal> {
     match enqueued {
         Enqueued::New(row) => {
             info!(peer = %row.peer, message_type = %row.message_type, "queued");
@@ -219,12 +276,14 @@ fn settle(message_id: &str, enqueued: Enqueued, audited: bool) -> Result<Submitt
                 row,
                 fresh: true,
                 audited,
+                withheld,
             })
         }
         Enqueued::Replay(row) => Ok(Submitted {
             row,
             fresh: false,
             audited: false,
+            withheld,
         }),
         Enqueued::Refused(refusal) => Err(refusal),
         Enqueued::Conflict(_) => Err(Refusal::DuplicateMessageId {

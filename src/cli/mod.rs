@@ -3,6 +3,7 @@
 
 mod bench;
 mod check;
+mod evidence;
 mod reload;
 mod store_ops;
 
@@ -18,6 +19,7 @@ use crate::config::Settings;
 use crate::gateway::Gateway;
 
 use bench::BenchCommand;
+use evidence::EvidenceCommand;
 use store_ops::{AuditCommand, OutboxCommand, TimersCommand};
 
 #[derive(Parser, Debug)]
@@ -102,6 +104,12 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// A case's evidence bundle: export it from a node's store, or verify
+    /// one offline with the countries' CA certificates.
+    Evidence {
+        #[command(subcommand)]
+        command: EvidenceCommand,
     },
     /// Make the running gateway reread its certificates, keys, peer CAs,
     /// CRLs and agreements (as `SIGHUP` does): checked here first, and not
@@ -222,6 +230,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Validate { files, json } => check::validate(&files, json),
         Command::Bench { command } => bench::run(command),
+        Command::Evidence { command } => evidence::run(command),
         Command::Outbox { command } => store_ops::outbox_command(command),
         Command::Timers { command } => store_ops::timers_command(command),
         Command::CheckConfig { config } => check::check_config(&config),

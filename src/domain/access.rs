@@ -38,6 +38,23 @@ impl Role {
 pub struct Principal {
     pub name: String,
     pub role: Role,
+    /// An embassy's nationality: it sees only cases of that country's
+    /// nationals (the case's origin, second in its reference).
+    pub serves: Option<String>,
+}
+
+impl Principal {
+    /// Whether this caller may know that `case_ref` exists: everyone but an
+    /// embassy, and an embassy for its own nationals' cases.
+    pub fn may_see_case(&self, case_ref: &str) -> bool {
+        match (&self.role, &self.serves) {
+            (Role::Embassy, Some(cc)) => {
+                crate::domain::ids::CaseRef::parse(case_ref).is_some_and(|c| c.origin() == cc)
+            }
+            (Role::Embassy, None) => false,
+            _ => true,
+        }
+    }
 }
 
 /// Tokens are configured and looked up by their SHA-256 (hex), never kept

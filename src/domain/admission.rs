@@ -13,6 +13,7 @@
 use serde_json::Value;
 
 use super::agreement::{AgreementBook, AgreementError};
+use super::consent::{self, Verdict};
 use super::lifecycle::{self, CaseMessage, CaseState, LifecycleError};
 use super::message::{Envelope, MessageError, SchemaRegistry};
 use super::officer::{self, OfficerId};
@@ -53,6 +54,22 @@ pub enum Refusal {
     },
     #[error("this gateway has no peer {peer} configured")]
     UnknownPeer { peer: String },
+    /// The payload records that the person did not consent to sharing, and
+    /// the agreement sends nothing without consent.
+    #[error(
+        "consent.to_share_information is false and agreement `{agreement}` sends no {message_type} without consent (consent.without = \"refuse\"); declare a lawful basis the agreement names, or record consent"
+    )]
+    ConsentWithheld {
+        agreement: String,
+        message_type: String,
+    },
+    /// A peer sent what its agreement withholds without consent.
+    #[error(
+        "consent.to_share_information is false, and agreement `{agreement}` does not let `{pointer}` cross without consent"
+    )]
+    ConsentViolation { agreement: String, pointer: String },
+    #[error("{message}")]
+    LawfulBasis { message: String },
     /// The agreement (`require_officer`) wants every submission to name the
     /// officer behind it, and this one named none.
     #[error(
@@ -115,6 +132,9 @@ impl Refusal {
             Self::Withheld { .. } => "personal_data_withheld",
             Self::UnknownPeer { .. } => "unknown_peer",
             Self::OfficerRequired { .. } => "officer_required",
+            Self::ConsentWithheld { .. } => "consent_withheld",
+            Self::ConsentViolation { .. } => "consent_violation",
+            Self::LawfulBasis { .. } => "lawful_basis_invalid",
             Self::Lifecycle(e) => e.code(),
             Self::Correction(CorrectionError::TargetRequired) => "correction_target_required",
             Self::Correction(CorrectionError::UnknownTarget { .. }) => "correction_target_unknown",
@@ -150,6 +170,21 @@ impl Refusal {
                 format!("/payload{pointer}"),
                 "agreement_withheld",
                 "remove this field: the agreement withholds it",
+            )],
+            Self::ConsentWithheld { .. } => vec![Detail::at(
+                "/payload/consent/to_share_information",
+                "consent",
+                "the person did not consent to sharing",
+            )],
+            Self::ConsentViolation { pointer, .. } => vec![Detail::at(
+                format!("/payload{pointer}"),
+                "consent",
+                "withheld without consent under the agreement",
+            )],
+            Self::LawfulBasis { .. } => vec![Detail::at(
+                "/payload/consent/lawful_basis",
+                "lawful_basis",
+                "a basis the agreement names, and that holds for this person",
             )],
             Self::OfficerRequired { .. } => vec![Detail {
                 pointer: None,
@@ -193,6 +228,63 @@ pub struct Admission<'a> {
 }
 
 impl Admission<'_> {
+    /// The consent rule of the agreement with `peer` applied to an envelope
+    /// this node sends: as it is, on a lawful basis, reduced, or refused.
+    pub fn consent_outbound(&self, envelope: &Envelope) -> Result<Verdict, Refusal> {
+        let Some(agreement) = self.agreements.between(self.country, &envelope.to) else {
+            return Ok(Verdict::Shared);
+        };
+        let personal = self.registry.personal_pointers(&envelope.message_type);
+        match agreement
+            .consent
+            .judge(
+                &agreement.id,
+                &envelope.message_type,
+                &envelope.payload,
+                &personal,
+            )
+            .map_err(|e| Refusal::LawfulBasis {
+                message: e.to_string(),
+            })? {
+            Verdict::Refused => Err(Refusal::ConsentWithheld {
+                agreement: agreement.id.clone(),
+                message_type: envelope.message_type.clone(),
+            }),
+            verdict => Ok(verdict),
+        }
+    }
+
+    /// The same rule applied to an envelope from a peer: what the sender
+    /// should have withheld is refused, not stored.
+    pub fn consent_inbound(&self, envelope: &Envelope) -> Result<(), Refusal> {
+        let Some(agreement) = self.agreements.between(self.country, &envelope.from) else {
+            return Ok(());
+        };
+        let personal = self.registry.personal_pointers(&envelope.message_type);
+        let violation = |pointer: String| Refusal::ConsentViolation {
+            agreement: agreement.id.clone(),
+            pointer,
+        };
+        match agreement
+            .consent
+            .judge(
+                &agreement.id,
+                &envelope.message_type,
+                &envelope.payload,
+                &personal,
+            )
+            .map_err(|e| Refusal::LawfulBasis {
+                message: e.to_string(),
+            })? {
+            Verdict::Shared | Verdict::Basis(_) => Ok(()),
+            Verdict::Refused => Err(violation("/consent/to_share_information".into())),
+            Verdict::Minimal(patterns) => match consent::carried(&envelope.payload, &patterns) {
+                Some(pointer) => Err(violation(pointer)),
+                None => Ok(()),
+            },
+        }
+    }
+
     /// An envelope from `sender` that carries no signature: taken from a
     /// peer that does not sign yet, refused once their agreement says both
     /// sides sign.

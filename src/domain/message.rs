@@ -339,6 +339,55 @@ pub fn personal_pointers(schema: &Value) -> Vec<String> {
     out.into_iter().collect()
 }
 
+/// JSON pointers (into a payload) of every property its parent object
+/// requires, array items as `*`, following what [`personal_pointers`]
+/// follows: where a field withheld for want of consent must stay, with a
+/// placeholder, for the message to remain valid.
+pub fn required_pointers(schema: &Value) -> Vec<String> {
+    fn walk(
+        root: &Value,
+        node: &Value,
+        path: String,
+        out: &mut std::collections::BTreeSet<String>,
+        depth: usize,
+    ) {
+        if depth > 32 {
+            return;
+        }
+        let node = resolve(root, node);
+        for name in node
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            out.insert(format!("{path}/{name}"));
+        }
+        if let Some(props) = node.get("properties").and_then(Value::as_object) {
+            for (name, sub) in props {
+                walk(root, sub, format!("{path}/{name}"), out, depth + 1);
+            }
+        }
+        if let Some(items) = node.get("items") {
+            walk(root, items, format!("{path}/*"), out, depth + 1);
+        }
+        for key in ["allOf", "anyOf", "oneOf"] {
+            for sub in node
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                walk(root, sub, path.clone(), out, depth + 1);
+            }
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(schema, schema, String::new(), &mut out, 0);
+    out.into_iter().collect()
+}
+
 fn resolve<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
     match node.get("$ref").and_then(Value::as_str) {
         Some(r) if r.starts_with("#/") => root.pointer(&r[1..]).unwrap_or(node),
@@ -410,6 +459,17 @@ pub fn pointer_present(doc: &Value, pointer: &str) -> bool {
 }
 
 impl SchemaRegistry {
+    /// Pointers `message_type`'s schemas require (any version).
+    pub fn required_pointers(&self, message_type: &str) -> Vec<String> {
+        self.payloads
+            .iter()
+            .filter(|((t, _), _)| t == message_type)
+            .flat_map(|(_, s)| required_pointers(&s.source))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
     /// Personal-data pointers of the latest version of `message_type`.
     pub fn personal_pointers(&self, message_type: &str) -> Vec<String> {
         self.payloads

@@ -108,6 +108,9 @@ impl From<Refusal> for ApiError {
             Refusal::WrongSender { .. }
             | Refusal::UnknownPeer { .. }
             | Refusal::CaseParties { .. }
+            | Refusal::ConsentWithheld { .. }
+            | Refusal::ConsentViolation { .. }
+            | Refusal::LawfulBasis { .. }
             | Refusal::Correction(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Refusal::Lifecycle(_) | Refusal::DuplicateMessageId { .. } => StatusCode::CONFLICT,
             // Whatever is wrong with a signature, the message is not

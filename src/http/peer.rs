@@ -96,7 +96,7 @@ pub fn schemas(doc: &mut crate::http::openapi::Document) {
         (status = 409, description = "The case's state does not allow the message, in_reply_to is wrong, or message_id was used for other content", body = ErrorEnvelope),
         (status = 413, description = "Body larger than peer_api.max_body_bytes (body_too_large)", body = ErrorEnvelope),
         (status = 415, description = "Content-Type is not application/json", body = ErrorEnvelope),
-        (status = 422, description = "Wrong sender for this certificate (wrong_sender), a case reference that does not name the two countries (case_ref_mismatch), or a correction that names no message of the case or a field its message does not have; nothing stored", body = ErrorEnvelope),
+        (status = 422, description = "A payload that carries what the agreement withholds when the person did not consent to sharing (consent_violation, details[0].pointer says which field) or an invalid lawful basis (lawful_basis_invalid); wrong sender for this certificate (wrong_sender), a case reference that does not name the two countries (case_ref_mismatch), or a correction that names no message of the case or a field its message does not have; nothing stored", body = ErrorEnvelope),
         (status = 503, description = "The store could not be reached (store_unavailable); nothing was accepted, retry later", body = ErrorEnvelope),
     ),
 )]

@@ -35,10 +35,31 @@ pub struct AuditRow {
     pub result: String,
     /// The officer the caller acted for, if it named one.
     pub officer: Option<String>,
+    /// The hash of the row before it in the whole chain.
+    pub prev_hash: String,
     pub hash: String,
 }
 
-fn chain_hash(prev: &str, seq: i64, e: &AuditEntry) -> String {
+impl AuditRow {
+    /// What the row records, without its place in the chain.
+    pub fn entry(&self) -> AuditEntry {
+        AuditEntry {
+            at: self.at,
+            actor: self.actor.clone(),
+            role: self.role.clone(),
+            action: self.action.clone(),
+            case_ref: self.case_ref.clone(),
+            message_id: self.message_id.clone(),
+            result: self.result.clone(),
+            officer: self.officer.clone(),
+        }
+    }
+}
+
+/// The hash of row `seq` recording `e` after a row whose hash is `prev`.
+/// Public so that a copy of some rows (an evidence bundle) can be checked
+/// without the database.
+pub fn chain_hash(prev: &str, seq: i64, e: &AuditEntry) -> String {
     // Length-prefixed fields: no two different rows hash the same text.
     // The officer, a later field, is hashed only when there is one, after
     // the others: a row without one hashes as every row did before the
@@ -199,6 +220,7 @@ impl Store {
                 case_ref: r.get("case_ref"),
                 message_id: r.get("message_id"),
                 result: r.get("result"),
+                prev_hash: r.get("prev_hash"),
                 officer: r.get("officer"),
                 hash: r.get("hash"),
             })

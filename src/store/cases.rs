@@ -115,7 +115,80 @@ pub(super) fn push_case_log<'a>(
     );
 }
 
+/// Which way a message of a case went, seen from this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Sent,
+    Received,
+}
+
+/// One message of a case as this node exchanged it, with what proves it:
+/// the envelope's exact bytes (opened), the sender's signature, and the
+/// receipt with its signature (for a sent message, once delivered).
+#[derive(Debug, Clone)]
+pub struct Exchanged {
+    /// The case log's order: the order this node committed the case's
+    /// messages in, which its lifecycle replays.
+    pub seq: i64,
+    pub direction: Direction,
+    pub message_id: String,
+    pub message_type: String,
+    /// The other node: the receiver of a sent message, the sender of a
+    /// received one.
+    pub peer: String,
+    /// Missing only if the store lost it; a retention skeleton after a purge.
+    pub body: Option<String>,
+    pub signature: Option<String>,
+    pub receipt: Option<String>,
+    pub receipt_signature: Option<String>,
+    /// A sent message's delivery state.
+    pub state: Option<OutState>,
+}
+
 impl Store {
+    /// Every message of the case this node sent or received, in the case
+    /// log's order, with its bytes, signatures and receipt.
+    pub async fn case_exchange(&self, case_ref: &str) -> Result<Vec<Exchanged>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT l.seq, l.direction, l.message_id, o.state, COALESCE(o.type, i.type) AS type, \
+             COALESCE(o.peer, i.sender) AS peer, COALESCE(ob.body, i.body) AS body, \
+             COALESCE(o.signature, i.signature) AS signature, COALESCE(o.receipt, i.receipt) AS receipt, \
+             COALESCE(o.receipt_signature, i.receipt_signature) AS receipt_signature FROM case_log l \
+             LEFT JOIN outbox o ON l.direction = 'out' AND o.message_id = l.message_id \
+             LEFT JOIN outbox_body ob ON ob.seq = o.seq \
+             LEFT JOIN inbox i ON l.direction = 'in' AND i.message_id = l.message_id \
+             WHERE l.case_ref = $1 ORDER BY l.seq",
+        )
+        .bind(case_ref)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let message_id: String = r.get("message_id");
+                let body = r
+                    .get::<Option<String>, _>("body")
+                    .map(|sealed| self.sealer.open(&message_id, &sealed))
+                    .transpose()?;
+                Ok(Exchanged {
+                    seq: r.get("seq"),
+                    direction: if r.get::<&str, _>("direction") == "out" {
+                        Direction::Sent
+                    } else {
+                        Direction::Received
+                    },
+                    message_type: r.get::<Option<String>, _>("type").unwrap_or_default(),
+                    peer: r.get::<Option<String>, _>("peer").unwrap_or_default(),
+                    body,
+                    signature: r.get("signature"),
+                    receipt: r.get("receipt"),
+                    receipt_signature: r.get("receipt_signature"),
+                    state: r.get::<Option<&str>, _>("state").map(OutState::parse),
+                    message_id,
+                })
+            })
+            .collect()
+    }
+
     /// The case's state on this node, if the case exists.
     pub async fn case_state(&self, case_ref: &str) -> Result<Option<CaseState>, StoreError> {
         let history = self.case_history(case_ref).await?;

@@ -24,6 +24,8 @@ pub struct NewInbound {
     pub case_message: CaseMessage,
     /// The "answer due" timer this message opens.
     pub timer: Option<NewTimer>,
+    /// Keyed hashes of the search terms the message yields.
+    pub search: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -200,6 +202,14 @@ impl Store {
                     .iter()
                     .map(|m| (m.case_ref.as_str(), m.message_id.as_str())),
                 "in",
+            );
+            super::search::push_search(
+                &mut writes,
+                self.backend,
+                fresh
+                    .iter()
+                    .flat_map(|m| m.search.iter().map(|d| (m.case_ref.as_str(), d.as_str())))
+                    .collect(),
             );
             let timers: Vec<&NewTimer> = fresh.iter().filter_map(|m| m.timer.as_ref()).collect();
             timers::push_timers(&mut writes, self.backend, &timers);

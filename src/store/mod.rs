@@ -33,6 +33,7 @@ pub mod lock;
 mod outbox;
 pub mod retention;
 pub mod seal;
+mod search;
 mod sql;
 pub mod timers;
 mod tx;
@@ -47,6 +48,7 @@ use tx::{Arg, Script, WriteTx};
 use writer::Writer;
 
 use cases::*;
+pub use cases::{Direction, Exchanged};
 pub use claims::{Claimed, Outcome};
 use inbox::*;
 pub use inbox::{InboxRow, NewInbound, Received};

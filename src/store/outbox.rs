@@ -26,7 +26,7 @@ impl OutState {
         }
     }
 
-    fn parse(s: &str) -> Self {
+    pub(super) fn parse(s: &str) -> Self {
         match s {
             "queued" => Self::Queued,
             "delivering" => Self::Delivering,
@@ -52,6 +52,8 @@ pub struct NewOutbound {
     pub deadline_at: i64,
     /// What the lifecycle checks.
     pub case_message: CaseMessage,
+    /// Keyed hashes of the search terms the message yields.
+    pub search: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -269,6 +271,14 @@ pub(super) async fn enqueue_group(
                 .map(|(m, _)| (m.case_ref.as_str(), m.message_id.as_str())),
             "out",
         );
+        super::search::push_search(
+            &mut writes,
+            backend,
+            fresh
+                .iter()
+                .flat_map(|(m, _)| m.search.iter().map(|d| (m.case_ref.as_str(), d.as_str())))
+                .collect(),
+        );
         if let Some(tail) = tail {
             audit::push_append(&mut writes, backend, tail, &audits);
         }
@@ -334,13 +344,12 @@ impl Store {
     /// a failed group's submissions one by one.
     pub async fn enqueue_batch(
         &self,
-        items: &[(NewOutbound, Option<audit::AuditEntry>)],
+        items: &[(&NewOutbound, Option<&audit::AuditEntry>)],
     ) -> Result<Vec<Enqueued>, StoreError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let items: Vec<_> = items.iter().map(|(m, a)| (m, a.as_ref())).collect();
-        group::commit(&self.write, self.backend, &self.sealer, &items).await
+        group::commit(&self.write, self.backend, &self.sealer, items).await
     }
 
     pub async fn outbound(&self, message_id: &str) -> Result<Option<OutboxRow>, StoreError> {

@@ -39,6 +39,15 @@ fn skeleton(body: &str, purged_at: i64) -> Option<String> {
 }
 
 impl Store {
+    /// When the case's payloads were purged (unix ms), if they were.
+    pub async fn purged_at(&self, case_ref: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT purged_at FROM purged_cases WHERE case_ref = $1")
+            .bind(case_ref)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(|r| r.get("purged_at")))
+    }
+
     /// Final (closed or withdrawn) cases, not yet purged, whose last message
     /// is older than `cutoff_of(case_ref)` (unix ms).
     pub async fn purge_candidates(
@@ -115,6 +124,11 @@ impl Store {
                     .await?;
             }
         }
+        // What was found by its documents is found no more.
+        sqlx::query("DELETE FROM case_search WHERE case_ref = $1")
+            .bind(&c.case_ref)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("INSERT INTO purged_cases (case_ref, state, purged_at) VALUES ($1, $2, $3)")
             .bind(&c.case_ref)
             .bind(&c.state)

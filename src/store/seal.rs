@@ -24,6 +24,11 @@ pub struct EncryptionSettings {
     /// Id of the key new rows are sealed with.
     pub active_key: String,
     pub keys: Vec<KeySettings>,
+    /// Id of the key the case search's keyed hashes derive from (default:
+    /// `active_key`). Pin it before rotating the active key: entries made
+    /// under another search key are not found.
+    #[serde(default)]
+    pub search_key: Option<String>,
 }
 
 /// One key: 32 bytes as 64 hex digits, read from a file or an environment
@@ -44,6 +49,8 @@ pub enum SealError {
     Key { id: String, message: String },
     #[error("`encryption.active_key` names `{0}`, which is not among `encryption.keys`")]
     NoActiveKey(String),
+    #[error("`encryption.search_key` names `{0}`, which is not among `encryption.keys`")]
+    NoSearchKey(String),
     #[error("a stored body is sealed with key `{0}`, which is not configured")]
     UnknownKey(String),
     #[error("a stored body does not decrypt (wrong key or tampered row)")]
@@ -53,6 +60,8 @@ pub enum SealError {
 pub struct Sealer {
     active: String,
     keys: BTreeMap<String, Aes256Gcm>,
+    /// Keyed hashes of search terms (`search_digest`).
+    search: ring::hmac::Key,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -64,15 +73,24 @@ impl std::fmt::Debug for Sealer {
     }
 }
 
-fn parse_key(id: &str, text: &str) -> Result<Aes256Gcm, SealError> {
+fn parse_key(id: &str, text: &str) -> Result<(Aes256Gcm, Vec<u8>), SealError> {
     let bytes = hex::decode(text.trim()).map_err(|_| SealError::Key {
         id: id.to_string(),
         message: "must be 64 hex digits (see `homeward keygen`)".into(),
     })?;
-    Aes256Gcm::new_from_slice(&bytes).map_err(|_| SealError::Key {
+    let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| SealError::Key {
         id: id.to_string(),
         message: format!("must be 32 bytes, got {}", bytes.len()),
-    })
+    })?;
+    Ok((cipher, bytes))
+}
+
+/// The search key derived from a sealing key's bytes: never the AES key
+/// itself, so neither use can weaken the other.
+fn search_key_of(bytes: &[u8]) -> ring::hmac::Key {
+    let derive = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes);
+    let tag = ring::hmac::sign(&derive, b"homeward case search v1");
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, tag.as_ref())
 }
 
 /// A new random key as hex, for `homeward keygen` and tests.
@@ -85,6 +103,7 @@ pub fn new_key_hex() -> String {
 impl Sealer {
     pub fn from_settings(s: &EncryptionSettings) -> Result<Self, SealError> {
         let mut keys = BTreeMap::new();
+        let mut raw = BTreeMap::new();
         for k in &s.keys {
             let text = match (&k.file, &k.env) {
                 (Some(path), None) => {
@@ -110,25 +129,41 @@ impl Sealer {
                     message: "id must be non-empty and contain no `:`".into(),
                 });
             }
-            keys.insert(k.id.clone(), parse_key(&k.id, &text)?);
+            let (cipher, bytes) = parse_key(&k.id, &text)?;
+            keys.insert(k.id.clone(), cipher);
+            raw.insert(k.id.clone(), bytes);
         }
         if !keys.contains_key(&s.active_key) {
             return Err(SealError::NoActiveKey(s.active_key.clone()));
         }
+        let search_id = s.search_key.as_ref().unwrap_or(&s.active_key);
+        let search = raw
+            .get(search_id)
+            .map(|b| search_key_of(b))
+            .ok_or_else(|| SealError::NoSearchKey(search_id.clone()))?;
         Ok(Self {
             active: s.active_key.clone(),
             keys,
+            search,
         })
     }
 
     /// A sealer with one fresh random key (benchmarks).
     pub fn ephemeral() -> Self {
         let id = "ephemeral".to_string();
-        let key = parse_key(&id, &new_key_hex()).expect("a fresh key is valid");
+        let (key, bytes) = parse_key(&id, &new_key_hex()).expect("a fresh key is valid");
         Self {
             active: id.clone(),
             keys: BTreeMap::from([(id, key)]),
+            search: search_key_of(&bytes),
         }
+    }
+
+    /// The keyed hash (HMAC-SHA256, hex) of a search term: what the store
+    /// keeps and looks up, so the database never holds a searchable
+    /// document number, and a copy of it without the key finds nothing.
+    pub fn search_digest(&self, term: &str) -> String {
+        hex::encode(ring::hmac::sign(&self.search, term.as_bytes()).as_ref())
     }
 
     /// Seals `plaintext`, bound to `aad` (the message id).
@@ -203,6 +238,7 @@ mod tests {
                     }
                 })
                 .collect(),
+            search_key: None,
         }
     }
 
@@ -236,12 +272,14 @@ mod tests {
                 file: Some(dir.path().join("short.key")),
                 env: None,
             }],
+            search_key: None,
         };
         let err = Sealer::from_settings(&s).unwrap_err().to_string();
         assert!(err.contains("short") && err.contains("32 bytes"), "{err}");
         let s = EncryptionSettings {
             active_key: "missing".into(),
             keys: vec![],
+            search_key: None,
         };
         assert!(matches!(
             Sealer::from_settings(&s),

@@ -108,6 +108,7 @@ pub fn node_settings(
                 name: name.clone(),
                 role: *role,
                 sha256: hash_token(token),
+                serves: None,
             })
             .collect(),
         encryption: crate::store::seal::EncryptionSettings {
@@ -117,6 +118,7 @@ pub fn node_settings(
                 file: Some(key_file.to_path_buf()),
                 env: None,
             }],
+            search_key: None,
         },
         client_certs: Vec::new(),
         calendar: crate::domain::calendar::Calendar::default(),

@@ -203,6 +203,14 @@ async fn live_responses_match_the_document() {
             "get",
             th.with_token(ADMIN_TOKEN).audit(None).await,
         ),
+        (
+            format!("TH /v1/cases/{case}/evidence"),
+            "/v1/cases/{case_ref}/evidence",
+            "get",
+            th.with_token(ADMIN_TOKEN)
+                .get(&format!("/v1/cases/{case}/evidence"))
+                .await,
+        ),
     ];
     for (url, path, method, r) in live {
         let r = r.unwrap();
@@ -240,6 +248,14 @@ async fn live_responses_match_the_document() {
             "post",
             th.submit_batch(&[], None).await,
             400,
+        ),
+        (
+            "/v1/cases/{case_ref}/evidence",
+            "get",
+            th.with_token(ADMIN_TOKEN)
+                .get("/v1/cases/TH-KH-2026-999999/evidence")
+                .await,
+            404,
         ),
         (
             "/v1/timers",

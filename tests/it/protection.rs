@@ -30,6 +30,8 @@ fn with_all_roles(s: &mut homeward::config::Settings) {
             name: format!("{}-test", role.as_str()),
             role: *role,
             sha256: hash_token(&token(*role)),
+            // The cases here are Thai-identified Cambodians (TH-KH-...).
+            serves: (*role == Role::Embassy).then(|| "KH".to_string()),
         });
     }
 }
@@ -107,7 +109,9 @@ async fn every_route_admits_exactly_its_roles() {
             if let Some(role) = role {
                 req = req.bearer_auth(token(*role));
             }
-            if rule.method == reqwest::Method::POST {
+            if rule.path == "/v1/cases/search" {
+                req = req.json(&json!({"case_ref": case}));
+            } else if rule.method == reqwest::Method::POST {
                 // A new, valid message of the case each time (in a batch of
                 // one on the batch route).
                 let message = update("KH", "TH", &case, 9);
@@ -612,6 +616,7 @@ async fn a_client_certificate_maps_to_a_role_by_its_subject() {
         name: "embassy-desk-1".into(),
         role: Role::Embassy,
         subject: subject.clone(),
+        serves: Some("KH".into()),
     });
     let kh = start(s, kh_l).await;
     let base = format!("https://127.0.0.1:{}", kh.api_addr.port());

@@ -60,6 +60,7 @@ fn outbound(msg: &Value, now: i64) -> NewOutbound {
         body,
         submitted_at: now,
         deadline_at: now + 3_600_000,
+        search: Vec::new(),
     }
 }
 
@@ -80,6 +81,7 @@ fn inbound(msg: &Value, now: i64) -> NewInbound {
         signature: Some(format!("envelope-signature-{}", msg["message_id"])),
         receipt_signature: Some(format!("receipt-signature-{}", msg["message_id"])),
         timer: None,
+        search: Vec::new(),
     }
 }
 
@@ -342,6 +344,7 @@ impl SharedKey {
                 file: Some(self.path.clone()),
                 env: None,
             }],
+            search_key: None,
         })
         .expect("sealer")
     }
@@ -658,6 +661,7 @@ async fn an_enqueued_batch_is_judged_one_by_one_and_audits_its_new_messages() {
                 })
                 .collect()
         };
+        let items: Vec<_> = items.iter().map(|(m, a)| (m, a.as_ref())).collect();
         let got = store.enqueue_batch(&items).await.expect("batch");
         assert_eq!(
             kinds(&got),

@@ -333,6 +333,7 @@ async fn an_undeliverable_message_dies_at_its_deadline_and_can_be_requeued() {
         name: "th-admin".into(),
         role: homeward::domain::access::Role::Admin,
         sha256: homeward::domain::access::hash_token("admin-token"),
+        serves: None,
     });
     let th = start_with(th_settings, th_l, shared.clone()).await;
     let th_api = api(&pki, "TH", th.api_addr);

@@ -258,10 +258,12 @@ async fn authorize(
                 .and_then(|s| node.cert_subjects.get(s))
                 .cloned()
         });
+    // The case a `/v1/cases/{case_ref}[/...]` route is about.
     let path_case = req
         .uri()
         .path()
         .strip_prefix("/v1/cases/")
+        .and_then(|c| c.split('/').next())
         .map(|c| c.to_string());
     let response = match &principal {
         None => {

@@ -50,18 +50,18 @@ pub struct MessageBatch {
 /// Submit up to 500 messages at once.
 ///
 /// Each message is judged on its own exactly as `POST /v1/messages` judges
-/// one (the same defaults, refusals and `On-Behalf-Of` rule), in order: a
-/// message sees the batch's earlier accepted ones, so a case's
-/// `referral.notify` and its `referral.update` may come in one batch. The
-/// accepted ones are committed together (one transaction); the answer is
-/// 200 with one result per message, in order, `index` being its position
-/// in `messages` (from 0): `status` 202 with the single route's 202 body,
-/// or the status the single route would have answered with its `error`
-/// body (the JSON pointers of `details` point into that message). A
-/// message resubmitted identically, in another batch or twice in this one,
-/// is a 202 stored once; the same `message_id` with other content is a 409
-/// `duplicate_message_id`. Each accepted message gets its own audit
-/// record, each refused one too.
+/// one (the same defaults, refusals, consent rule and `On-Behalf-Of`
+/// rule), in order: a message sees the batch's earlier accepted ones, so a
+/// case's `referral.notify` and its `referral.update` may come in one
+/// batch. The accepted ones are committed together (one transaction); the
+/// answer is 200 with one result per message, in order, `index` being its
+/// position in `messages` (from 0): `status` 202 with the single route's
+/// 202 body (`withheld` included), or the status the single route would
+/// have answered with its `error` body (the JSON pointers of `details`
+/// point into that message). A message resubmitted identically, in another
+/// batch or twice in this one, is a 202 stored once; the same `message_id`
+/// with other content is a 409 `duplicate_message_id`. Each accepted
+/// message gets its own audit record, each refused one too.
 #[utoipa::path(
     post, path = "/v1/messages/batch", operation_id = "submitMessageBatch",
     request_body(content = MessageBatch, content_type = "application/json",
@@ -161,22 +161,21 @@ async fn submit_batch(
     for ((index, judged), named) in slots.into_iter().zip(judged).zip(named) {
         results[index] = Some(match judged {
             Ok(submitted) => {
-                let row = submitted.row;
                 if submitted.audited {
                     written = true;
                 } else {
                     // A resubmission: recorded as the single route's guard
                     // records one.
                     trail.settled(
-                        Some(&row.case_ref),
-                        Some(&row.message_id),
+                        Some(&submitted.row.case_ref),
+                        Some(&submitted.row.message_id),
                         StatusCode::ACCEPTED,
                     );
                 }
                 MessageBatchResult::Accepted(MessageBatchAccepted {
                     index,
                     status: StatusCode::ACCEPTED.as_u16(),
-                    accepted: Accepted::from(row),
+                    accepted: Accepted::from(submitted),
                 })
             }
             Err(refusal) => {

@@ -61,7 +61,7 @@ struct CaseView {
 #[schema(as = CaseState)]
 #[allow(dead_code)] // only its schema is used
 #[serde(rename_all = "snake_case")]
-enum CaseStateDoc {
+pub(super) enum CaseStateDoc {
     Referred,
     Acknowledged,
     Tracing,
@@ -99,7 +99,7 @@ struct CorrectedDocument {
     params(("case_ref" = String, Path, description = "The case reference, e.g. TH-KH-2026-000042")),
     responses(
         (status = 200, description = "The case", body = CaseView, example = json!(example::case_view())),
-        (status = 404, description = "No message of this case here (not_found)", body = ErrorEnvelope),
+        (status = 404, description = "No message of this case here, or (to an embassy) the case of another country's national (not_found)", body = ErrorEnvelope),
         (status = 503, description = "The store could not be reached (store_unavailable)", body = ErrorEnvelope),
     ),
 )]
@@ -108,6 +108,14 @@ async fn case_timeline(
     principal: Option<axum::Extension<Principal>>,
     Path(case_ref): Path<String>,
 ) -> Result<Response, ApiError> {
+    // An embassy must not learn that another country's national's case
+    // exists: the same 404 as for no case at all.
+    if principal
+        .as_ref()
+        .is_some_and(|p| !p.may_see_case(&case_ref))
+    {
+        return Err(ApiError::not_found("case"));
+    }
     let (out, inb) = node.store.case_messages(&case_ref).await?;
     if out.is_empty() && inb.is_empty() {
         return Err(ApiError::not_found("case"));

@@ -49,7 +49,7 @@ pub(super) fn routes() -> Routes {
     request_body(content = SubmittedEnvelope, content_type = "application/json",
         example = json!(example::envelope())),
     responses(
-        (status = 202, description = "Accepted (also for an identical resubmission)", body = Accepted,
+        (status = 202, description = "Accepted (also for an identical resubmission); `withheld` lists the payload fields taken out for want of consent", body = Accepted,
             example = json!(example::accepted())),
         (status = 400, description = "Malformed JSON or schema violations, every one listed with its JSON pointer and keyword; or no On-Behalf-Of header where the agreement with the receiving country requires the officer (officer_required, naming the agreement)",
             body = ErrorEnvelope, example = json!(example::schema_violation())),
@@ -58,7 +58,7 @@ pub(super) fn routes() -> Routes {
         (status = 409, description = "The case's state does not allow the message, in_reply_to is wrong, or message_id was used for other content", body = ErrorEnvelope),
         (status = 413, description = "Body larger than local_api.max_body_bytes (body_too_large)", body = ErrorEnvelope),
         (status = 415, description = "Content-Type is not application/json", body = ErrorEnvelope),
-        (status = 422, description = "Wrong sender (wrong_sender), unknown peer (unknown_peer), a case reference that does not name the two countries (case_ref_mismatch), or a correction (referral.update, reason correction) that names no message (correction_target_required), a message of another case (correction_target_unknown) or a field its message does not have (correction_pointer_absent); details[0].pointer says where", body = ErrorEnvelope),
+        (status = 422, description = "The person did not consent to sharing and the agreement sends nothing without consent (consent_withheld), or the declared consent.lawful_basis is not one the agreement names or does not hold (lawful_basis_invalid); wrong sender (wrong_sender), unknown peer (unknown_peer), a case reference that does not name the two countries (case_ref_mismatch), or a correction (referral.update, reason correction) that names no message (correction_target_required), a message of another case (correction_target_unknown) or a field its message does not have (correction_pointer_absent); details[0].pointer says where", body = ErrorEnvelope),
         (status = 503, description = "The store could not be reached (store_unavailable); nothing was accepted, retry later", body = ErrorEnvelope),
     ),
 )]
@@ -85,12 +85,11 @@ async fn submit_message(
             SubmitError::Refused(r) => ApiError::from(r),
             SubmitError::Store(e) => ApiError::from(e),
         })?;
-    let row = submitted.row;
-    trail.touched(&row.case_ref, Some(&row.message_id));
+    trail.touched(&submitted.row.case_ref, Some(&submitted.row.message_id));
     if submitted.audited {
         trail.written();
     }
-    Ok((StatusCode::ACCEPTED, axum::Json(Accepted::from(row))).into_response())
+    Ok((StatusCode::ACCEPTED, axum::Json(Accepted::from(submitted))).into_response())
 }
 
 /// Where a message stands, sent or received.

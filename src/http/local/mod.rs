@@ -9,12 +9,14 @@ mod audit;
 mod batch;
 mod cases;
 mod dashboard;
+mod evidence;
 mod inbox;
 mod messages;
 mod openapi;
 mod outbox;
 mod params;
 mod schemas;
+mod search;
 mod service;
 mod timers;
 mod views;
@@ -40,6 +42,8 @@ fn routes() -> Routes {
         .merge(batch::routes())
         .merge(inbox::routes())
         .merge(cases::routes())
+        .merge(search::routes())
+        .merge(evidence::routes())
         .merge(timers::routes())
         .merge(outbox::routes())
         .merge(audit::routes())

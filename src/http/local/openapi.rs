@@ -35,6 +35,8 @@ pub fn openapi_document() -> &'static str {
             .schema::<SchemaList>();
         doc.schema::<super::batch::MessageBatch>();
         super::cases::schemas(&mut doc);
+        super::search::schemas(&mut doc);
+        super::evidence::schemas(&mut doc);
         super::timers::schemas(&mut doc);
         super::dashboard::schemas(&mut doc);
         crate::http::peer::schemas(&mut doc);

@@ -8,6 +8,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+use crate::app::submit::Submitted;
 use crate::clock::rfc3339_ms;
 use crate::protocol::{Detail, ErrorBody, Receipt};
 use crate::store::audit::AuditRow;
@@ -428,15 +429,23 @@ pub struct Accepted {
     pub state: DeliveryState,
     /// Where to follow it: `GET` this.
     pub status_url: String,
+    /// The person did not consent to sharing: these payload fields were
+    /// taken out (or, where the schema requires them, replaced by
+    /// `[withheld]`) before the message was signed and stored, as its
+    /// agreement's `consent.minimal` rule says.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<String>,
 }
 
-impl From<OutboxRow> for Accepted {
-    fn from(row: OutboxRow) -> Self {
+impl From<Submitted> for Accepted {
+    fn from(s: Submitted) -> Self {
+        let row = s.row;
         Self {
             status_url: format!("/v1/messages/{}", row.message_id),
             message_id: row.message_id,
             case_ref: row.case_ref,
             state: row.state.into(),
+            withheld: s.withheld,
         }
     }
 }

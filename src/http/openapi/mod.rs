@@ -112,6 +112,9 @@ impl Modify for SecuritySchemes {
 /// The document being put together.
 pub struct Document {
     doc: utoipa::openapi::OpenApi,
+    /// Schemas written as JSON Schema by hand, put in at the end: where a
+    /// derived one cannot say it (exactly one of several forms).
+    raw: Vec<(String, Value)>,
 }
 
 impl Default for Document {
@@ -124,7 +127,15 @@ impl Document {
     pub fn new() -> Self {
         Self {
             doc: Base::openapi(),
+            raw: Vec::new(),
         }
+    }
+
+    /// Sets the component schema `name` to `schema` when the document is
+    /// finished (over a placeholder `T` the operations refer to).
+    pub fn raw_schema(&mut self, name: &str, schema: Value) -> &mut Self {
+        self.raw.push((name.to_string(), schema));
+        self
     }
 
     /// Adds the schema of `T` and of every type it contains, so the
@@ -208,6 +219,9 @@ impl Document {
         let schemas = &mut doc["components"]["schemas"];
         schemas["Envelope"] = envelope(false);
         schemas["SubmittedEnvelope"] = envelope(true);
+        for (name, schema) in self.raw {
+            schemas[name] = schema;
+        }
         for (message_type, version, source) in PAYLOAD_SCHEMAS {
             let name = payload_name(message_type, *version);
             let mut schema: Value = serde_json::from_str(source).expect("a payload schema is JSON");

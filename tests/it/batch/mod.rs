@@ -192,6 +192,9 @@ async fn a_mixed_batch_answers_each_message_alone_and_stores_only_the_accepted()
     let unknown_case = update("TH", "KH", &case_ref("TH", "KH", 6), 6);
     let mut oversized = referral("TH", "KH", &case_ref("TH", "KH", 7), 7);
     oversized["payload"]["padding"] = json!("x".repeat(20 * 1024));
+    // The shipped KH–TH rule sends nothing the person did not consent to.
+    let mut no_consent = referral("TH", "KH", &case_ref("TH", "KH", 8), 8);
+    no_consent["payload"]["consent"]["to_share_information"] = json!(false);
     let batch = [
         valid.clone(),
         schema_invalid.clone(),
@@ -203,6 +206,7 @@ async fn a_mixed_batch_answers_each_message_alone_and_stores_only_the_accepted()
         unnamed,
         unknown_case.clone(),
         oversized,
+        no_consent.clone(),
     ];
     let r = api.submit_batch(&batch, Some(OFFICER)).await.unwrap();
     let expected: Vec<(u64, String)> = [
@@ -216,6 +220,7 @@ async fn a_mixed_batch_answers_each_message_alone_and_stores_only_the_accepted()
         (202, ""),
         (409, "case_state_conflict"),
         (413, "body_too_large"),
+        (422, "consent_withheld"),
     ]
     .into_iter()
     .map(|(s, c)| (s, c.to_string()))
@@ -243,6 +248,7 @@ async fn a_mixed_batch_answers_each_message_alone_and_stores_only_the_accepted()
         (2, &wrong_sender),
         (3, &no_agreement),
         (8, &unknown_case),
+        (10, &no_consent),
     ] {
         let single = api.submit(m).await.unwrap();
         assert_eq!(single.status, answers[i]["status"], "{}", single.body);
@@ -283,9 +289,47 @@ async fn a_mixed_batch_answers_each_message_alone_and_stores_only_the_accepted()
         rec("refused:400", None),
         rec("refused:409", Some(&unknown_case)),
         rec("refused:413", None),
+        rec("refused:422", Some(&no_consent)),
     ];
     expected.sort();
     assert_eq!(submit_records(&page.body), expected);
+    th.gateway.stop().await;
+}
+
+/// Under an agreement that lets a referral without consent cross with its
+/// minimal fields only, a batch's message is reduced as the single route
+/// reduces it, and its answer says what was kept out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_message_without_consent_is_reduced_as_a_single_one_is() {
+    let agreements = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(agreements_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "without = \"refuse\"\nminimal = []\n",
+            "without = \"minimal\"\nminimal = [\"referral.notify:/consent/recorded_by\"]\n",
+        );
+        std::fs::write(agreements.path().join(path.file_name().unwrap()), text).unwrap();
+    }
+    let dir = agreements.path().to_path_buf();
+    let th = Th::start(move |s| s.agreements.dir = dir).await;
+    let api = th.api();
+    let without = |n| {
+        let mut m = referral("TH", "KH", &case_ref("TH", "KH", n), n);
+        m["payload"]["consent"]["to_share_information"] = json!(false);
+        m
+    };
+    let r = api.submit_batch(&[without(1)], None).await.unwrap();
+    let answer = &results(&r)[0];
+    assert_eq!(answer["status"], 202, "{answer}");
+    let single = api.submit(&without(2)).await.unwrap();
+    assert_eq!(single.status, 202, "{}", single.body);
+    let withheld = &single.body["withheld"];
+    assert!(
+        withheld.as_array().is_some_and(|w| !w.is_empty()),
+        "{}",
+        single.body
+    );
+    assert_eq!(&answer["withheld"], withheld);
     th.gateway.stop().await;
 }
 
