@@ -117,6 +117,12 @@ pub struct ListenSettings {
     /// Largest request body accepted, in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Local API only: largest body of `POST /v1/messages/batch`, in bytes
+    /// (each message in it is held to `max_body_bytes` on its own). Unset:
+    /// [`DEFAULT_MAX_BATCH_BYTES`], or `max_body_bytes` if larger; read it
+    /// with [`ListenSettings::max_batch_bytes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_bytes: Option<usize>,
     /// Sustained requests per second per caller (token holder or peer).
     #[serde(default = "default_rate")]
     pub rate_per_second: f64,
@@ -140,6 +146,12 @@ pub struct ListenSettings {
 }
 
 impl ListenSettings {
+    /// The largest batch body the local API takes.
+    pub fn max_batch_bytes(&self) -> usize {
+        self.max_batch_bytes
+            .unwrap_or(DEFAULT_MAX_BATCH_BYTES.max(self.max_body_bytes))
+    }
+
     pub fn read_timeout(&self) -> Duration {
         Duration::from_millis(self.read_timeout_ms)
     }
@@ -160,6 +172,13 @@ fn default_read_timeout_ms() -> u64 {
 fn default_max_body_bytes() -> usize {
     1024 * 1024
 }
+
+/// 500 envelopes of 16 KiB each: eight times a typical one (about 2 KB).
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// The most `local_api.max_batch_bytes` may be: a batch is parsed whole in
+/// memory, and a body past this is not even read to its end (413).
+pub const MAX_BATCH_BYTES_CAP: usize = 256 * 1024 * 1024;
 
 fn default_rate() -> f64 {
     200.0
@@ -452,6 +471,22 @@ impl Settings {
                     ),
                 ));
             }
+        }
+        if self.peer_api.max_batch_bytes.is_some() {
+            return Err(invalid(
+                "peer_api.max_batch_bytes",
+                "is a local API setting; the peer port takes a batch of up to 64 messages of max_body_bytes each".into(),
+            ));
+        }
+        let batch = self.local_api.max_batch_bytes();
+        if batch < self.local_api.max_body_bytes || batch > MAX_BATCH_BYTES_CAP {
+            return Err(invalid(
+                "local_api.max_batch_bytes",
+                format!(
+                    "must be at least local_api.max_body_bytes ({}) and at most {MAX_BATCH_BYTES_CAP}, not {batch}",
+                    self.local_api.max_body_bytes
+                ),
+            ));
         }
         let d = &self.delivery;
         if d.initial_backoff_ms == 0 || d.max_backoff_ms < d.initial_backoff_ms {

@@ -1,7 +1,9 @@
-//! Submitting a message from this country's systems: fill in what the
-//! gateway may supply, admit it, and commit it to the outbox together with
-//! its audit record. Success means the message is on disk and will be
-//! delivered.
+//! Submitting messages from this country's systems, one or a batch: fill
+//! in what the gateway may supply, admit each, and commit it to the outbox
+//! together with its audit record. Success means the message is on disk
+//! and will be delivered.
+
+use std::sync::Arc;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -67,10 +69,122 @@ pub async fn submit(
     node: &Node,
     principal: Option<&Principal>,
     officer: Option<&OfficerId>,
-    mut doc: Value,
+    doc: Value,
 ) -> Result<Submitted, SubmitError> {
+    let Prepared {
+        new,
+        audit,
+        withheld,
+    } = prepare(node, principal, officer, doc, node.clock.now_ms())?;
+    let span =
+        tracing::info_span!("submit", message_id = %new.message_id, case_ref = %new.case_ref);
+    async move {
+        let message_id = new.message_id.clone();
+        let audited = audit.is_some();
+        let enqueued = node.store.enqueue_audited(new, audit).await?;
+        let submitted = settle(&message_id, enqueued, audited, withheld)?;
+        if submitted.fresh {
+            node.metrics.submitted.inc();
+            node.wake.notify_one();
+        }
+        Ok(submitted)
+    }
+    .instrument(span)
+    .await
+}
+
+/// Most messages in one batch submission: enough for a day's screening at
+/// a border gate in a few requests, few enough that one transaction (and
+/// the request's body, parsed whole) stays small.
+pub const LOCAL_BATCH_MAX: usize = 500;
+
+/// What became of one submission of a batch.
+pub type Judged = Result<Submitted, Refusal>;
+
+/// Admits each of `docs` on its own, exactly as [`submit`] does, and
+/// commits the admitted ones in one transaction (one fsync), each with its
+/// audit record; the answers are in the order of `docs`. Messages are
+/// judged against their case in order, the batch's earlier ones included:
+/// a case's `referral.notify` and its `referral.update` may come in one
+/// batch. A store failure fails the whole batch: nothing of it was
+/// committed.
+pub async fn submit_batch(
+    node: &Arc<Node>,
+    principal: Option<Principal>,
+    officer: Option<OfficerId>,
+    docs: Vec<Value>,
+) -> Result<Vec<Judged>, StoreError> {
+    let now = node.clock.now_ms();
+    // Hundreds of schema validations are tens of milliseconds of CPU: on a
+    // blocking thread, so the requests and deliveries sharing this async
+    // worker do not wait for them.
+    let prepared = tokio::task::spawn_blocking({
+        let node = node.clone();
+        move || {
+            docs.into_iter()
+                .map(|doc| prepare(&node, principal.as_ref(), officer.as_ref(), doc, now))
+                .collect::<Vec<_>>()
+        }
+    })
+    .await
+    .map_err(|e| match e.try_into_panic() {
+        Ok(panic) => std::panic::resume_unwind(panic),
+        // The runtime is shutting down: nothing was stored.
+        Err(_) => StoreError::Closed,
+    })?;
+    let mut results: Vec<Option<Judged>> = Vec::with_capacity(prepared.len());
+    let mut admitted = Vec::new();
+    let mut slots = Vec::new();
+    for item in prepared {
+        match item {
+            Ok(item) => {
+                slots.push(results.len());
+                admitted.push(item);
+                results.push(None);
+            }
+            Err(refusal) => results.push(Some(Err(refusal))),
+        }
+    }
+    let stored = {
+        let items: Vec<_> = admitted
+            .iter()
+            .map(|p| (&p.new, p.audit.as_ref()))
+            .collect();
+        node.store.enqueue_batch(&items).await?
+    };
+    let mut fresh = 0;
+    for ((slot, p), enqueued) in slots.into_iter().zip(admitted).zip(stored) {
+        let span = tracing::info_span!("submit", message_id = %p.new.message_id, case_ref = %p.new.case_ref);
+        let judged =
+            span.in_scope(|| settle(&p.new.message_id, enqueued, p.audit.is_some(), p.withheld));
+        fresh += u64::from(judged.as_ref().is_ok_and(|s| s.fresh));
+        results[slot] = Some(judged);
+    }
+    if fresh > 0 {
+        node.metrics.submitted.inc_by(fresh);
+        // One wake for the batch: the worker claims whatever is due.
+        node.wake.notify_one();
+    }
+    info!(messages = results.len(), queued = fresh, "batch submitted");
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every message has a result"))
+        .collect())
+}
+
+/// Fills the defaults of `doc`, admits it on its own terms (schema,
+/// sender, parties, agreement, officer, peer), keeps out of it what the
+/// person did not consent to share, and makes the outbox row and audit
+/// record the store judges against the case.
+fn prepare(
+    node: &Node,
+    principal: Option<&Principal>,
+    officer: Option<&OfficerId>,
+    mut doc: Value,
+    now: i64,
+) -> Result<Prepared, Refusal> {
     if !doc.is_object() {
-        return Err(Refusal::NotAnObject.into());
+        return Err(Refusal::NotAnObject);
     }
     // Of the document as submitted: a retry of the same submission (whose
     // defaults the gateway filled differently) is still recognised.
@@ -110,63 +224,78 @@ pub async fn submit(
         Verdict::Basis(basis) => (Vec::new(), Some(basis)),
         Verdict::Shared | Verdict::Refused => (Vec::new(), None),
     };
-    let span = tracing::info_span!("submit", message_id = %envelope.message_id, case_ref = %envelope.case_ref);
-    async move {
-        let now = node.clock.now_ms();
-        let new = NewOutbound {
-            message_id: envelope.message_id.to_string(),
-            case_ref: envelope.case_ref.clone(),
-            peer: envelope.to.clone(),
-            message_type: envelope.message_type.clone(),
-            in_reply_to: envelope.in_reply_to.map(|u| u.to_string()),
-            body_sha256: hex::encode(Sha256::digest(body.as_bytes())),
-            body,
-            submit_sha256,
-            submitted_at: now,
-            deadline_at: node.delivery_deadline(now),
-            case_message: CaseMessage::from(&envelope),
-            search: node.search_digests(&envelope.message_type, &envelope.payload),
-        };
-        let audit = principal.map(|p| AuditEntry {
-            at: now,
-            actor: p.name.clone(),
-            role: p.role.as_str().to_string(),
-            action: "message.submit".to_string(),
-            case_ref: Some(new.case_ref.clone()),
-            message_id: Some(new.message_id.clone()),
-            // A message that crosses without consent says on what basis.
-            result: basis
-                .as_ref()
-                .map_or_else(|| "ok".to_string(), |b| format!("ok (lawful basis: {b})")),
-            officer: officer.map(|o| o.as_str().to_string()),
-        });
-        let with_audit = audit.is_some();
-        match node.store.enqueue_audited(new, audit).await? {
-            Enqueued::New(row) => {
-                info!(peer = %row.peer, message_type = %row.message_type, "queued");
-                node.metrics.submitted.inc();
-                node.wake.notify_one();
-                Ok(Submitted {
-                    row,
-                    fresh: true,
-                    audited: with_audit,
-                    withheld,
-                })
-            }
-            Enqueued::Replay(row) => Ok(Submitted {
+    let new = NewOutbound {
+        message_id: envelope.message_id.to_string(),
+        case_ref: envelope.case_ref.clone(),
+        peer: envelope.to.clone(),
+        message_type: envelope.message_type.clone(),
+        in_reply_to: envelope.in_reply_to.map(|u| u.to_string()),
+        body_sha256: hex::encode(Sha256::digest(body.as_bytes())),
+        body,
+        submit_sha256,
+        submitted_at: now,
+        deadline_at: node.delivery_deadline(now),
+        case_message: CaseMessage::from(&envelope),
+        search: node.search_digests(&envelope.message_type, &envelope.payload),
+    };
+    let audit = principal.map(|p| AuditEntry {
+        at: now,
+        actor: p.name.clone(),
+        role: p.role.as_str().to_string(),
+        action: "message.submit".to_string(),
+        case_ref: Some(new.case_ref.clone()),
+        message_id: Some(new.message_id.clone()),
+        // A message that crosses without consent says on what basis.
+        result: basis
+            .as_ref()
+            .map_or_else(|| "ok".to_string(), |b| format!("ok (lawful basis: {b})")),
+        officer: officer.map(|o| o.as_str().to_string()),
+    });
+    Ok(Prepared {
+        new,
+        audit,
+        withheld,
+    })
+}
+
+/// A submission admitted on its own terms, for the store to judge against
+/// its case.
+#[derive(Debug)]
+struct Prepared {
+    new: NewOutbound,
+    audit: Option<AuditEntry>,
+    /// What consent kept out of its payload ([`Submitted::withheld`]).
+    withheld: Vec<String>,
+}
+
+/// The answer to one submission from what the store made of it; `audited`
+/// says whether it carried its audit record (written only if it was new).
+fn settle(
+    message_id: &str,
+    enqueued: Enqueued,
+    audited: bool,
+    withheld: Vec<String>,
+) -> Result<Submitted, Refusal> {
+    match enqueued {
+        Enqueued::New(row) => {
+            info!(peer = %row.peer, message_type = %row.message_type, "queued");
+            Ok(Submitted {
                 row,
-                fresh: false,
-                audited: false,
+                fresh: true,
+                audited,
                 withheld,
-            }),
-            Enqueued::Refused(refusal) => Err(refusal.into()),
-            Enqueued::Conflict(_) => Err(Refusal::DuplicateMessageId {
-                message_id: envelope.message_id.to_string(),
-                inbound: false,
-            }
-            .into()),
+            })
         }
+        Enqueued::Replay(row) => Ok(Submitted {
+            row,
+            fresh: false,
+            audited: false,
+            withheld,
+        }),
+        Enqueued::Refused(refusal) => Err(refusal),
+        Enqueued::Conflict(_) => Err(Refusal::DuplicateMessageId {
+            message_id: message_id.to_string(),
+            inbound: false,
+        }),
     }
-    .instrument(span)
-    .await
 }

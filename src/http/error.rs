@@ -180,6 +180,29 @@ pub async fn read_json_body(
     limit: usize,
     timeout: Duration,
 ) -> Result<(axum::body::Bytes, serde_json::Value), ApiError> {
+    let bytes = read_json_bytes(headers, body, limit, timeout).await?;
+    let value = serde_json::from_slice(&bytes).map_err(malformed_json)?;
+    Ok((bytes, value))
+}
+
+/// The 400 of a body that is not JSON.
+pub fn malformed_json(e: serde_json::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+        format!("request body is not valid JSON: {e}"),
+    )
+}
+
+/// The bytes of a request body declared as JSON, for a handler that
+/// parses them itself: checks the content type and the size limit, each
+/// failure a clear 4xx.
+pub async fn read_json_bytes(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<axum::body::Bytes, ApiError> {
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -196,15 +219,7 @@ pub async fn read_json_body(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let bytes = read_bounded(body, limit, announced, timeout).await?;
-    let value = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            format!("request body is not valid JSON: {e}"),
-        )
-    })?;
-    Ok((bytes, value))
+    read_bounded(body, limit, announced, timeout).await
 }
 
 /// Most bytes read and thrown away after a body is refused as too large.

@@ -110,17 +110,28 @@ async fn commit_group(
     sealer: &Sealer,
     group: &[Submission],
 ) -> Result<Vec<Enqueued>, StoreError> {
-    let mut tx = WriteTx::begin(pool, backend).await?;
-    // Locks in one global order (audit chain, then cases sorted), the same
-    // for every writer, so instances sharing PostgreSQL cannot deadlock.
-    if group.iter().any(|s| s.audit.is_some()) {
-        tx.lock_audit().await?;
-    }
-    let cases: Vec<&str> = group.iter().map(|s| s.message.case_ref.as_str()).collect();
-    tx.lock_cases(&cases).await?;
     let items: Vec<_> = group
         .iter()
         .map(|s| (&s.message, s.audit.as_ref()))
         .collect();
-    enqueue_group(tx, backend, sealer, &items).await
+    commit(pool, backend, sealer, &items).await
+}
+
+/// Commits `items` in one transaction, each judged in order as if alone
+/// ([`enqueue_group`]): all of them or, on an error, none.
+pub(super) async fn commit(
+    pool: &Writer,
+    backend: Backend,
+    sealer: &Sealer,
+    items: &[(&NewOutbound, Option<&AuditEntry>)],
+) -> Result<Vec<Enqueued>, StoreError> {
+    let mut tx = WriteTx::begin(pool, backend).await?;
+    // Locks in one global order (audit chain, then cases sorted), the same
+    // for every writer, so instances sharing PostgreSQL cannot deadlock.
+    if items.iter().any(|(_, a)| a.is_some()) {
+        tx.lock_audit().await?;
+    }
+    let cases: Vec<&str> = items.iter().map(|(m, _)| m.case_ref.as_str()).collect();
+    tx.lock_cases(&cases).await?;
+    enqueue_group(tx, backend, sealer, items).await
 }

@@ -332,6 +332,26 @@ impl Store {
             .unwrap_or(Err(StoreError::Closed))
     }
 
+    /// Commits a batch of submissions in one transaction of its own (one
+    /// fsync), each judged in order as if committed alone, so a message
+    /// may follow an earlier one of its case in the same batch; the same id
+    /// twice is a replay of the first (same document) or a conflict. The
+    /// answers are in the order of `items`. An error means nothing of the
+    /// batch was committed.
+    ///
+    /// A batch does not go through the group committer: it is a group
+    /// already, and must commit or fail whole, where the committer retries
+    /// a failed group's submissions one by one.
+    pub async fn enqueue_batch(
+        &self,
+        items: &[(&NewOutbound, Option<&audit::AuditEntry>)],
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        group::commit(&self.write, self.backend, &self.sealer, items).await
+    }
+
     pub async fn outbound(&self, message_id: &str) -> Result<Option<OutboxRow>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = $1"

@@ -59,6 +59,7 @@ pub fn node_settings(
         peer_api: ListenSettings {
             listen: *listeners.0,
             max_body_bytes: 1024 * 1024,
+            max_batch_bytes: None,
             rate_per_second: 2000.0,
             burst: 4000,
             client_ca: None,
@@ -68,6 +69,7 @@ pub fn node_settings(
         local_api: ListenSettings {
             listen: *listeners.1,
             max_body_bytes: 1024 * 1024,
+            max_batch_bytes: None,
             rate_per_second: 2000.0,
             burst: 4000,
             client_ca: None,

@@ -148,3 +148,28 @@ fn timeouts_too_short_to_serve_anyone_are_refused() {
         assert!(err.contains("kh.toml"), "{key}: {err}");
     }
 }
+
+#[test]
+fn a_batch_limit_below_the_message_limit_too_large_or_on_the_peer_port_is_refused() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &pki);
+    for (key, value, says) in [
+        (
+            "LOCAL_API__MAX_BATCH_BYTES",
+            "1000",
+            "at least local_api.max_body_bytes",
+        ),
+        (
+            "LOCAL_API__MAX_BATCH_BYTES",
+            "1000000000",
+            "at most 268435456",
+        ),
+        ("PEER_API__MAX_BATCH_BYTES", "8388608", "local API setting"),
+    ] {
+        let (code, err) = serve(&config, &[(&format!("HOMEWARD_{key}"), value)]);
+        assert_eq!(code, 2, "{key}: {err}");
+        let named = key.to_ascii_lowercase().replace("__", ".");
+        assert!(err.contains(&named) && err.contains(says), "{key}: {err}");
+    }
+}

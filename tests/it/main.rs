@@ -12,6 +12,7 @@
 
 mod support;
 
+mod batch;
 mod cli;
 mod config;
 mod consent;

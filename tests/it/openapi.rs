@@ -180,6 +180,12 @@ async fn live_responses_match_the_document() {
             th.validate(&msg).await,
         ),
         (
+            "TH /v1/messages/batch".into(),
+            "/v1/messages/batch",
+            "post",
+            th.submit_batch(&[msg.clone(), json!(1)], None).await,
+        ),
+        (
             "TH /v1/health".into(),
             "/v1/health",
             "get",
@@ -237,6 +243,12 @@ async fn live_responses_match_the_document() {
             409,
         ),
         ("/v1/audit", "get", th.audit(None).await, 403),
+        (
+            "/v1/messages/batch",
+            "post",
+            th.submit_batch(&[], None).await,
+            400,
+        ),
         (
             "/v1/cases/{case_ref}/evidence",
             "get",

@@ -112,8 +112,14 @@ async fn every_route_admits_exactly_its_roles() {
             if rule.path == "/v1/cases/search" {
                 req = req.json(&json!({"case_ref": case}));
             } else if rule.method == reqwest::Method::POST {
-                // A new, valid message of the case each time.
-                req = req.json(&update("KH", "TH", &case, 9));
+                // A new, valid message of the case each time (in a batch of
+                // one on the batch route).
+                let message = update("KH", "TH", &case, 9);
+                req = if rule.path == "/v1/messages/batch" {
+                    req.json(&json!({ "messages": [message] }))
+                } else {
+                    req.json(&message)
+                };
             }
             let resp = req.send().await.unwrap();
             let status = resp.status().as_u16();

@@ -633,6 +633,71 @@ async fn a_group_of_submissions_is_judged_one_by_one_in_order() {
     }
 }
 
+/// The same for a submitted batch, which commits whole with the audit
+/// records of its new messages (and only theirs), or not at all.
+#[tokio::test]
+async fn an_enqueued_batch_is_judged_one_by_one_and_audits_its_new_messages() {
+    for backend in BACKENDS {
+        let test = "an_enqueued_batch_is_judged_one_by_one_and_audits_its_new_messages";
+        let Some((store, _, _dir)) = open(backend, test, key()).await else {
+            continue;
+        };
+        let items: Vec<_> = mixed_group(51)
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let mut audit = audit_entry(i as i64);
+                audit.action = "message.submit".into();
+                (outbound(m, 1_000), Some(audit))
+            })
+            .collect();
+        let kinds = |got: &[Enqueued]| -> Vec<&'static str> {
+            got.iter()
+                .map(|e| match e {
+                    Enqueued::New(_) => "new",
+                    Enqueued::Replay(_) => "replay",
+                    Enqueued::Conflict(_) => "conflict",
+                    Enqueued::Refused(_) => "refused",
+                })
+                .collect()
+        };
+        let items: Vec<_> = items.iter().map(|(m, a)| (m, a.as_ref())).collect();
+        let got = store.enqueue_batch(&items).await.expect("batch");
+        assert_eq!(
+            kinds(&got),
+            ["new", "new", "replay", "conflict", "refused", "new"],
+            "{backend:?}"
+        );
+        let (Enqueued::New(a), Enqueued::New(update), Enqueued::New(b)) =
+            (&got[0], &got[1], &got[5])
+        else {
+            unreachable!()
+        };
+        assert!(a.seq < update.seq && update.seq < b.seq, "{backend:?}");
+        assert_eq!(
+            store.verify_audit().await.unwrap(),
+            Verified::Intact { rows: 3 },
+            "{backend:?}: one record per new message"
+        );
+        // Again: nothing new, nothing audited.
+        let again = store.enqueue_batch(&items).await.expect("batch again");
+        assert_eq!(
+            kinds(&again),
+            [
+                "replay", "replay", "replay", "conflict", "refused", "replay"
+            ],
+            "{backend:?}"
+        );
+        assert_eq!(
+            store.verify_audit().await.unwrap(),
+            Verified::Intact { rows: 3 },
+            "{backend:?}"
+        );
+        assert!(store.enqueue_batch(&[]).await.unwrap().is_empty());
+        store.close().await;
+    }
+}
+
 /// The same for a batch from a peer.
 #[tokio::test]
 async fn a_received_batch_is_judged_one_by_one_in_order() {

@@ -137,28 +137,53 @@ impl Default for Routes {
 /// guard hands the handler a trail (an extractor), the handler records on
 /// it each case and message it read or changed, and once the handler has
 /// answered, the guard writes one audit record per entry, with the
-/// answer's result. A route whose handler records nothing is audited
-/// against the case in its path.
+/// answer's result, or the entry's own (one item of a batch). A route
+/// whose handler records nothing is audited against the case in its path.
 #[derive(Debug, Clone, Default)]
 pub struct AuditTrail(Arc<Mutex<Trail>>);
 
 #[derive(Debug, Default)]
 struct Trail {
-    touched: Vec<(String, Option<String>)>,
-    /// The handler committed the record itself, in the transaction of what
-    /// it audits (a fresh submission).
+    touched: Vec<Touched>,
+    /// The handler committed the records of the entries without a result of
+    /// their own itself, in the transaction of what they audit (a fresh
+    /// submission).
     written: bool,
+}
+
+/// One entry of a trail: a case (empty: none) and message, and the result
+/// to record when it is not the answer's.
+#[derive(Debug, Clone)]
+struct Touched {
+    case_ref: String,
+    message_id: Option<String>,
+    result: Option<String>,
 }
 
 impl AuditTrail {
     /// The handler read or changed `message_id` (or the whole case).
     pub fn touched(&self, case_ref: &str, message_id: Option<&str>) {
-        self.lock()
-            .touched
-            .push((case_ref.to_string(), message_id.map(str::to_string)));
+        self.lock().touched.push(Touched {
+            case_ref: case_ref.to_string(),
+            message_id: message_id.map(str::to_string),
+            result: None,
+        });
     }
 
-    /// The audit record was committed with the change it records.
+    /// One item of a batch answered `status` within the answer (which is
+    /// `200` whatever became of each): recorded with its own result, `ok`
+    /// or `refused:<status>`, and its case and message when known. Written
+    /// by the guard even when [`AuditTrail::written`] was called.
+    pub fn settled(&self, case_ref: Option<&str>, message_id: Option<&str>, status: StatusCode) {
+        self.lock().touched.push(Touched {
+            case_ref: case_ref.unwrap_or_default().to_string(),
+            message_id: message_id.map(str::to_string),
+            result: Some(result_of(status)),
+        });
+    }
+
+    /// The audit records of the entries without a result of their own were
+    /// committed with the change they record.
     pub fn written(&self) {
         self.lock().written = true;
     }
@@ -285,20 +310,23 @@ async fn authorize(
     let Some(action) = rule.audit else {
         return response;
     };
-    let (touched, written) = {
+    let (mut touched, written) = {
         let t = trail.lock();
         (t.touched.clone(), t.written)
     };
     if written {
-        return response;
+        touched.retain(|t| t.result.is_some());
+        if touched.is_empty() {
+            return response;
+        }
     }
-    let result = if response.status().is_success() {
-        "ok".to_string()
-    } else {
-        format!("refused:{}", response.status().as_u16())
-    };
+    let result = result_of(response.status());
     let touched = if touched.is_empty() {
-        vec![(path_case.clone().unwrap_or_default(), None)]
+        vec![Touched {
+            case_ref: path_case.clone().unwrap_or_default(),
+            message_id: None,
+            result: None,
+        }]
     } else {
         touched
     };
@@ -308,7 +336,7 @@ async fn authorize(
     let at = node.clock.now_ms();
     let entries: Vec<crate::store::audit::AuditEntry> = touched
         .into_iter()
-        .map(|(case_ref, message_id)| crate::store::audit::AuditEntry {
+        .map(|t| crate::store::audit::AuditEntry {
             at,
             actor: principal
                 .as_ref()
@@ -318,9 +346,9 @@ async fn authorize(
                 .map_or("none", |p| p.role.as_str())
                 .to_string(),
             action: action.to_string(),
-            case_ref: (!case_ref.is_empty()).then_some(case_ref),
-            message_id,
-            result: result.clone(),
+            case_ref: (!t.case_ref.is_empty()).then_some(t.case_ref),
+            message_id: t.message_id,
+            result: t.result.unwrap_or_else(|| result.clone()),
             officer: officer.clone(),
         })
         .collect();
@@ -329,4 +357,13 @@ async fn authorize(
         return ApiError::store_unavailable().into_response();
     }
     response
+}
+
+/// The audit result of an answer: `ok`, or `refused:<status>`.
+fn result_of(status: StatusCode) -> String {
+    if status.is_success() {
+        "ok".to_string()
+    } else {
+        format!("refused:{}", status.as_u16())
+    }
 }

@@ -53,7 +53,7 @@ pub(super) fn routes() -> Routes {
             example = json!(example::accepted())),
         (status = 400, description = "Malformed JSON or schema violations, every one listed with its JSON pointer and keyword; or no On-Behalf-Of header where the agreement with the receiving country requires the officer (officer_required, naming the agreement)",
             body = ErrorEnvelope, example = json!(example::schema_violation())),
-        (status = 403, description = "Role not allowed, or the agreement with the receiving country does not allow this message (not_allowed_by_agreement)", body = ErrorEnvelope),
+        (status = 403, description = "Role not allowed, or the agreement with the receiving country does not allow this message (agreement_refused)", body = ErrorEnvelope),
         (status = 408, description = "The body did not arrive within the read timeout (request_timeout)", body = ErrorEnvelope),
         (status = 409, description = "The case's state does not allow the message, in_reply_to is wrong, or message_id was used for other content", body = ErrorEnvelope),
         (status = 413, description = "Body larger than local_api.max_body_bytes (body_too_large)", body = ErrorEnvelope),
@@ -85,19 +85,11 @@ async fn submit_message(
             SubmitError::Refused(r) => ApiError::from(r),
             SubmitError::Store(e) => ApiError::from(e),
         })?;
-    let row = submitted.row;
-    trail.touched(&row.case_ref, Some(&row.message_id));
+    trail.touched(&submitted.row.case_ref, Some(&submitted.row.message_id));
     if submitted.audited {
         trail.written();
     }
-    let accepted = Accepted {
-        status_url: format!("/v1/messages/{}", row.message_id),
-        message_id: row.message_id,
-        case_ref: row.case_ref,
-        state: row.state.into(),
-        withheld: submitted.withheld,
-    };
-    Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
+    Ok((StatusCode::ACCEPTED, axum::Json(Accepted::from(submitted))).into_response())
 }
 
 /// Where a message stands, sent or received.

@@ -6,6 +6,7 @@
 
 pub mod access;
 mod audit;
+mod batch;
 mod cases;
 mod dashboard;
 mod evidence;
@@ -38,6 +39,7 @@ fn routes() -> Routes {
     service::routes()
         .merge(dashboard::routes())
         .merge(messages::routes())
+        .merge(batch::routes())
         .merge(inbox::routes())
         .merge(cases::routes())
         .merge(search::routes())
@@ -54,7 +56,8 @@ pub fn rules() -> Vec<RouteRule> {
 }
 
 pub fn router(node: Arc<Node>) -> Router {
-    let limit = node.settings.local_api.max_body_bytes;
+    let api = &node.settings.local_api;
+    let limit = api.max_body_bytes.max(api.max_batch_bytes());
     routes()
         .into_router(&node)
         .fallback(not_found)

@@ -28,10 +28,12 @@ pub fn openapi_document() -> &'static str {
             .schema::<TimerPage>()
             .schema::<AuditPage>()
             .schema::<Accepted>()
+            .schema::<MessageBatchResults>()
             .schema::<Requeued>()
             .schema::<ValidationReport>()
             .schema::<Health>()
             .schema::<SchemaList>();
+        doc.schema::<super::batch::MessageBatch>();
         super::cases::schemas(&mut doc);
         super::search::schemas(&mut doc);
         super::evidence::schemas(&mut doc);

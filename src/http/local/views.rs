@@ -8,8 +8,9 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+use crate::app::submit::Submitted;
 use crate::clock::rfc3339_ms;
-use crate::protocol::{Detail, Receipt};
+use crate::protocol::{Detail, ErrorBody, Receipt};
 use crate::store::audit::AuditRow;
 use crate::store::timers::{EventRow, TimerRow};
 use crate::store::{InboxRow, OutState, OutboxRow};
@@ -434,6 +435,60 @@ pub struct Accepted {
     /// agreement's `consent.minimal` rule says.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub withheld: Vec<String>,
+}
+
+impl From<Submitted> for Accepted {
+    fn from(s: Submitted) -> Self {
+        let row = s.row;
+        Self {
+            status_url: format!("/v1/messages/{}", row.message_id),
+            message_id: row.message_id,
+            case_ref: row.case_ref,
+            state: row.state.into(),
+            withheld: s.withheld,
+        }
+    }
+}
+
+/// The answer to a batch submission: one result per message, in the
+/// order of the request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageBatchResults {
+    pub results: Vec<MessageBatchResult>,
+}
+
+/// What became of one message of a batch.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum MessageBatchResult {
+    Accepted(MessageBatchAccepted),
+    Refused(MessageBatchRefused),
+}
+
+/// A message of a batch on disk (now, or before for a resubmission): the
+/// single route's 202 body, with the message's place and that status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageBatchAccepted {
+    /// The message's position in the request's `messages`, from 0.
+    pub index: usize,
+    /// Always 202, as `POST /v1/messages` would answer.
+    #[schema(minimum = 202, maximum = 202)]
+    pub status: u16,
+    #[serde(flatten)]
+    pub accepted: Accepted,
+}
+
+/// A message of a batch refused, alone: nothing of it was stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageBatchRefused {
+    /// The message's position in the request's `messages`, from 0.
+    pub index: usize,
+    /// The status `POST /v1/messages` would have answered.
+    #[schema(minimum = 400, maximum = 499)]
+    pub status: u16,
+    /// The standard error body's inner object; its pointers point into
+    /// this message.
+    pub error: ErrorBody,
 }
 
 /// A `dead` or `rejected` message queued again.

@@ -118,3 +118,37 @@ pub fn batch_answer() -> Value {
             "details": []}},
     ]})
 }
+
+/// A batch of two: a referral and an update of its case (the update is
+/// judged after the referral, so it finds the case).
+pub fn message_batch() -> Value {
+    let referral = envelope();
+    let mut update: Value = serde_json::from_str(include_str!(
+        "../../../schemas/examples/referral.update/valid-placement-changed.json"
+    ))
+    .expect("the published example is JSON");
+    update["case_ref"] = referral["case_ref"].clone();
+    // The gateway fills these in.
+    for filled in ["message_id", "created_at", "from", "in_reply_to"] {
+        if let Some(o) = update.as_object_mut() {
+            o.remove(filled);
+        }
+    }
+    json!({"messages": [referral, update]})
+}
+
+pub fn message_batch_results() -> Value {
+    let mut accepted = accepted();
+    accepted["index"] = json!(0);
+    accepted["status"] = json!(202);
+    json!({"results": [
+        accepted,
+        {"index": 1, "status": 400, "error": schema_violation()["error"]},
+    ]})
+}
+
+pub fn bad_batch() -> Value {
+    json!({"error": {"code": "bad_batch",
+        "message": "expected {\"messages\": [1 to 500 envelopes]}: no message in the batch",
+        "details": [{"pointer": "/messages", "keyword": "minItems", "message": "no message in the batch"}]}})
+}

@@ -116,6 +116,18 @@ impl Api {
         .await
     }
 
+    /// `POST /v1/messages/batch` of `messages`, on behalf of `officer` if
+    /// one is named.
+    pub async fn submit_batch(&self, messages: &[Value], officer: Option<&str>) -> Sent<Reply> {
+        let mut request = self
+            .request(Method::POST, "/v1/messages/batch")
+            .json(&serde_json::json!({ "messages": messages }));
+        if let Some(officer) = officer {
+            request = request.header("On-Behalf-Of", officer);
+        }
+        Self::send(request).await
+    }
+
     /// `GET /v1/messages/{id}`: a message's status.
     pub async fn message(&self, id: &str) -> Sent<Reply> {
         self.get(&format!("/v1/messages/{id}")).await
