@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use std::collections::HashSet;
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::{Instrument, info};
@@ -71,11 +73,19 @@ pub async fn submit(
     officer: Option<&OfficerId>,
     doc: Value,
 ) -> Result<Submitted, SubmitError> {
+    let case_withheld = withheld_cases(node, std::slice::from_ref(&doc)).await?;
     let Prepared {
         new,
         audit,
         withheld,
-    } = prepare(node, principal, officer, doc, node.clock.now_ms())?;
+    } = prepare(
+        node,
+        principal,
+        officer,
+        doc,
+        node.clock.now_ms(),
+        &case_withheld,
+    )?;
     let span =
         tracing::info_span!("submit", message_id = %new.message_id, case_ref = %new.case_ref);
     async move {
@@ -115,6 +125,7 @@ pub async fn submit_batch(
     docs: Vec<Value>,
 ) -> Result<Vec<Judged>, StoreError> {
     let now = node.clock.now_ms();
+    let case_withheld = withheld_cases(node, &docs).await?;
     // Hundreds of schema validations are tens of milliseconds of CPU: on a
     // blocking thread, so the requests and deliveries sharing this async
     // worker do not wait for them.
@@ -122,7 +133,16 @@ pub async fn submit_batch(
         let node = node.clone();
         move || {
             docs.into_iter()
-                .map(|doc| prepare(&node, principal.as_ref(), officer.as_ref(), doc, now))
+                .map(|doc| {
+                    prepare(
+                        &node,
+                        principal.as_ref(),
+                        officer.as_ref(),
+                        doc,
+                        now,
+                        &case_withheld,
+                    )
+                })
                 .collect::<Vec<_>>()
         }
     })
@@ -172,6 +192,28 @@ pub async fn submit_batch(
         .collect())
 }
 
+/// The cases of `docs` whose consent to sharing stands withdrawn, read
+/// before admission (a `referral.notify` starts its case, so it needs no
+/// read). A withdrawal earlier in the same batch is not seen by the
+/// batch's later messages; the receiver's reduction after it commits the
+/// withdrawal covers what they carried.
+async fn withheld_cases(node: &Node, docs: &[Value]) -> Result<HashSet<String>, StoreError> {
+    let mut cases: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["type"].as_str().is_some_and(|t| t != "referral.notify"))
+        .filter_map(|d| d["case_ref"].as_str())
+        .collect();
+    cases.sort_unstable();
+    cases.dedup();
+    let mut withheld = HashSet::new();
+    for case_ref in cases {
+        if consent::case_withheld(&node.store.case_history(case_ref).await?) {
+            withheld.insert(case_ref.to_string());
+        }
+    }
+    Ok(withheld)
+}
+
 /// Fills the defaults of `doc`, admits it on its own terms (schema,
 /// sender, parties, agreement, officer, peer), keeps out of it what the
 /// person did not consent to share, and makes the outbox row and audit
@@ -182,6 +224,7 @@ fn prepare(
     officer: Option<&OfficerId>,
     mut doc: Value,
     now: i64,
+    case_withheld: &HashSet<String>,
 ) -> Result<Prepared, Refusal> {
     if !doc.is_object() {
         return Err(Refusal::NotAnObject);
@@ -202,8 +245,7 @@ fn prepare(
     // to share does not leave, even into this node's outbox.
     // A message silent on consent follows its case: after a withdrawal,
     // nothing more of the person crosses than the agreement allows.
-    let case_withheld = envelope.message_type != "referral.notify"
-        && consent::case_withheld(&node.store.case_history(&envelope.case_ref).await?);
+    let case_withheld = case_withheld.contains(&envelope.case_ref);
     let (withheld, basis) = match node
         .admission()
         .consent_outbound(&envelope, case_withheld)?
