@@ -335,7 +335,19 @@ fn misfit() -> MessageError {
 /// driven by the schemas rather than by lists in code.
 pub fn personal_pointers(schema: &Value) -> Vec<String> {
     let mut out = std::collections::BTreeSet::new();
-    walk_personal(schema, schema, String::new(), &mut out, 0);
+    // The marker may sit beside a `$ref` or on its target.
+    let marked = |n: &Value| n.get("x-personal") == Some(&Value::Bool(true));
+    walk_schema(
+        schema,
+        schema,
+        String::new(),
+        0,
+        &mut |node, target, path| {
+            if (marked(node) || marked(target)) && !path.is_empty() {
+                out.insert(path.to_string());
+            }
+        },
+    );
     out.into_iter().collect()
 }
 
@@ -344,18 +356,9 @@ pub fn personal_pointers(schema: &Value) -> Vec<String> {
 /// follows: where a field withheld for want of consent must stay, with a
 /// placeholder, for the message to remain valid.
 pub fn required_pointers(schema: &Value) -> Vec<String> {
-    fn walk(
-        root: &Value,
-        node: &Value,
-        path: String,
-        out: &mut std::collections::BTreeSet<String>,
-        depth: usize,
-    ) {
-        if depth > 32 {
-            return;
-        }
-        let node = resolve(root, node);
-        for name in node
+    let mut out = std::collections::BTreeSet::new();
+    walk_schema(schema, schema, String::new(), 0, &mut |_, target, path| {
+        for name in target
             .get("required")
             .and_then(Value::as_array)
             .into_iter()
@@ -364,27 +367,7 @@ pub fn required_pointers(schema: &Value) -> Vec<String> {
         {
             out.insert(format!("{path}/{name}"));
         }
-        if let Some(props) = node.get("properties").and_then(Value::as_object) {
-            for (name, sub) in props {
-                walk(root, sub, format!("{path}/{name}"), out, depth + 1);
-            }
-        }
-        if let Some(items) = node.get("items") {
-            walk(root, items, format!("{path}/*"), out, depth + 1);
-        }
-        for key in ["allOf", "anyOf", "oneOf"] {
-            for sub in node
-                .get(key)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                walk(root, sub, path.clone(), out, depth + 1);
-            }
-        }
-    }
-    let mut out = std::collections::BTreeSet::new();
-    walk(schema, schema, String::new(), &mut out, 0);
+    });
     out.into_iter().collect()
 }
 
@@ -395,30 +378,30 @@ fn resolve<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
     }
 }
 
-fn walk_personal(
+/// Visits every subschema that describes a place in a payload, with the
+/// place's pointer: `visit(node, its $ref target (or itself), pointer)`.
+/// Properties, array items (`*`), composition and conditional branches are
+/// followed; a cycle stops at depth 32.
+fn walk_schema(
     root: &Value,
     node: &Value,
     path: String,
-    out: &mut std::collections::BTreeSet<String>,
     depth: usize,
+    visit: &mut dyn FnMut(&Value, &Value, &str),
 ) {
     if depth > 32 {
         return;
     }
-    // The marker may sit beside a `$ref` or on its target.
-    let marked = |n: &Value| n.get("x-personal") == Some(&Value::Bool(true));
     let target = resolve(root, node);
-    if (marked(node) || marked(target)) && !path.is_empty() {
-        out.insert(path.clone());
-    }
+    visit(node, target, &path);
     let node = target;
     if let Some(props) = node.get("properties").and_then(Value::as_object) {
         for (name, sub) in props {
-            walk_personal(root, sub, format!("{path}/{name}"), out, depth + 1);
+            walk_schema(root, sub, format!("{path}/{name}"), depth + 1, visit);
         }
     }
     if let Some(items) = node.get("items") {
-        walk_personal(root, items, format!("{path}/*"), out, depth + 1);
+        walk_schema(root, items, format!("{path}/*"), depth + 1, visit);
     }
     for key in ["allOf", "anyOf", "oneOf"] {
         for sub in node
@@ -427,12 +410,12 @@ fn walk_personal(
             .into_iter()
             .flatten()
         {
-            walk_personal(root, sub, path.clone(), out, depth + 1);
+            walk_schema(root, sub, path.clone(), depth + 1, visit);
         }
     }
     for key in ["then", "else"] {
         if let Some(sub) = node.get(key) {
-            walk_personal(root, sub, path.clone(), out, depth + 1);
+            walk_schema(root, sub, path.clone(), depth + 1, visit);
         }
     }
 }
