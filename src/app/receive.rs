@@ -149,6 +149,7 @@ fn admit(
         })?;
     // The receiver applies the agreement's consent rule itself.
     node.admission().consent_inbound(&envelope, case_withheld)?;
+    node.admission().mission_may_send(&envelope, sender)?;
     let body = arrival.text;
     let body_sha256 = hex::encode(Sha256::digest(body.as_bytes()));
     let now = node.clock.now_ms();

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use tracing::{Instrument, info};
 
 use super::node::Node;
-use crate::domain::access::Principal;
+use crate::domain::access::{Principal, Role};
 use crate::domain::admission::Refusal;
 use crate::domain::consent::{self, Verdict};
 use crate::domain::lifecycle::CaseMessage;
@@ -235,12 +235,27 @@ fn prepare(
         serde_json::to_vec(&doc).expect("a JSON value serializes"),
     ));
     fill_defaults(node, &mut doc);
+    // Who sent it is the gateway's to say: a consular mission's messages
+    // are marked so, in both countries' timelines.
+    if doc.get("sent_by").is_some() {
+        return Err(Refusal::SentByReserved);
+    }
+    let mission = principal.filter(|p| p.role == Role::Embassy);
+    if mission.is_some() {
+        doc["sent_by"] = Value::String("mission".into());
+    }
     // The stored text first: admission then takes the document, and its
     // payload moves into the envelope instead of being copied.
     let mut body = serde_json::to_string(&doc).expect("a JSON value serializes");
     let mut envelope = node
         .admission()
         .admit_outbound(doc, officer, |peer| node.settings.peer(peer).is_some())?;
+    if let Some(p) = mission {
+        if !p.may_see_case(&envelope.case_ref) {
+            return Err(Refusal::CaseNotVisible);
+        }
+        node.admission().mission_may_send(&envelope, &envelope.to)?;
+    }
     // Before anything is signed or stored: what the person did not consent
     // to share does not leave, even into this node's outbox.
     // A message silent on consent follows its case: after a withdrawal,

@@ -70,6 +70,20 @@ pub enum Refusal {
     ConsentViolation { agreement: String, pointer: String },
     #[error("{message}")]
     LawfulBasis { message: String },
+    /// A consular mission sent a type its agreement does not let it send.
+    #[error(
+        "agreement `{agreement}` does not let a consular mission send {message_type} (embassy_may_send)"
+    )]
+    MissionNotAllowed {
+        agreement: String,
+        message_type: String,
+    },
+    /// `sent_by` is the sending gateway's to set, from who called.
+    #[error("sent_by is set by the gateway from who submitted the message; leave it out")]
+    SentByReserved,
+    /// A mission acting on a case not of its nationals: as if there were none.
+    #[error("case not found")]
+    CaseNotVisible,
     /// The agreement (`require_officer`) wants every submission to name the
     /// officer behind it, and this one named none.
     #[error(
@@ -135,6 +149,9 @@ impl Refusal {
             Self::ConsentWithheld { .. } => "consent_withheld",
             Self::ConsentViolation { .. } => "consent_violation",
             Self::LawfulBasis { .. } => "lawful_basis_invalid",
+            Self::MissionNotAllowed { .. } => "not_allowed_for_mission",
+            Self::SentByReserved => "sent_by_reserved",
+            Self::CaseNotVisible => "not_found",
             Self::Lifecycle(e) => e.code(),
             Self::Correction(CorrectionError::TargetRequired) => "correction_target_required",
             Self::Correction(CorrectionError::UnknownTarget { .. }) => "correction_target_unknown",
@@ -180,6 +197,12 @@ impl Refusal {
                 format!("/payload{pointer}"),
                 "consent",
                 "withheld without consent under the agreement",
+            )],
+            Self::MissionNotAllowed { .. } | Self::CaseNotVisible => Vec::new(),
+            Self::SentByReserved => vec![Detail::at(
+                "/sent_by",
+                "sent_by",
+                "set by the gateway, never by a submitter",
             )],
             Self::LawfulBasis { .. } => vec![Detail::at(
                 "/payload/consent/lawful_basis",
@@ -290,6 +313,21 @@ impl Admission<'_> {
                 Some(pointer) => Err(violation(pointer)),
                 None => Ok(()),
             },
+        }
+    }
+
+    /// A message its sender's consular mission sent (`sent_by: mission`)
+    /// must be of a type the agreement with `peer` lets a mission send.
+    pub fn mission_may_send(&self, envelope: &Envelope, peer: &str) -> Result<(), Refusal> {
+        if envelope.sent_by.as_deref() != Some("mission") {
+            return Ok(());
+        }
+        match self.agreements.between(self.country, peer) {
+            Some(a) if a.embassy_may_send.contains(&envelope.message_type) => Ok(()),
+            other => Err(Refusal::MissionNotAllowed {
+                agreement: other.map_or_else(|| "(none)".to_string(), |a| a.id.clone()),
+                message_type: envelope.message_type.clone(),
+            }),
         }
     }
 
@@ -518,6 +556,7 @@ mod tests {
             from: "TH".into(),
             in_reply_to: reply.map(str::to_string),
             payload: Arc::new(payload),
+            from_mission: false,
         }
     }
 

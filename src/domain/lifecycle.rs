@@ -75,6 +75,8 @@ pub struct CaseMessage {
     pub in_reply_to: Option<String>,
     /// Shared: a case's history is copied for every check, the payload need not be.
     pub payload: std::sync::Arc<Value>,
+    /// Sent by the sender's consular mission (`sent_by: mission`).
+    pub from_mission: bool,
 }
 
 impl From<&Envelope> for CaseMessage {
@@ -85,6 +87,7 @@ impl From<&Envelope> for CaseMessage {
             from: envelope.from.clone(),
             in_reply_to: envelope.in_reply_to.map(|u| u.to_string()),
             payload: envelope.payload.clone(),
+            from_mission: envelope.sent_by.as_deref() == Some("mission"),
         }
     }
 }
@@ -100,6 +103,7 @@ impl CaseMessage {
             message_type: v["type"].as_str()?.to_string(),
             from: v["from"].as_str()?.to_string(),
             in_reply_to: v["in_reply_to"].as_str().map(String::from),
+            from_mission: v["sent_by"] == "mission",
             payload: std::sync::Arc::new(v["payload"].take()),
         })
     }
@@ -419,6 +423,7 @@ mod tests {
             from: from.into(),
             in_reply_to: reply.map(String::from),
             payload: payload.into(),
+            from_mission: false,
         }
     }
 

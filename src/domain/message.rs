@@ -87,6 +87,10 @@ pub struct Envelope {
     /// ([`super::lifecycle::CaseMessage`]) rather than copied into it.
     #[serde(deserialize_with = "shared_value")]
     pub payload: std::sync::Arc<Value>,
+    /// `mission` when the sender's embassy submitted it (set by the
+    /// sending gateway).
+    #[serde(default)]
+    pub sent_by: Option<String>,
 }
 
 fn shared_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::sync::Arc<Value>, D::Error> {

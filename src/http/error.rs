@@ -103,7 +103,9 @@ impl From<Refusal> for ApiError {
             Refusal::SenderMismatch { .. }
             | Refusal::WrongReceiver { .. }
             | Refusal::Agreement(_)
-            | Refusal::Withheld { .. } => StatusCode::FORBIDDEN,
+            | Refusal::Withheld { .. }
+            | Refusal::MissionNotAllowed { .. } => StatusCode::FORBIDDEN,
+            Refusal::CaseNotVisible => StatusCode::NOT_FOUND,
             // Schema-valid, but wrong for this node or this case.
             Refusal::WrongSender { .. }
             | Refusal::UnknownPeer { .. }
@@ -111,6 +113,7 @@ impl From<Refusal> for ApiError {
             | Refusal::ConsentWithheld { .. }
             | Refusal::ConsentViolation { .. }
             | Refusal::LawfulBasis { .. }
+            | Refusal::SentByReserved
             | Refusal::Correction(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Refusal::Lifecycle(_) | Refusal::DuplicateMessageId { .. } => StatusCode::CONFLICT,
             // Whatever is wrong with a signature, the message is not

@@ -91,7 +91,7 @@ pub fn schemas(doc: &mut crate::http::openapi::Document) {
         (status = 400, description = "Malformed JSON or schema violations, every one listed with its JSON pointer and keyword",
             body = ErrorEnvelope, example = json!(example::schema_violation())),
         (status = 401, description = "The client certificate names no node (no_node_identity)", body = ErrorEnvelope),
-        (status = 403, description = "The agreement does not allow this message from this sender, or its signature does not hold: not over these bytes (bad_signature), not by a document-signing certificate of the sender country's CA (unknown_signer), or naming another node (signer_mismatch)", body = ErrorEnvelope),
+        (status = 403, description = "The agreement does not allow this message from this sender (or from its consular mission: not_allowed_for_mission), or its signature does not hold: not over these bytes (bad_signature), not by a document-signing certificate of the sender country's CA (unknown_signer), or naming another node (signer_mismatch)", body = ErrorEnvelope),
         (status = 408, description = "The body did not arrive within the read timeout (request_timeout)", body = ErrorEnvelope),
         (status = 409, description = "The case's state does not allow the message, in_reply_to is wrong, or message_id was used for other content", body = ErrorEnvelope),
         (status = 413, description = "Body larger than peer_api.max_body_bytes (body_too_large)", body = ErrorEnvelope),

@@ -426,3 +426,100 @@ fn an_embassy_without_a_nationality_or_a_caseworker_with_one_is_refused_at_start
         assert!(e.contains(key) && e.contains(says), "{e}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mission_sends_what_its_agreement_lets_it_and_both_timelines_say_so() {
+    let n = seeded().await;
+    let case = case_ref("TH", "KH", 1);
+    let th = api(&n.pki, "TH", n.th.api_addr);
+    // Thailand asks for family tracing; Cambodia's mission answers it.
+    let request = envelope(
+        "family-tracing.request",
+        "TH",
+        "KH",
+        &case,
+        None,
+        example_payload("family-tracing.request", |_| true),
+    );
+    assert_eq!(th.submit(&request).await.unwrap().status, 202);
+    assert_eq!(step(&n.th_worker).await, 1);
+    let mission = n.kh(KH_EMBASSY);
+    let result = envelope(
+        "family-tracing.result",
+        "KH",
+        "TH",
+        &case,
+        request["message_id"].as_str(),
+        example_payload("family-tracing.result", |_| true),
+    );
+    let r = mission.submit(&result).await.unwrap();
+    assert_eq!(r.status, 202, "{}", r.body);
+    // (KH's referral to the unreachable VN is attempted too)
+    step(&n.kh_worker).await;
+    let id = result["message_id"].as_str().unwrap();
+    for (side, view) in [
+        ("KH", n.kh(TOKEN).case(&case).await.unwrap().body),
+        ("TH", th.case(&case).await.unwrap().body),
+    ] {
+        let entry = view["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["message_id"] == id)
+            .unwrap_or_else(|| panic!("{side}: {view}"));
+        assert_eq!(entry["from_mission"], true, "{side}: {entry}");
+        let arrived = if side == "KH" {
+            "delivered"
+        } else {
+            "received"
+        };
+        assert_eq!(entry["state"], arrived, "{side}: {entry}");
+        // The others are not marked.
+        let others = view["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["message_id"] != id);
+        assert!(
+            others.clone().all(|m| m.get("from_mission").is_none()),
+            "{side}: {view}"
+        );
+    }
+    // Not a type the agreement lets a mission send.
+    let r = mission.submit(&update("KH", "TH", &case, 5)).await.unwrap();
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (403, Some("not_allowed_for_mission")),
+        "{}",
+        r.body
+    );
+    // Not a case of its nationals: as if it did not exist.
+    let other = case_ref("KH", "VN", 1);
+    let r = mission
+        .submit(&update("KH", "VN", &other, 6))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "{}", r.body);
+    // Nobody else may say a message is the mission's.
+    let mut claimed = update("KH", "TH", &case, 7);
+    claimed["sent_by"] = json!("mission");
+    let r = n.kh(TOKEN).submit(&claimed).await.unwrap();
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (422, Some("sent_by_reserved")),
+        "{}",
+        r.body
+    );
+    // A peer's mission message of a type the agreement does not name is refused.
+    let client = peer_client(&n.pki, "KH", Some(&n.pki.identity(&n.pki.paths("TH"))));
+    let mut forged = update("TH", "KH", &case, 8);
+    forged["sent_by"] = json!("mission");
+    let (status, body) = peer_post_to(&client, &peer_url(n.kh.peer_addr), &forged).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("not_allowed_for_mission")),
+        "{body}"
+    );
+    n.th.stop().await;
+    n.kh.stop().await;
+}

@@ -24,6 +24,9 @@ struct AgreementFile {
     signing: SigningFile,
     #[serde(default)]
     consent: ConsentFile,
+    /// Types a mission may send itself.
+    #[serde(default)]
+    embassy_may_send: Vec<String>,
     /// Read as any value so a non-boolean is refused naming this key.
     #[serde(default)]
     require_officer: Option<figment::value::Value>,
@@ -206,6 +209,14 @@ pub(super) fn parse_agreement(
             ));
         }
     };
+    for (i, t) in raw.embassy_may_send.iter().enumerate() {
+        if !known_type(t) {
+            return Err(invalid(
+                format!("embassy_may_send[{i}]"),
+                format!("unknown message type `{t}`"),
+            ));
+        }
+    }
     let mut minimal = Vec::new();
     for (i, entry) in raw.consent.minimal.iter().enumerate() {
         minimal.push(personal_field(format!("consent.minimal[{i}]"), entry)?);
@@ -242,6 +253,7 @@ pub(super) fn parse_agreement(
         retention_days: raw.retention_days,
         signing_required: raw.signing.required,
         require_officer,
+        embassy_may_send: raw.embassy_may_send,
         consent: crate::domain::consent::ConsentRule {
             without,
             minimal,

@@ -134,6 +134,8 @@ pub struct Agreement {
     pub require_officer: bool,
     /// What may cross when the person did not consent to sharing.
     pub consent: super::consent::ConsentRule,
+    /// Message types a consular mission (role `embassy`) may send itself.
+    pub embassy_may_send: Vec<String>,
 }
 
 impl Agreement {

@@ -31,7 +31,7 @@ use crate::protocol::ErrorEnvelope;
 pub(super) fn routes() -> Routes {
     Routes::new().route(
         __path_submit_batch,
-        &[Caseworker],
+        &[Caseworker, Embassy],
         Some("message.submit"),
         submit_batch,
     )

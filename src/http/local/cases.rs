@@ -138,6 +138,10 @@ async fn case_timeline(
     for (_, view) in &mut timeline {
         let corrections = corrections_of(view.message_id(), &history);
         view.set_corrected_by(corrections);
+        let from_mission = history
+            .iter()
+            .any(|m| m.message_id == view.message_id() && m.from_mission);
+        view.set_from_mission(from_mission);
     }
     let consent_withheld_since = consent::case_withheld(&history)
         .then(|| {

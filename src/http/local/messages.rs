@@ -24,7 +24,7 @@ pub(super) fn routes() -> Routes {
     Routes::new()
         .route(
             __path_submit_message,
-            &[Caseworker],
+            &[Caseworker, Embassy],
             Some("message.submit"),
             submit_message,
         )
@@ -53,12 +53,13 @@ pub(super) fn routes() -> Routes {
             example = json!(example::accepted())),
         (status = 400, description = "Malformed JSON or schema violations, every one listed with its JSON pointer and keyword; or no On-Behalf-Of header where the agreement with the receiving country requires the officer (officer_required, naming the agreement)",
             body = ErrorEnvelope, example = json!(example::schema_violation())),
-        (status = 403, description = "Role not allowed, or the agreement with the receiving country does not allow this message (agreement_refused)", body = ErrorEnvelope),
+        (status = 403, description = "Role not allowed, or the agreement with the receiving country does not allow this message (agreement_refused), or not from a consular mission (not_allowed_for_mission: an embassy sends only what the agreement's embassy_may_send names)", body = ErrorEnvelope),
+        (status = 404, description = "An embassy submitting to a case not of the nationals it serves: as if there were none (not_found)", body = ErrorEnvelope),
         (status = 408, description = "The body did not arrive within the read timeout (request_timeout)", body = ErrorEnvelope),
         (status = 409, description = "The case's state does not allow the message, in_reply_to is wrong, or message_id was used for other content", body = ErrorEnvelope),
         (status = 413, description = "Body larger than local_api.max_body_bytes (body_too_large)", body = ErrorEnvelope),
         (status = 415, description = "Content-Type is not application/json", body = ErrorEnvelope),
-        (status = 422, description = "The person did not consent to sharing and the agreement sends nothing without consent (consent_withheld), or the declared consent.lawful_basis is not one the agreement names or does not hold (lawful_basis_invalid); wrong sender (wrong_sender), unknown peer (unknown_peer), a case reference that does not name the two countries (case_ref_mismatch), or a correction (referral.update, reason correction) that names no message (correction_target_required), a message of another case (correction_target_unknown) or a field its message does not have (correction_pointer_absent); details[0].pointer says where", body = ErrorEnvelope),
+        (status = 422, description = "sent_by given (sent_by_reserved: the gateway sets it); the person did not consent to sharing and the agreement sends nothing without consent (consent_withheld), or the declared consent.lawful_basis is not one the agreement names or does not hold (lawful_basis_invalid); wrong sender (wrong_sender), unknown peer (unknown_peer), a case reference that does not name the two countries (case_ref_mismatch), or a correction (referral.update, reason correction) that names no message (correction_target_required), a message of another case (correction_target_unknown) or a field its message does not have (correction_pointer_absent); details[0].pointer says where", body = ErrorEnvelope),
         (status = 503, description = "The store could not be reached (store_unavailable); nothing was accepted, retry later", body = ErrorEnvelope),
     ),
 )]

@@ -75,6 +75,13 @@ impl MessageStatus {
         }
     }
 
+    pub fn set_from_mission(&mut self, from_mission: bool) {
+        match self {
+            Self::Outbound(o) => o.from_mission = from_mission,
+            Self::Inbound(i) => i.from_mission = from_mission,
+        }
+    }
+
     pub fn set_corrected_by(&mut self, corrections: Vec<CorrectionRef>) {
         match self {
             Self::Outbound(o) => o.corrected_by = corrections,
@@ -122,6 +129,9 @@ pub struct OutboundStatus {
     /// Present when later corrections changed this message.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub corrected_by: Vec<CorrectionRef>,
+    /// True when the sender's consular mission sent it (`sent_by: mission`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub from_mission: bool,
 }
 
 /// A message this node received.
@@ -152,6 +162,9 @@ pub struct InboundStatus {
     pub receipt_signature: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub corrected_by: Vec<CorrectionRef>,
+    /// True when the sender's consular mission sent it (`sent_by: mission`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub from_mission: bool,
 }
 
 impl From<&OutboxRow> for MessageStatus {
@@ -174,6 +187,7 @@ impl From<&OutboxRow> for MessageStatus {
             signature: row.signature.clone(),
             receipt_signature: row.receipt_signature.clone(),
             corrected_by: Vec::new(),
+            from_mission: false,
         })
     }
 }
@@ -192,6 +206,7 @@ impl From<&InboxRow> for MessageStatus {
             signature: row.signature.clone(),
             receipt_signature: row.receipt_signature.clone(),
             corrected_by: Vec::new(),
+            from_mission: false,
         })
     }
 }

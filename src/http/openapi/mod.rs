@@ -360,6 +360,10 @@ fn envelope(submitted: bool) -> Value {
         if let Some(required) = schema["required"].as_array_mut() {
             required.retain(|r| !r.as_str().is_some_and(|r| filled.contains(&r)));
         }
+        // The gateway sets it from who called; a submitter may not.
+        if let Some(props) = schema["properties"].as_object_mut() {
+            props.remove("sent_by");
+        }
         json!(
             "The envelope (GET /v1/schemas/envelope/1) as submitted: message_id, created_at, \
              from and in_reply_to may be left out and are filled in by the gateway. The \
