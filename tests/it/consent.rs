@@ -411,3 +411,85 @@ async fn a_withdrawal_mid_case_reduces_what_the_peer_holds_and_governs_later_mes
     p.th.stop().await;
     p.kh.stop().await;
 }
+
+/// Two `homeward serve` processes with debug logs: after a minimal send
+/// and after a withdrawal, neither log, no API answer of the receiver and
+/// none of its SQLite files holds a withheld name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_withheld_value_reaches_the_receivers_files_answers_or_either_log() {
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+    let pki = Pki::new();
+    let data = tempfile::tempdir().unwrap();
+    let kh_addrs = (free_addr(), free_addr());
+    let th_addrs = (free_addr(), free_addr());
+    let mut kh_s = settings(&pki, "KH", data.path(), kh_addrs, &[("TH", th_addrs.0)]);
+    kh_s.agreements.dir = agreements_with(data.path(), "kh-agreements", MINIMAL);
+    let mut th_s = settings(&pki, "TH", data.path(), th_addrs, &[("KH", kh_addrs.0)]);
+    th_s.agreements.dir = agreements_with(data.path(), "th-agreements", MINIMAL);
+    let mut kh = Process::new(data.path(), &kh_s, api(&pki, "KH", kh_addrs.1));
+    let mut th = Process::new(data.path(), &th_s, api(&pki, "TH", th_addrs.1));
+    kh.log_filter = "debug".into();
+    th.log_filter = "debug".into();
+    kh.start().await;
+    th.start().await;
+    let case = case_ref("TH", "KH", 1);
+    // Sent without consent: reduced.
+    let first = without_consent(1);
+    assert_eq!(th.api.submit(&first).await.unwrap().status, 202);
+    th.api
+        .wait_final(&id_of(&first), WAIT)
+        .await
+        .expect("delivered");
+    // A second case, with consent, then withdrawn.
+    let second_case = case_ref("TH", "KH", 2);
+    let mut second = without_consent(2);
+    second["payload"]["consent"]["to_share_information"] = json!(true);
+    assert_eq!(th.api.submit(&second).await.unwrap().status, 202);
+    th.api
+        .wait_final(&id_of(&second), WAIT)
+        .await
+        .expect("delivered");
+    let withdrawal = envelope(
+        "referral.update",
+        "TH",
+        "KH",
+        &second_case,
+        None,
+        json!({"reason": "consent_changed", "summary": "Consent withdrawn.",
+               "consent": {"to_share_information": false, "recorded_by": "Synthetic social worker",
+                           "recorded_at": "2026-11-23T08:00:00Z"}}),
+    );
+    assert_eq!(th.api.submit(&withdrawal).await.unwrap().status, 202);
+    th.api
+        .wait_final(&id_of(&withdrawal), WAIT)
+        .await
+        .expect("delivered");
+
+    // (document numbers are on this rule's minimal list: they may cross)
+    let planted = [NAME_LATIN, NAME_NATIVE];
+    let clean = |what: &str, text: &str| {
+        for p in planted {
+            assert!(!text.contains(p), "{what} holds `{p}`");
+        }
+    };
+    for c in [&case, &second_case] {
+        clean(
+            "KH's case view",
+            &kh.api.case(c).await.unwrap().body.to_string(),
+        );
+    }
+    let inbox: String = read_inbox(&kh.api)
+        .await
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    clean("KH's inbox", &inbox);
+    for (p, label) in [(&th, "TH"), (&kh, "KH")] {
+        let log = std::fs::read_to_string(&p.log).unwrap();
+        assert!(log.contains("message_id"), "{label} logged nothing useful");
+        clean(&format!("{label}'s log"), &log);
+    }
+    th.kill().await;
+    kh.kill().await;
+    kh_files_clean(data.path());
+}
