@@ -75,6 +75,12 @@ pub fn stated(payload: &Value) -> Option<bool> {
     payload["consent"]["to_share_information"].as_bool()
 }
 
+/// Whether the rule applies to a payload: it says consent is withheld,
+/// or says nothing of it in a case whose consent stands withdrawn.
+pub fn applies(payload: &Value, case_withheld: bool) -> bool {
+    stated(payload).map_or(case_withheld, |shared| !shared)
+}
+
 /// Whether a case's consent to sharing stands withdrawn: what its latest
 /// message that said anything of it said (a `referral.update` with
 /// `consent.to_share_information: false` withdraws it; one with `true`
@@ -101,7 +107,7 @@ impl ConsentRule {
         personal: &[String],
         case_withheld: bool,
     ) -> Result<Verdict, BasisError> {
-        if !stated(payload).map_or(case_withheld, |shared| !shared) {
+        if !applies(payload, case_withheld) {
             return Ok(Verdict::Shared);
         }
         if let Some(basis) = payload["consent"]["lawful_basis"].as_str() {
