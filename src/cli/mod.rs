@@ -5,6 +5,7 @@ mod bench;
 mod check;
 mod evidence;
 mod reload;
+mod report;
 mod store_ops;
 
 use std::io::Read;
@@ -110,6 +111,20 @@ enum Command {
     Evidence {
         #[command(subcommand)]
         command: EvidenceCommand,
+    },
+    /// The year's de-identified statistics, in the shape of the annual
+    /// reports (small counts suppressed), from this node's store.
+    Report {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The calendar year, e.g. 2026.
+        #[arg(long)]
+        year: i32,
+        #[arg(long, value_enum, default_value = "md")]
+        format: crate::app::report::Format,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Make the running gateway reread its certificates, keys, peer CAs,
     /// CRLs and agreements (as `SIGHUP` does): checked here first, and not
@@ -235,6 +250,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Timers { command } => store_ops::timers_command(command),
         Command::CheckConfig { config } => check::check_config(&config),
         Command::Reload { config, pid } => reload::request(&config, pid),
+        Command::Report {
+            config,
+            year,
+            format,
+            out,
+        } => report::run(&config, year, format, out.as_deref()),
     }
 }
 

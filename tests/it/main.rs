@@ -33,6 +33,7 @@ mod protection;
 mod reload;
 mod schemas;
 mod signatures;
+mod statistics;
 mod store;
 mod store_failure;
 mod timers;

@@ -18,6 +18,7 @@ mod params;
 mod schemas;
 mod search;
 mod service;
+mod statistics;
 mod timers;
 mod views;
 
@@ -45,6 +46,7 @@ fn routes() -> Routes {
         .merge(search::routes())
         .merge(evidence::routes())
         .merge(timers::routes())
+        .merge(statistics::routes())
         .merge(outbox::routes())
         .merge(audit::routes())
         .merge(schemas::routes())
