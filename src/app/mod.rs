@@ -7,6 +7,7 @@ pub mod delivery;
 pub mod health;
 pub mod node;
 pub mod receive;
+pub mod reconcile;
 pub mod reload;
 pub mod report;
 pub mod retention;

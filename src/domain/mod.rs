@@ -13,5 +13,6 @@ pub mod ids;
 pub mod lifecycle;
 pub mod message;
 pub mod officer;
+pub mod reconcile;
 pub mod search;
 pub mod statistics;

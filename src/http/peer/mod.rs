@@ -27,11 +27,14 @@ use crate::protocol::{
 };
 use crate::tls::ConnInfo;
 
+mod reconcile;
+
 pub fn router(node: Arc<Node>) -> Router {
     let limit = node.settings.peer_api.max_body_bytes;
     Router::new()
         .route(MESSAGES_PATH, post(receive_one))
         .route(BATCH_PATH, post(receive_batch))
+        .route(crate::protocol::RECONCILE_PATH, post(reconcile::tally))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -65,12 +68,14 @@ pub fn operations() -> Vec<(String, Operation)> {
             __path_receive_batch::path(),
             __path_receive_batch::operation(),
         ),
+        reconcile::operation(),
     ]
 }
 
 /// The schemas of the peer API's own bodies.
 pub fn schemas(doc: &mut crate::http::openapi::Document) {
     doc.schema::<BatchBody>();
+    reconcile::schemas(doc);
 }
 
 /// Deliver one envelope (peer API).
@@ -330,7 +335,7 @@ fn refused(e: ApiError) -> BatchResult {
 
 /// The node the client certificate names, if it is within its rate;
 /// otherwise the answer that refuses it (401, or 429 with `Retry-After`).
-fn sender(node: &Node, conn: &ConnInfo) -> Result<String, Box<Response>> {
+pub(super) fn sender(node: &Node, conn: &ConnInfo) -> Result<String, Box<Response>> {
     let sender = identify(conn).map_err(|e| Box::new(e.into_response()))?;
     node.peer_limits
         .check(&sender)
