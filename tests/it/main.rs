@@ -36,3 +36,4 @@ mod signatures;
 mod store;
 mod store_failure;
 mod timers;
+mod versions;
