@@ -37,3 +37,4 @@ mod statistics;
 mod store;
 mod store_failure;
 mod timers;
+mod versions;

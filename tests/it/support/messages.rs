@@ -84,9 +84,18 @@ pub fn acknowledge(from: &str, to: &str, case: &str, in_reply_to: &str) -> Value
 /// The payload of a published valid example of `message_type` whose payload
 /// satisfies `pick` (so tests follow the schemas as they evolve).
 pub fn example_payload(message_type: &str, pick: impl Fn(&Value) -> bool) -> Value {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+    example_payload_v(message_type, 1, pick)
+}
+
+/// [`example_payload`] of schema `version` (a later version's examples sit
+/// in `schemas/examples/<type>/v<N>/`).
+pub fn example_payload_v(message_type: &str, version: u32, pick: impl Fn(&Value) -> bool) -> Value {
+    let mut dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("schemas/examples")
         .join(message_type);
+    if version > 1 {
+        dir = dir.join(format!("v{version}"));
+    }
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|f| f.unwrap().path())
@@ -105,7 +114,7 @@ pub fn example_payload(message_type: &str, pick: impl Fn(&Value) -> bool) -> Val
                 .clone()
         })
         .find(|p| pick(p))
-        .unwrap_or_else(|| panic!("no valid {message_type} example matches"))
+        .unwrap_or_else(|| panic!("no valid {message_type} v{version} example matches"))
 }
 
 /// A full envelope around `payload`.
@@ -128,6 +137,21 @@ pub fn envelope(
         "created_at": "2026-11-22T11:00:00Z",
         "payload": payload,
     })
+}
+
+/// [`envelope`] of schema `version`.
+pub fn envelope_v(
+    version: u32,
+    message_type: &str,
+    from: &str,
+    to: &str,
+    case: &str,
+    in_reply_to: Option<&str>,
+    payload: Value,
+) -> Value {
+    let mut e = envelope(message_type, from, to, case, in_reply_to, payload);
+    e["schema_version"] = json!(version);
+    e
 }
 
 /// A `referral.update` with a synthetic placement change.
