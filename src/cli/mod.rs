@@ -4,6 +4,7 @@
 mod bench;
 mod check;
 mod evidence;
+mod reconcile;
 mod reload;
 mod report;
 mod store_ops;
@@ -125,6 +126,21 @@ enum Command {
         /// Write to this file instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Compare this node's count of its corridor with a peer's, per month
+    /// and message type, over a year, naming the messages one side holds and
+    /// the other does not. Exit 0 agree, 1 differ, 2 no comparison.
+    Reconcile {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The peer country, e.g. TH.
+        #[arg(long)]
+        peer: String,
+        #[arg(long)]
+        year: i32,
+        /// Print the comparison as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Make the running gateway reread its certificates, keys, peer CAs,
     /// CRLs and agreements (as `SIGHUP` does): checked here first, and not
@@ -250,6 +266,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Timers { command } => store_ops::timers_command(command),
         Command::CheckConfig { config } => check::check_config(&config),
         Command::Reload { config, pid } => reload::request(&config, pid),
+        Command::Reconcile {
+            config,
+            peer,
+            year,
+            json,
+        } => reconcile::run(&config, &peer, year, json),
         Command::Report {
             config,
             year,

@@ -30,6 +30,7 @@ mod officer;
 mod openapi;
 mod peer_auth;
 mod protection;
+mod reconcile;
 mod reload;
 mod schemas;
 mod signatures;
