@@ -5,15 +5,10 @@
 //! an analyst reads statistics and nothing else; facts lost behind the
 //! gateway's back come back from the sealed bodies.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::support::*;
 use homeward::gateway::Listeners;
-
-/// A person of the seeded set: sex, age in years, presumed minor.
-type Person = (&'static str, i64, bool);
 
 /// The seeded cases, per partner: TH 9 women (2 of them girls of 16) and 5
 /// men; VN 6 men; MY 5 women.
@@ -28,101 +23,10 @@ fn seeded() -> Vec<(&'static str, Vec<Person>)> {
     ]
 }
 
-fn at(mut m: Value, created_at: &str) -> Value {
-    m["created_at"] = json!(created_at);
-    m
-}
-
-/// Submits a batch and waits until every message is delivered.
-async fn exchange(api: &Api, messages: Vec<Value>) -> Vec<String> {
-    let r = api.submit_batch(&messages, None).await.unwrap();
-    assert_eq!(r.status, 200, "{}", r.body);
-    for item in r.body["results"].as_array().unwrap() {
-        assert_eq!(item["status"], 202, "{item}");
-    }
-    let mut ids = Vec::new();
-    for m in &messages {
-        let id = m["message_id"].as_str().unwrap().to_string();
-        let status = api.wait_final(&id, Duration::from_secs(30)).await;
-        assert_eq!(
-            status.as_ref().map(|s| s["state"].clone()),
-            Some(json!("delivered")),
-            "{status:?}"
-        );
-        ids.push(id);
-    }
-    ids
-}
-
 /// Every seeded case of `partner`, from referral to handover (and, for
 /// TH's adult women, a reintegration report: placement with family).
-async fn run_cases(partner: &str, host: &Api, kh: &Api, persons: &[Person]) {
-    let cases: Vec<String> = (0..persons.len())
-        .map(|i| case_ref(partner, "KH", 700 + i))
-        .collect();
-    let referrals: Vec<Value> = cases
-        .iter()
-        .zip(persons)
-        .enumerate()
-        .map(|(i, (case, (sex, age, minor)))| {
-            let mut m = referral(partner, "KH", case, i);
-            let person = &mut m["payload"]["person"];
-            person["sex"] = json!(sex);
-            person["estimated_age"] = json!(age);
-            person["presumed_minor"] = json!(minor);
-            m["payload"]["placement"]["country"] = json!(partner);
-            at(m, "2026-03-02T09:00:00Z")
-        })
-        .collect();
-    let referral_ids = exchange(host, referrals).await;
-    let acks = cases
-        .iter()
-        .zip(&referral_ids)
-        .map(|(case, id)| at(acknowledge("KH", partner, case, id), "2026-03-04T09:00:00Z"))
-        .collect();
-    exchange(kh, acks).await;
-    let requests: Vec<Value> = cases
-        .iter()
-        .zip(persons)
-        .map(|(case, (sex, age, minor))| {
-            let mut payload = example_payload("repatriation.request", |_| true);
-            payload["persons"] = json!([{
-                "person_ref": "P1", "name_latin": "Synthetic Returnee", "sex": sex,
-                "estimated_age": age, "presumed_minor": minor,
-            }]);
-            at(
-                envelope("repatriation.request", partner, "KH", case, None, payload),
-                "2026-04-01T09:00:00Z",
-            )
-        })
-        .collect();
-    let request_ids = exchange(host, requests).await;
-    let confirms = cases
-        .iter()
-        .zip(&request_ids)
-        .map(|(case, id)| {
-            envelope(
-                "repatriation.confirm",
-                "KH",
-                partner,
-                case,
-                Some(id),
-                example_payload("repatriation.confirm", |p| p["decision"] == "accepted"),
-            )
-        })
-        .collect();
-    exchange(kh, confirms).await;
-    let handovers = cases
-        .iter()
-        .map(|case| {
-            let mut payload =
-                example_payload("repatriation.handover", |p| p["record"] == "handover");
-            payload["persons"] = json!(["P1"]);
-            payload["handed_over_at"] = json!("2026-05-01T10:00:00+07:00");
-            envelope("repatriation.handover", partner, "KH", case, None, payload)
-        })
-        .collect();
-    exchange(host, handovers).await;
+async fn run_seeded(partner: &str, host: &Api, kh: &Api, persons: &[Person]) {
+    let cases = run_cases(partner, host, kh, persons, 700, "2026-05-01T10:00:00+07:00").await;
     let reports: Vec<Value> = cases
         .iter()
         .zip(persons)
@@ -220,7 +124,7 @@ async fn seeded_cases_on_three_corridors_give_the_known_suppressed_tables() {
     };
     let kh = api_of("KH");
     for (partner, persons) in seeded() {
-        run_cases(partner, &api_of(partner), &kh, &persons).await;
+        run_seeded(partner, &api_of(partner), &kh, &persons).await;
     }
 
     // Returnees by corridor and sex: no cell is small.
