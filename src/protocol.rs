@@ -62,9 +62,9 @@ pub struct AnswerDue {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReconcileRequest {
-    #[schema(example = "2026-01-01")]
+    #[schema(example = "2026-01-01", pattern = r"^\d{4}(-\d{2}(-\d{2})?)?$")]
     pub from: String,
-    #[schema(example = "2026-12-31")]
+    #[schema(example = "2026-12-31", pattern = r"^\d{4}(-\d{2}(-\d{2})?)?$")]
     pub to: String,
     #[serde(default)]
     #[schema(max_items = 1000)]

@@ -222,6 +222,7 @@ impl Query {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Shown {
     /// The count; absent when suppressed.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
     /// What a printed table shows: the count, or `<k`.
     pub shown: String,
