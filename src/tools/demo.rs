@@ -127,11 +127,23 @@ pub async fn run(certs: &Path, agreements: &Path) -> anyhow::Result<()> {
 }
 
 /// One step of the demo case: who sends which published example, answering which earlier step.
+/// One message of a demo case: who sends it (the case's host, where the
+/// person was identified, or its origin), from which published example, in
+/// reply to which earlier step, with which payload fields changed.
 struct Step {
-    from: &'static str,
+    host_sends: bool,
     example: &'static str,
     reply_to: Option<usize>,
+    patch: fn(&mut Value),
     what: &'static str,
+}
+
+fn same(_: &mut Value) {}
+
+/// The published examples record handovers on set dates; the demo's
+/// happen now, so this year's statistics count them.
+fn handed_over_now(p: &mut Value) {
+    p["handed_over_at"] = json!(crate::clock::rfc3339_ms(crate::clock::system().now_ms()));
 }
 
 macro_rules! example {
@@ -140,144 +152,198 @@ macro_rules! example {
     };
 }
 
-const STEPS: &[Step] = &[
+/// One case on one corridor.
+struct DemoCase {
+    case_ref: &'static str,
+    host: &'static str,
+    origin: &'static str,
+    title: &'static str,
+    steps: &'static [Step],
+}
+
+const TH_STEPS: &[Step] = &[
     Step {
-        from: "TH",
+        host_sends: true,
         example: example!("referral.notify/valid-child-estimated-age"),
         reply_to: None,
+        patch: same,
         what: "Thailand refers a presumed victim, a Cambodian girl, to Cambodia",
     },
     Step {
-        from: "KH",
+        host_sends: false,
         example: example!("referral.acknowledge/valid-accepted"),
         reply_to: Some(0),
+        patch: same,
         what: "Cambodia's case system reads its inbox and accepts the case",
     },
     Step {
-        from: "TH",
+        host_sends: true,
         example: example!("family-tracing.request/valid-girl-referred"),
         reply_to: None,
+        patch: same,
         what: "Thailand asks Cambodia to trace and assess the family",
     },
     Step {
-        from: "KH",
+        host_sends: false,
         example: example!("family-tracing.result/valid-family-found-safe"),
         reply_to: Some(2),
+        patch: same,
         what: "Cambodia reports: nationality verified, family found, safe to return",
     },
     Step {
-        from: "TH",
-        example: example!("repatriation.request/valid-land-poipet"),
+        host_sends: true,
+        example: example!("repatriation.request/v2/valid-poipet-through-the-embassy"),
         reply_to: None,
-        what: "Thailand proposes return by land via Poipet–Aranyaprathet",
+        patch: same,
+        what: "Thailand proposes return by land at gate POIPET (schema v2: gate and return channel)",
     },
     Step {
-        from: "KH",
+        host_sends: false,
         example: example!("repatriation.confirm/valid-accepted"),
         reply_to: Some(4),
+        patch: same,
         what: "Cambodia accepts; MOSVY's Poipet transit centre will receive her",
     },
     Step {
-        from: "TH",
-        example: example!("repatriation.handover/valid-handover-record"),
+        host_sends: true,
+        example: example!("repatriation.handover/v2/valid-handover-at-poipet"),
         reply_to: None,
-        what: "Thailand records the handover at the border",
+        patch: handed_over_now,
+        what: "Thailand records the handover at Poipet–Aranyaprathet",
     },
     Step {
-        from: "KH",
-        example: example!("repatriation.handover/valid-countersignature"),
+        host_sends: false,
+        example: example!("repatriation.handover/v2/valid-countersignature-at-poipet"),
         reply_to: Some(6),
+        patch: handed_over_now,
         what: "Cambodia countersigns the handover",
     },
     Step {
-        from: "KH",
+        host_sends: false,
         example: example!("reintegration.report/valid-three-months-open"),
         reply_to: None,
+        patch: same,
         what: "Cambodia reports on reintegration after three months",
     },
     Step {
-        from: "KH",
+        host_sends: false,
         example: example!("reintegration.report/valid-twelve-months-closed"),
         reply_to: None,
+        patch: same,
         what: "Cambodia's twelve-month report closes the case",
     },
 ];
 
+fn vn_handover(p: &mut Value) {
+    handed_over_now(p);
+    p["gate"] = json!("BAVET");
+    p["place"] = json!("Bavet–Moc Bai international checkpoint");
+    p["persons"] = json!(["VN-P1"]);
+}
+
+const VN_STEPS: &[Step] = &[
+    Step {
+        host_sends: true,
+        example: example!("referral.notify/v2/valid-fisherman-recruited-by-broker"),
+        reply_to: None,
+        patch: same,
+        what: "Vietnam refers a Cambodian man recruited by a broker (schema v2)",
+    },
+    Step {
+        host_sends: false,
+        example: example!("referral.acknowledge/valid-accepted"),
+        reply_to: Some(0),
+        patch: same,
+        what: "Cambodia accepts the case",
+    },
+    Step {
+        host_sends: true,
+        example: example!("repatriation.request/v2/valid-bavet-without-crossing-point"),
+        reply_to: None,
+        patch: same,
+        what: "Vietnam proposes return by land at gate BAVET, through the embassy and the interior ministry",
+    },
+    Step {
+        host_sends: false,
+        example: example!("repatriation.confirm/valid-accepted"),
+        reply_to: Some(2),
+        patch: same,
+        what: "Cambodia accepts the return",
+    },
+    Step {
+        host_sends: true,
+        example: example!("repatriation.handover/v2/valid-handover-at-poipet"),
+        reply_to: None,
+        patch: vn_handover,
+        what: "Vietnam records the handover at Bavet–Moc Bai",
+    },
+];
+
+const MY_STEPS: &[Step] = &[
+    Step {
+        host_sends: true,
+        example: example!("referral.notify/v2/valid-fisherman-recruited-by-broker"),
+        reply_to: None,
+        patch: same,
+        what: "Malaysia refers a Cambodian fisherman (schema v2)",
+    },
+    Step {
+        host_sends: false,
+        example: example!("referral.acknowledge/valid-accepted"),
+        reply_to: Some(0),
+        patch: same,
+        what: "Cambodia accepts the case",
+    },
+    Step {
+        host_sends: true,
+        example: example!("repatriation.request/v2/valid-fishermen-flown-home-by-ngo"),
+        reply_to: None,
+        patch: same,
+        what: "Malaysia proposes to fly three fishermen home, KUL to Phnom Penh (answer due in business days)",
+    },
+    Step {
+        host_sends: false,
+        example: example!("repatriation.confirm/valid-accepted"),
+        reply_to: Some(2),
+        patch: same,
+        what: "Cambodia accepts the return",
+    },
+    Step {
+        host_sends: true,
+        example: example!("repatriation.handover/v2/valid-group-at-phnom-penh-airport"),
+        reply_to: None,
+        patch: handed_over_now,
+        what: "Malaysia records the handover of two of them at the airport",
+    },
+];
+
+const CASES: &[DemoCase] = &[
+    DemoCase {
+        case_ref: CASE_REF,
+        host: "TH",
+        origin: "KH",
+        title: "KH–TH, by land at Poipet",
+        steps: TH_STEPS,
+    },
+    DemoCase {
+        case_ref: "VN-KH-2026-000043",
+        host: "VN",
+        origin: "KH",
+        title: "KH–VN, by land at Bavet–Moc Bai",
+        steps: VN_STEPS,
+    },
+    DemoCase {
+        case_ref: "MY-KH-2026-000044",
+        host: "MY",
+        origin: "KH",
+        title: "KH–MY, by air",
+        steps: MY_STEPS,
+    },
+];
+
 async fn exchange(net: &DevNet) -> anyhow::Result<()> {
-    let wait = Duration::from_secs(20);
-    let mut ids: Vec<String> = Vec::new();
-    println!("\nCase {CASE_REF}, synthetic person, from referral to closure:\n");
-    for (n, step) in STEPS.iter().enumerate() {
-        let (sender, receiver) = if step.from == "TH" {
-            ("TH", "KH")
-        } else {
-            ("KH", "TH")
-        };
-        let mut msg: Value = serde_json::from_str(step.example).context("demo example")?;
-        let id = uuid::Uuid::now_v7().to_string();
-        msg["message_id"] = json!(id);
-        msg["case_ref"] = json!(CASE_REF);
-        msg["from"] = json!(sender);
-        msg["to"] = json!(receiver);
-        msg["in_reply_to"] = json!(step.reply_to.map(|i| ids[i].clone()));
-        msg.as_object_mut().map(|o| o.remove("created_at"));
-        let api = net.api(sender);
-        let r = api.submit(&msg).await?;
-        if r.status != 202 {
-            bail!(
-                "{sender} refused {}: HTTP {} {}",
-                msg["type"],
-                r.status,
-                r.body
-            );
-        }
-        let status = api
-            .wait_final(&id, wait)
-            .await
-            .context("not delivered in time")?;
-        if status["state"] != "delivered" {
-            bail!(
-                "{} ended {}: {}",
-                msg["type"],
-                status["state"],
-                status["last_error"]
-            );
-        }
-        // The receiving case system picks the message up from its inbox feed.
-        let inbox = net
-            .api(receiver)
-            .get("/v1/inbox?after=0&limit=1000")
-            .await?;
-        let seen = inbox.body["messages"]
-            .as_array()
-            .is_some_and(|m| m.iter().any(|m| m["message_id"] == json!(id)));
-        if !seen {
-            bail!("{receiver}'s inbox does not show {id}");
-        }
-        let state = net
-            .api("KH")
-            .get(&format!("/v1/cases/{CASE_REF}"))
-            .await?
-            .body["state"]
-            .clone();
-        let due = status["receipt"]["answer_due"].clone();
-        println!(
-            "{:>2}. {sender} -> {receiver}  {:<24} delivered, case now {:<22} {}",
-            n + 1,
-            msg["type"].as_str().unwrap_or(""),
-            state.as_str().unwrap_or("-"),
-            if due.is_object() {
-                format!(
-                    "(answer {} due {})",
-                    due["type"].as_str().unwrap_or(""),
-                    due["due_at"].as_str().unwrap_or("")
-                )
-            } else {
-                String::new()
-            }
-        );
-        println!("      {}", step.what);
-        ids.push(id);
+    for case in CASES {
+        run_case(net, case).await?;
     }
 
     let refused = net.api("TH").submit(&demo_referral()).await?;
@@ -286,6 +352,21 @@ async fn exchange(net: &DevNet) -> anyhow::Result<()> {
         refused.status,
         refused.body["error"]["message"].as_str().unwrap_or("")
     );
+    // Thailand and Vietnam signed no agreement: nothing may pass between them.
+    let mut th_vn = demo_referral();
+    th_vn["case_ref"] = json!("TH-VN-2026-000001");
+    th_vn["to"] = json!("VN");
+    th_vn["payload"]["person"]["nationality_claimed"] = json!("VN");
+    let refused = net.api("TH").submit(&th_vn).await?;
+    println!(
+        "A referral from TH to VN is refused: HTTP {} {}: {}",
+        refused.status,
+        refused.body["error"]["code"].as_str().unwrap_or(""),
+        refused.body["error"]["message"].as_str().unwrap_or("")
+    );
+    if refused.status < 400 {
+        bail!("TH accepted a message to VN, with which it has no agreement");
+    }
 
     for cc in ["TH", "KH"] {
         let case = net
@@ -312,6 +393,192 @@ async fn exchange(net: &DevNet) -> anyhow::Result<()> {
             );
         }
     }
+    statistics(net).await?;
+    reconcile(net).await?;
+    handover_record(net).await
+}
+
+async fn run_case(net: &DevNet, case: &DemoCase) -> anyhow::Result<()> {
+    let wait = Duration::from_secs(20);
+    let mut ids: Vec<String> = Vec::new();
+    println!(
+        "\nCase {} ({}), synthetic persons:\n",
+        case.case_ref, case.title
+    );
+    for (n, step) in case.steps.iter().enumerate() {
+        let (sender, receiver) = if step.host_sends {
+            (case.host, case.origin)
+        } else {
+            (case.origin, case.host)
+        };
+        let mut msg: Value = serde_json::from_str(step.example).context("demo example")?;
+        let id = uuid::Uuid::now_v7().to_string();
+        msg["message_id"] = json!(id);
+        msg["case_ref"] = json!(case.case_ref);
+        msg["from"] = json!(sender);
+        msg["to"] = json!(receiver);
+        msg["in_reply_to"] = json!(step.reply_to.map(|i| ids[i].clone()));
+        msg.as_object_mut().map(|o| o.remove("created_at"));
+        (step.patch)(&mut msg["payload"]);
+        let api = net.api(sender);
+        let r = api.submit(&msg).await?;
+        if r.status != 202 {
+            bail!(
+                "{sender} refused {}: HTTP {} {}",
+                msg["type"],
+                r.status,
+                r.body
+            );
+        }
+        let status = api
+            .wait_final(&id, wait)
+            .await
+            .context("not delivered in time")?;
+        if status["state"] != "delivered" {
+            bail!(
+                "{} ended {}: {}",
+                msg["type"],
+                status["state"],
+                status["last_error"]
+            );
+        }
+        let inbox = net
+            .api(receiver)
+            .get("/v1/inbox?after=0&limit=1000")
+            .await?;
+        let seen = inbox.body["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["message_id"] == json!(id)));
+        if !seen {
+            bail!("{receiver}'s inbox does not show {id}");
+        }
+        let state = net
+            .api("KH")
+            .get(&format!("/v1/cases/{}", case.case_ref))
+            .await?
+            .body["state"]
+            .clone();
+        let due = status["receipt"]["answer_due"].clone();
+        println!(
+            "{:>2}. {sender} -> {receiver}  {:<24} v{} delivered, case now {:<22} {}",
+            n + 1,
+            msg["type"].as_str().unwrap_or(""),
+            msg["schema_version"],
+            state.as_str().unwrap_or("-"),
+            if due.is_object() {
+                format!(
+                    "(answer {} due {})",
+                    due["type"].as_str().unwrap_or(""),
+                    due["due_at"].as_str().unwrap_or("")
+                )
+            } else {
+                String::new()
+            }
+        );
+        println!("      {}", step.what);
+        ids.push(id);
+    }
+    Ok(())
+}
+
+/// The de-identified statistics KH holds for the year, as a ministry's
+/// report would show them.
+async fn statistics(net: &DevNet) -> anyhow::Result<()> {
+    let year = time::OffsetDateTime::now_utc().year();
+    for (count, group_by) in [
+        ("referrals", "corridor,sex,age_band"),
+        ("returnees", "corridor,sex,minor,gate"),
+    ] {
+        let table = net
+            .api("KH")
+            .get(&format!(
+                "/v1/statistics?count={count}&from={year}&to={year}&group_by={group_by}"
+            ))
+            .await?;
+        if table.status != 200 {
+            bail!("statistics: HTTP {} {}", table.status, table.body);
+        }
+        let t = &table.body;
+        println!(
+            "\nDe-identified statistics at KH, {year}: {count} by {group_by} (counts below {} shown as <{}):",
+            t["k"], t["k"]
+        );
+        for c in t["cells"].as_array().into_iter().flatten() {
+            let keys: Vec<&str> = group_by
+                .split(',')
+                .map(|g| c["keys"][g].as_str().unwrap_or("-"))
+                .collect();
+            println!(
+                "  {:<48} {}",
+                keys.join("  "),
+                c["shown"].as_str().unwrap_or("")
+            );
+        }
+        println!(
+            "  {:<48} {}",
+            "total",
+            t["total"]["shown"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+/// KH reconciles each corridor with its peer.
+async fn reconcile(net: &DevNet) -> anyhow::Result<()> {
+    let year = time::OffsetDateTime::now_utc().year().to_string();
+    println!("\nReconciliation of {year}, KH with each peer:");
+    let node = &net.nodes["KH"].gateway.node;
+    for peer in ["TH", "VN", "MY"] {
+        let outcome = crate::app::reconcile::with_peer(
+            &node.settings,
+            &node.credentials(),
+            &node.agreements(),
+            &node.store,
+            peer,
+            (&year, &year),
+        )
+        .await?;
+        let c = &outcome.comparison;
+        let messages: u64 = c.agreed.iter().map(|a| a.count).sum();
+        println!(
+            "  {}: {} ({} cells, {messages} messages; {}'s tally {})",
+            c.corridor,
+            if c.agrees() {
+                "both sides agree"
+            } else {
+                "THE SIDES DIFFER"
+            },
+            c.agreed.len() + c.differing.len(),
+            peer,
+            if outcome.signed {
+                "signed and verified"
+            } else {
+                "unsigned"
+            }
+        );
+        if !c.agrees() {
+            bail!("reconciliation with {peer} found differences: {c:?}");
+        }
+    }
+    Ok(())
+}
+
+/// The printable, bilingual handover record of the KH–TH case, written to
+/// a file outside the demo's temporary directory.
+async fn handover_record(net: &DevNet) -> anyhow::Result<()> {
+    let page = net
+        .api("KH")
+        .get_text(&format!("/v1/cases/{CASE_REF}/handover"))
+        .await?;
+    if page.0 != 200 {
+        bail!("handover record: HTTP {} {}", page.0, page.1);
+    }
+    let path = std::env::temp_dir().join(format!("homeward-demo-handover-{CASE_REF}.html"));
+    std::fs::write(&path, &page.1).with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "\nThe handover record of {CASE_REF} (English, Khmer, Thai; print it to A4): {}",
+        path.display()
+    );
     Ok(())
 }
 

@@ -197,6 +197,18 @@ impl ApiClient {
         Ok(Self::reply(resp).await)
     }
 
+    /// `GET` of a page that is not JSON: its status and text.
+    pub async fn get_text(&self, path: &str) -> Result<(u16, String), reqwest::Error> {
+        let resp = self
+            .client
+            .get(format!("{}{}", self.base, path))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.text().await?))
+    }
+
     /// Sends any request; for tests of refusals.
     pub fn raw(&self) -> (&reqwest::Client, &str, &str) {
         (&self.client, &self.base, &self.token)

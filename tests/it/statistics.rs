@@ -335,4 +335,55 @@ async fn seeded_cases_on_three_corridors_give_the_known_suppressed_tables() {
         "once"
     );
     store.close().await;
+
+    // The annual report, from the same store, in each format.
+    let config = data.path().join("kh-report.toml");
+    std::fs::write(&config, toml::to_string(&kh_settings).unwrap()).unwrap();
+    let report = |format: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_homeward"))
+            .args(["report", "--year", "2026", "--format", format, "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let md = report("md");
+    assert!(md.contains("## Referrals by corridor\n"), "{md}");
+    assert!(
+        md.contains("| KH-TH | 14 |") && md.contains("| **total** | **25** |"),
+        "{md}"
+    );
+    let csv = report("csv");
+    let header = csv.lines().next().unwrap();
+    assert!(
+        header.starts_with("table,count_of,corridor,origin,year,month,sex"),
+        "{header}"
+    );
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("Referrals by corridor,referrals,KH-VN,") && l.ends_with(",6")),
+        "{csv}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&report("json")).unwrap();
+    assert_eq!(json["year"], 2026);
+    assert!(json["sections"].as_array().unwrap().len() >= 8);
+    assert_eq!(json["timings"][0]["median_days"], 2.0);
+    // Nothing personal reaches the report.
+    for text in [&md, &csv] {
+        assert!(
+            !text.contains("Test Person") && !text.contains("Synthetic"),
+            "{text}"
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_homeward"))
+        .args(["report", "--year", "20266", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
