@@ -403,16 +403,16 @@ fn an_embassy_without_a_nationality_or_a_caseworker_with_one_is_refused_at_start
                 serves: None,
                 ..embassy("m", "t", "KH")
             },
-            "tokens[3].serves",
+            "tokens[4].serves",
             "whose nationals",
         ),
-        (embassy("m", "t", "XX"), "tokens[3].serves", "`XX`"),
+        (embassy("m", "t", "XX"), "tokens[4].serves", "`XX`"),
         (
             TokenSettings {
                 role: Role::Caseworker,
                 ..embassy("m", "t", "KH")
             },
-            "tokens[3].serves",
+            "tokens[4].serves",
             "only an embassy",
         ),
     ] {

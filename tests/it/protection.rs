@@ -104,6 +104,12 @@ async fn every_route_admits_exactly_its_roles() {
             .replace("{case_ref}", &case)
             .replace("{message_type}", "referral.notify")
             .replace("{version}", "1");
+        // The statistics need a period.
+        let path = if path.starts_with("/v1/statistics") {
+            format!("{path}?from=2026&to=2026")
+        } else {
+            path
+        };
         for role in ROLES.iter().map(Some).chain([None]) {
             let mut req = client.request(rule.method.clone(), format!("{base}{path}"));
             if let Some(role) = role {
@@ -237,6 +243,13 @@ async fn personal_data_never_reaches_embassy_operator_logs_metrics_or_the_databa
                     .replace("{case_ref}", &case)
                     .replace("{message_type}", "referral.notify")
                     .replace("{version}", "1");
+                let path = if path == "/v1/statistics" {
+                    format!("{path}?from=2026&to=2026&group_by=corridor,sex,age_band")
+                } else if path.starts_with("/v1/statistics") {
+                    format!("{path}?from=2026&to=2026")
+                } else {
+                    path
+                };
                 let resp = as_role
                     .request(reqwest::Method::GET, &path)
                     .send()
