@@ -124,6 +124,7 @@ pub fn node_settings(
         calendar: crate::domain::calendar::Calendar::default(),
         timers: crate::config::TimerSettings::default(),
         alerts: crate::config::AlertSettings::default(),
+        reports: crate::config::ReportSettings::default(),
     }
 }
 
