@@ -122,10 +122,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fake = dir.path().join("chromium");
         std::fs::write(&fake, "#!/bin/sh\nsleep 30\n").unwrap();
-        std::os::unix::fs::PermissionsExt::set_mode(
-            &mut std::fs::metadata(&fake).unwrap().permissions(),
-            0o755,
-        );
         let mut perms = std::fs::metadata(&fake).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
         std::fs::set_permissions(&fake, perms).unwrap();
