@@ -1,7 +1,9 @@
 //! A printed page to PDF with headless Chromium: the page is written to a
 //! temporary directory, the browser runs there with its own throwaway
 //! profile, in a process group of its own that is killed whole when the
-//! time allowed (`[reports] pdf_timeout_ms`) runs out.
+//! time allowed (`[reports] pdf_timeout_ms`) runs out. The page's own
+//! content security policy keeps scripts off (turning them off in the
+//! browser, `--blink-settings=scriptEnabled=false`, also stops it printing).
 
 use std::process::Stdio;
 
@@ -47,7 +49,6 @@ pub async fn render(settings: &ReportSettings, html: &str) -> Result<Vec<u8>, Pd
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            "--blink-settings=scriptEnabled=false",
         ])
         .arg(format!(
             "--user-data-dir={}",

@@ -66,7 +66,11 @@ async fn case_record(node: &Node, case_ref: &str) -> Result<CaseRecord, PrintErr
 /// The case's last handover record with its countersignature.
 pub async fn handover_record(node: &Node, case_ref: &str) -> Result<HandoverRecord, PrintError> {
     let r = case_record(node, case_ref).await?;
-    Ok(HandoverRecord::of_case(case_ref, &r.history, &r.created_at)?)
+    Ok(HandoverRecord::of_case(
+        case_ref,
+        &r.history,
+        &r.created_at,
+    )?)
 }
 
 /// The person's own timeline: what happened, the state, the answers

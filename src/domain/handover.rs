@@ -24,7 +24,9 @@ pub enum HandoverError {
     NoHandover { case_ref: String },
     /// The record's payload is gone (retention) or does not read as a
     /// handover (it passed the schema once, so only a purge does this).
-    #[error("the handover record {message_id} of case {case_ref} no longer holds its details (purged)")]
+    #[error(
+        "the handover record {message_id} of case {case_ref} no longer holds its details (purged)"
+    )]
     Purged {
         case_ref: String,
         message_id: String,
@@ -220,8 +222,7 @@ impl HandoverRecord {
                 case_ref: case_ref.to_string(),
             })?;
         let p = current(record, history);
-        let (Some(handed_over_at), Some(place)) =
-            (text(&p["handed_over_at"]), text(&p["place"]))
+        let (Some(handed_over_at), Some(place)) = (text(&p["handed_over_at"]), text(&p["place"]))
         else {
             return Err(HandoverError::Purged {
                 case_ref: case_ref.to_string(),
@@ -423,7 +424,13 @@ mod tests {
                 case_ref: "C".into()
             })
         );
-        let purged = vec![msg("h", HANDOVER, "TH", None, json!({"record": "handover"}))];
+        let purged = vec![msg(
+            "h",
+            HANDOVER,
+            "TH",
+            None,
+            json!({"record": "handover"}),
+        )];
         assert!(matches!(
             HandoverRecord::of_case("C", &purged, &HashMap::new()),
             Err(HandoverError::Purged { .. })
@@ -434,8 +441,14 @@ mod tests {
     fn ages_from_a_birth_date_count_whole_years_at_the_handover() {
         let on = Date::parse("2027-01-12", DATE).ok();
         let born = |d: &str| json!({"date_of_birth": d, "presumed_minor": false});
-        assert_eq!(AgeBand::of_person(&born("2012-01-12"), on), AgeBand::From15To17);
-        assert_eq!(AgeBand::of_person(&born("2009-01-13"), on), AgeBand::From15To17);
+        assert_eq!(
+            AgeBand::of_person(&born("2012-01-12"), on),
+            AgeBand::From15To17
+        );
+        assert_eq!(
+            AgeBand::of_person(&born("2009-01-13"), on),
+            AgeBand::From15To17
+        );
         assert_eq!(AgeBand::of_person(&born("2009-01-12"), on), AgeBand::Adult);
         assert_eq!(
             AgeBand::of_person(&json!({"presumed_minor": false}), on),

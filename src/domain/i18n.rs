@@ -259,7 +259,11 @@ mod tests {
             // Translated, not copied: most labels differ from English.
             if c.lang != Lang::En {
                 let same = en.iter().filter(|(k, v)| c.labels[*k] == **v).count();
-                assert!(same < en.len() / 4, "{}: {same} labels as in English", c.lang);
+                assert!(
+                    same < en.len() / 4,
+                    "{}: {same} labels as in English",
+                    c.lang
+                );
             }
         }
     }

@@ -163,7 +163,8 @@ impl PersonTimeline {
             match m.message_type.as_str() {
                 "referral.notify" => {
                     push(Step::Referred, None, None, None);
-                    if let Some(start) = day(p["identification"]["reflection_period_start"].as_str())
+                    if let Some(start) =
+                        day(p["identification"]["reflection_period_start"].as_str())
                     {
                         push(Step::ReflectionStarted, Some(start), None, None);
                     }
@@ -180,9 +181,7 @@ impl PersonTimeline {
                         let date = day(p["confirmed_date"].as_str());
                         push(Step::ReturnAgreed, None, date, None)
                     }
-                    Some("counter_proposal") => {
-                        push(Step::ReturnCounterProposed, None, None, None)
-                    }
+                    Some("counter_proposal") => push(Step::ReturnCounterProposed, None, None, None),
                     _ => push(Step::ReturnDeclined, None, None, None),
                 },
                 "repatriation.handover" if p["record"] == "countersignature" => {
@@ -196,6 +195,10 @@ impl PersonTimeline {
                 _ => {}
             }
         }
+        // In the order of their dates (a reflection period may have begun
+        // before the referral was sent); the case's order among equals.
+        // Undated ones (a message without created_at) last.
+        happened.sort_by(|a, b| (a.date.is_none(), &a.date).cmp(&(b.date.is_none(), &b.date)));
         let mut awaited: Vec<Awaited> = awaited
             .iter()
             .filter_map(|(expected_type, due)| {
@@ -263,18 +266,30 @@ mod tests {
                 json!({"record": "handover", "handed_over_at": "2027-01-12T10:30:00+07:00", "place": "Poipet"}),
             ),
         ];
-        let created: HashMap<String, String> = [("n", "2026-11-22T09:30:00Z"), ("h", "2027-01-12T04:10:00Z")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let created: HashMap<String, String> = [
+            ("n", "2026-11-22T09:30:00Z"),
+            ("a", "2026-11-23T09:30:00Z"),
+            ("r", "2026-12-15T08:00:00Z"),
+            ("c", "2026-12-22T04:00:00Z"),
+            ("h", "2027-01-12T04:10:00Z"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         let t = PersonTimeline::of_case(
             "TH-KH-2026-000001",
             &history,
             &created,
             Some(CaseState::HandedOver),
             &[
-                ("repatriation.handover".into(), "2027-01-13T04:10:00.000Z".into()),
-                ("referral.acknowledge".into(), "2026-11-25T00:00:00.000Z".into()),
+                (
+                    "repatriation.handover".into(),
+                    "2027-01-13T04:10:00.000Z".into(),
+                ),
+                (
+                    "referral.acknowledge".into(),
+                    "2026-11-25T00:00:00.000Z".into(),
+                ),
             ],
         );
         assert_eq!((t.host.as_str(), t.origin.as_str()), ("TH", "KH"));
@@ -283,16 +298,16 @@ mod tests {
         assert_eq!(
             steps,
             [
-                Step::Referred,
                 Step::ReflectionStarted,
+                Step::Referred,
                 Step::Acknowledged,
                 Step::ReturnProposed,
                 Step::ReturnAgreed,
                 Step::HandedOver
             ]
         );
-        assert_eq!(t.happened[0].date.as_deref(), Some("2026-11-22"));
-        assert_eq!(t.happened[1].date.as_deref(), Some("2026-11-01"));
+        assert_eq!(t.happened[0].date.as_deref(), Some("2026-11-01"));
+        assert_eq!(t.happened[1].date.as_deref(), Some("2026-11-22"));
         assert_eq!(t.happened[4].named_date.as_deref(), Some("2027-01-12"));
         assert_eq!(t.happened[5].place.as_deref(), Some("Poipet"));
         assert_eq!(t.happened[5].date.as_deref(), Some("2027-01-12"));

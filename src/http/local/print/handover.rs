@@ -118,7 +118,11 @@ pub fn render(r: &HandoverRecord, langs: &[Lang], node: &str) -> String {
             ],
         )
     );
-    let title = format!("{} {}", catalogue(Lang::En).get("handover_title"), r.case_ref);
+    let title = format!(
+        "{} {}",
+        catalogue(Lang::En).get("handover_title"),
+        r.case_ref
+    );
     document(Lang::En, &title, &b)
 }
 

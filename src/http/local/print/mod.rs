@@ -64,12 +64,18 @@ impl From<PrintError> for ApiError {
 impl From<PdfError> for ApiError {
     fn from(e: PdfError) -> Self {
         match e {
-            PdfError::Unavailable { .. } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "pdf_unavailable", e.to_string())
-            }
+            PdfError::Unavailable { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "pdf_unavailable",
+                e.to_string(),
+            ),
             PdfError::Timeout { .. } | PdfError::Failed(_) => {
                 tracing::error!(error = %e, "a PDF did not render");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "pdf_failed", e.to_string())
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "pdf_failed",
+                    e.to_string(),
+                )
             }
         }
     }
@@ -188,7 +194,10 @@ async fn handover_record(
         .unwrap_or_else(|_| HeaderValue::from_static("inline"));
     Ok((
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/pdf")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/pdf"),
+            ),
             (header::CONTENT_DISPOSITION, disposition),
         ],
         pdf,

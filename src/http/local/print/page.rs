@@ -56,7 +56,10 @@ pub fn label_with(langs: &[Lang], key: &str, values: &[(&str, &dyn Fn(Lang) -> S
 pub fn value_or(langs: &[Lang], value: Option<&str>) -> String {
     match value {
         Some(v) => escape(v),
-        None => format!("<span class=\"none\">{}</span>", label(langs, "not_recorded")),
+        None => format!(
+            "<span class=\"none\">{}</span>",
+            label(langs, "not_recorded")
+        ),
     }
 }
 
@@ -89,6 +92,7 @@ body { margin: 0 auto; max-width: 190mm; padding: 8mm 0; }
 [lang="th"] { font-family: "Noto Sans Thai", "Noto Serif Thai", "Noto Sans", sans-serif; }
 h1, h2, h3 { margin: 0 0 2mm; font-weight: 700; }
 h1 { font-size: 15pt; } h2 { font-size: 12pt; margin-top: 5mm; } h3 { font-size: 11pt; }
+h2, h3 { break-after: avoid; page-break-after: avoid; }
 .lbl > span { display: block; }
 .lbl > span + span { font-size: 0.88em; color: #333; }
 h1 .lbl > span + span { font-size: 0.8em; }
@@ -153,12 +157,21 @@ mod tests {
             local_time("2027-01-12T10:30:00+07:00"),
             "2027-01-12 10:30 (UTC+07:00)"
         );
-        assert_eq!(local_time("2027-01-12T03:30:00Z"), "2027-01-12 03:30 (UTC+00:00)");
+        assert_eq!(
+            local_time("2027-01-12T03:30:00Z"),
+            "2027-01-12 03:30 (UTC+00:00)"
+        );
         assert_eq!(local_time("garbage <"), "garbage <");
         let l = label(&[Lang::En, Lang::Km], "handover_place");
-        assert!(l.contains("<span lang=\"en\">Place of handover</span>"), "{l}");
+        assert!(
+            l.contains("<span lang=\"en\">Place of handover</span>"),
+            "{l}"
+        );
         assert!(l.contains("<span lang=\"km\">ទីកន្លែងប្រគល់</span>"), "{l}");
         assert!(policy().contains("style-src 'sha256-"));
-        assert!(!policy().contains("script-src"), "default-src 'none' forbids scripts");
+        assert!(
+            !policy().contains("script-src"),
+            "default-src 'none' forbids scripts"
+        );
     }
 }
