@@ -16,18 +16,18 @@ const PERSONS_PER_PAGE: usize = 3;
 /// The record as HTML, labelled in `langs` (English first).
 pub fn render(r: &HandoverRecord, langs: &[Lang], node: &str) -> String {
     let mut b = String::new();
-    let _ = write!(
+    let _ = writeln!(
         b,
-        "<header><h1>{}</h1>{}</header>\n",
+        "<header><h1>{}</h1>{}</header>",
         label(langs, "handover_title"),
         label(langs, "handover_subtitle")
     );
-    let _ = write!(
+    let _ = writeln!(
         b,
         "<table class=\"facts\">\
          <tr><th>{}</th><td>{}</td></tr>\
          <tr><th>{}</th><td>{}</td></tr>\
-         <tr><th>{}</th><td>{}</td></tr></table>\n",
+         <tr><th>{}</th><td>{}</td></tr></table>",
         label(langs, "case_reference"),
         escape(&r.case_ref),
         label(langs, "handover_time"),
@@ -35,9 +35,9 @@ pub fn render(r: &HandoverRecord, langs: &[Lang], node: &str) -> String {
         label(langs, "handover_place"),
         escape(&r.place),
     );
-    let _ = write!(
+    let _ = writeln!(
         b,
-        "<section class=\"sides\">{}{}</section>\n",
+        "<section class=\"sides\">{}{}</section>",
         side(langs, "handing_over_side", &r.from, &r.handed_over_by),
         side(langs, "receiving_side", &r.to, &r.received_by),
     );
@@ -46,9 +46,9 @@ pub fn render(r: &HandoverRecord, langs: &[Lang], node: &str) -> String {
     } else {
         ""
     };
-    let _ = write!(
+    let _ = writeln!(
         b,
-        "<section class=\"persons{long}\"><h2>{}</h2>\n",
+        "<section class=\"persons{long}\"><h2>{}</h2>",
         label(langs, "persons_handed_over")
     );
     let total = r.persons.len().to_string();
@@ -56,12 +56,12 @@ pub fn render(r: &HandoverRecord, langs: &[Lang], node: &str) -> String {
         b.push_str(&person(langs, p, &(i + 1).to_string(), &total, &r.to));
     }
     b.push_str("</section>\n");
-    let _ = write!(
+    let _ = writeln!(
         b,
         "<section class=\"items\"><table>\
          <tr><th>{}</th><td>{}</td></tr>\
          <tr><th>{}</th><td>{}</td></tr>\
-         <tr><th>{}</th><td>{}</td></tr></table></section>\n",
+         <tr><th>{}</th><td>{}</td></tr></table></section>",
         label(langs, "documents"),
         list(langs, &r.documents),
         label(langs, "belongings"),
@@ -93,14 +93,14 @@ pub fn render(r: &HandoverRecord, langs: &[Lang], node: &str) -> String {
         }
         None => label(langs, "not_countersigned"),
     };
-    let _ = write!(
+    let _ = writeln!(
         b,
-        "<section class=\"countersignature\"><h2>{}</h2>{countersigned}</section>\n",
+        "<section class=\"countersignature\"><h2>{}</h2>{countersigned}</section>",
         label(langs, "countersignature")
     );
-    let _ = write!(
+    let _ = writeln!(
         b,
-        "<h2>{}</h2><section class=\"signatures\">{}{}</section>\n",
+        "<h2>{}</h2><section class=\"signatures\">{}{}</section>",
         label(langs, "signatures"),
         signature(langs, "signed_handed_over_by", &r.from, &r.handed_over_by),
         signature(langs, "signed_received_by", &r.to, &r.received_by),
