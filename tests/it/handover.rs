@@ -645,3 +645,38 @@ async fn bad_requests_get_the_standard_body() {
     assert!(sheet.contains("<html lang=\"km\">"));
     pair.stop().await;
 }
+
+/// `[reports]` is read from the file and the environment, and a bad value
+/// stops the gateway at start naming the key.
+#[test]
+fn report_settings_are_checked_at_start() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    let s = settings(&pki, "KH", dir.path(), (any, any), &[("TH", any)]);
+    let config = dir.path().join("kh.toml");
+    std::fs::write(&config, toml::to_string(&s).unwrap()).unwrap();
+    let a_dir = dir.path().to_str().unwrap();
+    for (key, value, named) in [
+        (
+            "HOMEWARD_REPORTS__PDF_TIMEOUT_MS",
+            "5",
+            "reports.pdf_timeout_ms",
+        ),
+        ("HOMEWARD_REPORTS__CHROMIUM", a_dir, "reports.chromium"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_homeward"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env(key, value)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{key}: {err}");
+        assert!(
+            err.contains(named) && err.contains("kh.toml"),
+            "{key}: {err}"
+        );
+    }
+}
