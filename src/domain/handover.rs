@@ -170,9 +170,12 @@ pub struct Countersignature {
 pub struct HandoverRecord {
     pub case_ref: String,
     pub message_id: String,
-    /// The country that recorded the handover.
+    /// The country that recorded the handover (either side may).
     pub from: String,
-    pub to: String,
+    /// Where the person was identified: its officer hands over.
+    pub host: String,
+    /// The person's country: its officer receives.
+    pub origin: String,
     /// RFC 3339, with the offset of the place.
     pub handed_over_at: String,
     pub place: String,
@@ -221,6 +224,7 @@ impl HandoverRecord {
             .ok_or_else(|| HandoverError::NoHandover {
                 case_ref: case_ref.to_string(),
             })?;
+        let parties = CaseRef::parse(case_ref);
         let p = current(record, history);
         let (Some(handed_over_at), Some(place)) = (text(&p["handed_over_at"]), text(&p["place"]))
         else {
@@ -253,7 +257,8 @@ impl HandoverRecord {
         Ok(Self {
             case_ref: case_ref.to_string(),
             message_id: record.message_id.clone(),
-            to: other_party(case_ref, &record.from),
+            host: parties.map(|p| p.host().to_string()).unwrap_or_default(),
+            origin: parties.map(|p| p.origin().to_string()).unwrap_or_default(),
             from: record.from.clone(),
             handed_over_at,
             place,
@@ -265,15 +270,6 @@ impl HandoverRecord {
             remarks: text(&p["remarks"]),
             countersignature,
         })
-    }
-}
-
-/// The case's party that is not `cc`.
-fn other_party(case_ref: &str, cc: &str) -> String {
-    match CaseRef::parse(case_ref) {
-        Some(r) if r.host() == cc => r.origin().to_string(),
-        Some(r) => r.host().to_string(),
-        None => String::new(),
     }
 }
 
@@ -384,7 +380,10 @@ mod tests {
         let created = HashMap::from([("c2".to_string(), "2027-01-12T05:00:00Z".to_string())]);
         let r = HandoverRecord::of_case("TH-KH-2026-000001", &history, &created).unwrap();
         assert_eq!(r.message_id, "h2");
-        assert_eq!((r.from.as_str(), r.to.as_str()), ("TH", "KH"));
+        assert_eq!(
+            (r.from.as_str(), r.host.as_str(), r.origin.as_str()),
+            ("TH", "TH", "KH")
+        );
         let c = r.countersignature.unwrap();
         assert_eq!(c.message_id, "c2");
         assert_eq!(c.created_at.as_deref(), Some("2027-01-12T05:00:00Z"));
@@ -435,6 +434,26 @@ mod tests {
             HandoverRecord::of_case("C", &purged, &HashMap::new()),
             Err(HandoverError::Purged { .. })
         ));
+    }
+
+    #[test]
+    fn the_sides_follow_the_case_not_who_recorded_it() {
+        // The origin may record the handover: its officer still receives.
+        let by_origin = vec![msg(
+            "h",
+            HANDOVER,
+            "KH",
+            None,
+            handover("handover", &["P1"]),
+        )];
+        let r = HandoverRecord::of_case("TH-KH-2026-000001", &by_origin, &HashMap::new()).unwrap();
+        assert_eq!(
+            (r.from.as_str(), r.host.as_str(), r.origin.as_str()),
+            ("KH", "TH", "KH")
+        );
+        assert_eq!(r.received_by.name.as_deref(), Some("Officer B"));
+        assert_eq!(r.persons[0].age, AgeBand::Unknown, "described nowhere");
+        assert!(r.countersignature.is_none());
     }
 
     #[test]

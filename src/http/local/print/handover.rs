@@ -38,8 +38,8 @@ pub fn render(r: &HandoverRecord, langs: &[Lang], node: &str) -> String {
     let _ = writeln!(
         b,
         "<section class=\"sides\">{}{}</section>",
-        side(langs, "handing_over_side", &r.from, &r.handed_over_by),
-        side(langs, "receiving_side", &r.to, &r.received_by),
+        side(langs, "handing_over_side", &r.host, &r.handed_over_by),
+        side(langs, "receiving_side", &r.origin, &r.received_by),
     );
     let long = if r.persons.len() > PERSONS_PER_PAGE {
         " long"
@@ -53,7 +53,7 @@ pub fn render(r: &HandoverRecord, langs: &[Lang], node: &str) -> String {
     );
     let total = r.persons.len().to_string();
     for (i, p) in r.persons.iter().enumerate() {
-        b.push_str(&person(langs, p, &(i + 1).to_string(), &total, &r.to));
+        b.push_str(&person(langs, p, &(i + 1).to_string(), &total, &r.origin));
     }
     b.push_str("</section>\n");
     let _ = writeln!(
@@ -102,8 +102,8 @@ pub fn render(r: &HandoverRecord, langs: &[Lang], node: &str) -> String {
         b,
         "<h2>{}</h2><section class=\"signatures\">{}{}</section>",
         label(langs, "signatures"),
-        signature(langs, "signed_handed_over_by", &r.from, &r.handed_over_by),
-        signature(langs, "signed_received_by", &r.to, &r.received_by),
+        signature(langs, "signed_handed_over_by", &r.host, &r.handed_over_by),
+        signature(langs, "signed_received_by", &r.origin, &r.received_by),
     );
     let (node, message) = (node.to_string(), r.message_id.clone());
     let _ = write!(
