@@ -36,6 +36,7 @@ const SECTIONS: &[&str] = &[
     "encryption",
     "client_certs",
     "reports",
+    "statistics",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -79,9 +80,27 @@ pub struct Settings {
     pub timers: TimerSettings,
     #[serde(default)]
     pub alerts: AlertSettings,
+    #[serde(default)]
+    pub statistics: StatisticsSettings,
     /// The printed documents (handover record, the person's timeline).
     #[serde(default)]
     pub reports: ReportSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatisticsSettings {
+    /// Counts below this are shown as `<k` in every table (small-cell
+    /// suppression); at least 2.
+    pub k: u64,
+}
+
+impl Default for StatisticsSettings {
+    fn default() -> Self {
+        Self {
+            k: crate::domain::statistics::DEFAULT_K,
+        }
+    }
 }
 
 /// Where the PDF of a printed document comes from: headless Chromium.
@@ -625,6 +644,12 @@ impl Settings {
             return Err(invalid(
                 "timers.reminders",
                 "fractions must be ascending and strictly between 0 and 1".into(),
+            ));
+        }
+        if self.statistics.k < 2 {
+            return Err(invalid(
+                "statistics.k",
+                "must be at least 2: below it no count is hidden".into(),
             ));
         }
         if let Some(url) = &self.alerts.webhook_url

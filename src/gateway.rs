@@ -135,6 +135,9 @@ impl Gateway {
         let store = Store::open(&settings.database.url, sealer)
             .await?
             .with_lease(settings.delivery.lease());
+        // Before serving: a report asked for at once must count every
+        // message already stored.
+        crate::app::statistics::backfill(&store).await?;
         let tokens = settings
             .tokens
             .iter()

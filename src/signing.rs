@@ -42,6 +42,9 @@ pub enum Purpose {
     /// The manifest of a case's evidence bundle (`crate::evidence`), signed
     /// by the node that exported it.
     Evidence,
+    /// A tally of a corridor's messages (`domain::reconcile`), signed by the
+    /// node that counted it, for the peer it answers.
+    Reconcile,
 }
 
 impl Purpose {
@@ -50,6 +53,7 @@ impl Purpose {
             Self::Envelope => "homeward-envelope+jws",
             Self::Receipt => "homeward-receipt+jws",
             Self::Evidence => "homeward-evidence+jws",
+            Self::Reconcile => "homeward-reconcile+jws",
         }
     }
 }
@@ -105,6 +109,7 @@ pub struct Signer {
     envelope_header: String,
     receipt_header: String,
     evidence_header: String,
+    reconcile_header: String,
     chain: Vec<CertificateDer<'static>>,
     node: Option<String>,
 }
@@ -158,6 +163,7 @@ impl Signer {
             envelope_header: header(Purpose::Envelope),
             receipt_header: header(Purpose::Receipt),
             evidence_header: header(Purpose::Evidence),
+            reconcile_header: header(Purpose::Reconcile),
             key,
             node: tls::node_of(leaf),
             chain,
@@ -180,6 +186,7 @@ impl Signer {
             Purpose::Envelope => &self.envelope_header,
             Purpose::Receipt => &self.receipt_header,
             Purpose::Evidence => &self.evidence_header,
+            Purpose::Reconcile => &self.reconcile_header,
         };
         let input = signing_input(header, bytes);
         let signature = self.key.sign(input.as_bytes());

@@ -185,6 +185,7 @@ fn admit(
         .map(|s| s.sign(Purpose::Receipt, receipt.as_bytes()));
     Ok(NewInbound {
         search: node.search_digests(&envelope.message_type, &envelope.payload),
+        facts: crate::domain::facts::extract(&envelope),
         case_message: CaseMessage::from(&envelope),
         message_id,
         case_ref: envelope.case_ref,

@@ -294,6 +294,7 @@ fn prepare(
         deadline_at: node.delivery_deadline(now),
         case_message: CaseMessage::from(&envelope),
         search: node.search_digests(&envelope.message_type, &envelope.payload),
+        facts: crate::domain::facts::extract(&envelope),
     };
     let audit = principal.map(|p| AuditEntry {
         at: now,

@@ -137,8 +137,19 @@ pub(super) fn check_config(config: &std::path::Path) -> anyhow::Result<ExitCode>
     for p in &settings.peers {
         match agreements.between(&settings.node.country, &p.country) {
             Some(a) => println!(
-                "ok       peer {} under agreement `{}` ({})",
-                p.country, a.id, a.year
+                "ok       peer {} under agreement `{}` ({}), border gates: {}",
+                p.country,
+                a.id,
+                a.year,
+                if a.gates().is_empty() {
+                    "none".to_string()
+                } else {
+                    a.gates()
+                        .iter()
+                        .map(|g| g.code.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
             ),
             None => {
                 println!(
@@ -150,7 +161,7 @@ pub(super) fn check_config(config: &std::path::Path) -> anyhow::Result<ExitCode>
         }
     }
     println!(
-        "{}: {} schema types, {} agreements, {} peers, {} tokens{}",
+        "{}: {} schemas (type and version), {} agreements, {} peers, {} tokens{}",
         config.display(),
         registry.schemas().count(),
         agreements.all().len(),

@@ -4,7 +4,9 @@
 mod bench;
 mod check;
 mod evidence;
+mod reconcile;
 mod reload;
+mod report;
 mod store_ops;
 
 use std::io::Read;
@@ -110,6 +112,35 @@ enum Command {
     Evidence {
         #[command(subcommand)]
         command: EvidenceCommand,
+    },
+    /// The year's de-identified statistics, in the shape of the annual
+    /// reports (small counts suppressed), from this node's store.
+    Report {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The calendar year, e.g. 2026.
+        #[arg(long)]
+        year: i32,
+        #[arg(long, value_enum, default_value = "md")]
+        format: crate::app::report::Format,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Compare this node's count of its corridor with a peer's, per month
+    /// and message type, over a year, naming the messages one side holds and
+    /// the other does not. Exit 0 agree, 1 differ, 2 no comparison.
+    Reconcile {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The peer country, e.g. TH.
+        #[arg(long)]
+        peer: String,
+        #[arg(long)]
+        year: i32,
+        /// Print the comparison as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Make the running gateway reread its certificates, keys, peer CAs,
     /// CRLs and agreements (as `SIGHUP` does): checked here first, and not
@@ -235,6 +266,18 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Timers { command } => store_ops::timers_command(command),
         Command::CheckConfig { config } => check::check_config(&config),
         Command::Reload { config, pid } => reload::request(&config, pid),
+        Command::Reconcile {
+            config,
+            peer,
+            year,
+            json,
+        } => reconcile::run(&config, &peer, year, json),
+        Command::Report {
+            config,
+            year,
+            format,
+            out,
+        } => report::run(&config, year, format, out.as_deref()),
     }
 }
 

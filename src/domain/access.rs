@@ -19,6 +19,8 @@ pub enum Role {
     Integrator,
     /// Outbox operations.
     Admin,
+    /// De-identified statistics, and nothing else.
+    Analyst,
 }
 
 impl Role {
@@ -29,6 +31,7 @@ impl Role {
             Self::Operator => "operator",
             Self::Integrator => "integrator",
             Self::Admin => "admin",
+            Self::Analyst => "analyst",
         }
     }
 }

@@ -22,6 +22,12 @@ use super::message::{Envelope, MessageError, SchemaRegistry};
 use super::officer::{self, OfficerId};
 use crate::protocol::Detail;
 
+/// Where a payload names a border gate by its code (v2
+/// `repatriation.request` and `repatriation.handover`): the schemas fix the
+/// form of a code, the corridor's agreement which codes exist.
+const GATE_POINTER: &str = "/gate";
+const GATE_POINTER_IN_ENVELOPE: &str = "/payload/gate";
+
 /// Why a message is not admitted.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Refusal {
@@ -54,6 +60,29 @@ pub enum Refusal {
         message_type: String,
         /// Pointer into the payload.
         pointer: String,
+    },
+    /// The corridor's agreement does not use this schema version of the
+    /// type (`[[messages]] versions`).
+    #[error(
+        "agreement `{agreement}` ({title}) uses `{message_type}` in schema version(s) {allowed:?}, not {version}"
+    )]
+    VersionNotAgreed {
+        agreement: String,
+        title: String,
+        message_type: String,
+        version: u32,
+        allowed: Vec<u32>,
+    },
+    /// A gate code (v2 `gate`) the corridor's agreement does not list in
+    /// its `[[gates]]`.
+    #[error(
+        "`{gate}` is not a border gate of agreement `{agreement}` ({title}); its gates: {allowed:?}"
+    )]
+    UnknownGate {
+        agreement: String,
+        title: String,
+        gate: String,
+        allowed: Vec<String>,
     },
     #[error("this gateway has no peer {peer} configured")]
     UnknownPeer { peer: String },
@@ -147,6 +176,8 @@ impl Refusal {
             Self::CaseParties { .. } => "case_ref_mismatch",
             Self::Agreement(_) => "agreement_refused",
             Self::Withheld { .. } => "personal_data_withheld",
+            Self::VersionNotAgreed { .. } => "schema_version_not_agreed",
+            Self::UnknownGate { .. } => "unknown_gate",
             Self::UnknownPeer { .. } => "unknown_peer",
             Self::OfficerRequired { .. } => "officer_required",
             Self::ConsentWithheld { .. } => "consent_withheld",
@@ -190,6 +221,27 @@ impl Refusal {
                 format!("/payload{pointer}"),
                 "agreement_withheld",
                 "remove this field: the agreement withholds it",
+            )],
+            Self::VersionNotAgreed {
+                agreement, allowed, ..
+            } => vec![Detail::at(
+                "/schema_version",
+                "agreement_versions",
+                format!("agreement `{agreement}` allows schema version(s) {allowed:?}"),
+            )],
+            Self::UnknownGate {
+                agreement, allowed, ..
+            } => vec![Detail::at(
+                GATE_POINTER_IN_ENVELOPE,
+                "agreement_gates",
+                format!(
+                    "a gate code of agreement `{agreement}`: {}",
+                    if allowed.is_empty() {
+                        "it lists none".to_string()
+                    } else {
+                        allowed.join(", ")
+                    }
+                ),
             )],
             Self::ConsentWithheld { .. } => vec![Detail::at(
                 "/payload/consent/to_share_information",
@@ -448,13 +500,37 @@ impl Admission<'_> {
     }
 
     /// The agreement between sender and receiver must allow the type in
-    /// this direction, and the payload must not carry a personal field it
-    /// withholds.
+    /// this direction and in this schema version, a gate the payload names
+    /// must be one of its gates, and the payload must not carry a personal
+    /// field it withholds.
     fn agreement(&self, envelope: &Envelope) -> Result<(), Refusal> {
         let agreement = self
             .agreements
             .permit(&envelope.from, &envelope.to, &envelope.message_type)
             .map_err(Refusal::Agreement)?;
+        let versions = agreement.versions(&envelope.message_type);
+        if !versions.contains(&envelope.schema_version) {
+            return Err(Refusal::VersionNotAgreed {
+                agreement: agreement.id.clone(),
+                title: agreement.title.clone(),
+                message_type: envelope.message_type.clone(),
+                version: envelope.schema_version,
+                allowed: versions.to_vec(),
+            });
+        }
+        if let Some(gate) = envelope
+            .payload
+            .pointer(GATE_POINTER)
+            .and_then(Value::as_str)
+            && agreement.gate(gate).is_none()
+        {
+            return Err(Refusal::UnknownGate {
+                agreement: agreement.id.clone(),
+                title: agreement.title.clone(),
+                gate: gate.to_string(),
+                allowed: agreement.gates().iter().map(|g| g.code.clone()).collect(),
+            });
+        }
         if let Some(pointer) = agreement.withheld_in(&envelope.message_type, &envelope.payload) {
             return Err(Refusal::Withheld {
                 agreement: agreement.id.clone(),
@@ -587,6 +663,144 @@ mod tests {
             json!({"reason": "correction", "summary": "s",
                    "corrections": [{"pointer": pointer, "value": "New"}]}),
         )
+    }
+
+    /// The shipped agreements, KH–TH's text passed through `edit`.
+    fn shipped(edit: impl Fn(String) -> String) -> (tempfile::TempDir, Arc<AgreementBook>) {
+        let registry = SchemaRegistry::embedded().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/agreements");
+        for entry in std::fs::read_dir(shipped).unwrap() {
+            let path = entry.unwrap().path();
+            let mut text = std::fs::read_to_string(&path).unwrap();
+            if path.file_name().unwrap() == "kh-th.toml" {
+                text = edit(text);
+            }
+            std::fs::write(dir.path().join(path.file_name().unwrap()), text).unwrap();
+        }
+        let book = AgreementBook::load(dir.path(), &registry).unwrap();
+        (dir, Arc::new(book))
+    }
+
+    fn example(path: &str) -> Value {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("schemas/examples")
+            .join(path);
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
+    }
+
+    /// Admission of `doc` (TH to KH) at TH, outbound, and at KH, inbound.
+    fn both_sides(book: &Arc<AgreementBook>, doc: &Value) -> [Result<Envelope, Refusal>; 2] {
+        let registry = SchemaRegistry::embedded().unwrap();
+        let at = |country| Admission {
+            country,
+            registry: &registry,
+            agreements: book.clone(),
+        };
+        [
+            at("TH").admit_outbound(doc.clone(), None, |_| true),
+            at("KH").admit_inbound("TH", doc.clone()),
+        ]
+    }
+
+    const REQUEST_V2: &str = "repatriation.request/v2/valid-poipet-through-the-embassy.json";
+
+    #[test]
+    fn both_versions_pass_by_default_and_a_gate_must_be_the_agreements() {
+        let (_dir, book) = shipped(|t| t);
+        let v1 = example("repatriation.request/valid-land-poipet.json");
+        let v2 = example(REQUEST_V2);
+        assert_eq!(v2["payload"]["gate"], "POIPET");
+        for doc in [&v1, &v2] {
+            for r in both_sides(&book, doc) {
+                let e = r.unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(e.schema_version, doc["schema_version"]);
+            }
+        }
+        // A gate of another corridor (KH–VN's), well-formed: refused on
+        // both sides, naming the agreement and its gates.
+        let mut elsewhere = v2.clone();
+        elsewhere["payload"]["gate"] = json!("BAVET");
+        for r in both_sides(&book, &elsewhere) {
+            let e = r.unwrap_err();
+            assert_eq!(e.code(), "unknown_gate");
+            assert!(matches!(&e, Refusal::UnknownGate { gate, .. } if gate == "BAVET"));
+            let text = e.to_string();
+            assert!(
+                text.contains("kh-th") && text.contains(r#"["POIPET", "CHAM_YEAM", "PNH_BKK"]"#),
+                "{text}"
+            );
+            let d = &e.details()[0];
+            assert_eq!(d.pointer.as_deref(), Some("/payload/gate"));
+            assert!(
+                d.message.contains("POIPET, CHAM_YEAM, PNH_BKK"),
+                "{}",
+                d.message
+            );
+        }
+        // `POST /v1/validate` reports it too.
+        let registry = SchemaRegistry::embedded().unwrap();
+        let th = Admission {
+            country: "TH",
+            registry: &registry,
+            agreements: book.clone(),
+        };
+        let problems = th.problems(&elsewhere);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].pointer.as_deref(), Some("/payload/gate"));
+        assert!(th.problems(&v2).is_empty());
+    }
+
+    #[test]
+    fn a_version_the_agreement_does_not_pin_is_refused_on_both_sides() {
+        let (_dir, book) = shipped(|t| {
+            assert!(t.contains("deadline = \"14 days\"\n"));
+            t.replace(
+                "deadline = \"14 days\"\n",
+                "deadline = \"14 days\"\nversions = [1]\n",
+            )
+        });
+        let ag = book.between("KH", "TH").unwrap();
+        assert_eq!(ag.versions("repatriation.request"), [1]);
+        assert_eq!(ag.versions("repatriation.handover"), [1, 2]);
+        let v1 = example("repatriation.request/valid-land-poipet.json");
+        for r in both_sides(&book, &v1) {
+            assert!(r.is_ok());
+        }
+        for r in both_sides(&book, &example(REQUEST_V2)) {
+            let e = r.unwrap_err();
+            assert_eq!(e.code(), "schema_version_not_agreed");
+            assert!(matches!(
+                &e,
+                Refusal::VersionNotAgreed { version: 2, allowed, .. } if allowed == &[1]
+            ));
+            assert!(e.to_string().contains("kh-th"), "{e}");
+            let d = &e.details()[0];
+            assert_eq!(d.pointer.as_deref(), Some("/schema_version"));
+            assert!(d.message.contains("[1]"), "{}", d.message);
+        }
+    }
+
+    #[test]
+    fn a_corridor_without_gates_refuses_every_gate() {
+        let (_dir, book) = shipped(|t| t.split("\n[[gates]]").next().unwrap().to_string());
+        assert!(book.between("KH", "TH").unwrap().gates().is_empty());
+        for r in both_sides(&book, &example(REQUEST_V2)) {
+            let e = r.unwrap_err();
+            assert_eq!(e.code(), "unknown_gate");
+            assert!(e.details()[0].message.contains("it lists none"));
+        }
+    }
+
+    #[test]
+    fn a_v1_message_counts_as_unknown_for_the_v2_fields() {
+        use crate::domain::message::added_field;
+        let v1 = example("repatriation.request/valid-land-poipet.json");
+        let v2 = example(REQUEST_V2);
+        assert_eq!(added_field(&v1["payload"], "gate"), "unknown");
+        assert_eq!(added_field(&v1["payload"], "return_channel"), "unknown");
+        assert_eq!(added_field(&v2["payload"], "gate"), "POIPET");
+        assert_eq!(added_field(&v2["payload"], "return_channel"), "embassy");
     }
 
     #[test]

@@ -15,12 +15,21 @@ use crate::protocol::Detail;
 /// The envelope schema (`schemas/envelope.v1.json`), as published.
 pub const ENVELOPE_SCHEMA: &str = include_str!("../../schemas/envelope.v1.json");
 
-/// Every payload schema: (type, version, source).
+/// Every payload schema: (type, version, source). Versions of one type
+/// coexist: each message names its own (`schema_version`) and is validated,
+/// stored and delivered by that version's schema. Version 2 added
+/// `referral.notify` `recruitment_channel`, `repatriation.request`
+/// `return_channel` and `gate`, and `repatriation.handover` `gate`.
 pub const PAYLOAD_SCHEMAS: &[(&str, u32, &str)] = &[
     (
         "referral.notify",
         1,
         include_str!("../../schemas/referral.notify.v1.json"),
+    ),
+    (
+        "referral.notify",
+        2,
+        include_str!("../../schemas/referral.notify.v2.json"),
     ),
     (
         "referral.acknowledge",
@@ -53,6 +62,11 @@ pub const PAYLOAD_SCHEMAS: &[(&str, u32, &str)] = &[
         include_str!("../../schemas/repatriation.request.v1.json"),
     ),
     (
+        "repatriation.request",
+        2,
+        include_str!("../../schemas/repatriation.request.v2.json"),
+    ),
+    (
         "repatriation.confirm",
         1,
         include_str!("../../schemas/repatriation.confirm.v1.json"),
@@ -61,6 +75,11 @@ pub const PAYLOAD_SCHEMAS: &[(&str, u32, &str)] = &[
         "repatriation.handover",
         1,
         include_str!("../../schemas/repatriation.handover.v1.json"),
+    ),
+    (
+        "repatriation.handover",
+        2,
+        include_str!("../../schemas/repatriation.handover.v2.json"),
     ),
     (
         "reintegration.report",
@@ -252,6 +271,12 @@ impl SchemaRegistry {
         &self.envelope_source
     }
 
+    /// Every schema version of `message_type` this node knows, ascending;
+    /// empty for an unknown type.
+    pub fn versions(&self, message_type: &str) -> Vec<u32> {
+        self.versions_of(message_type)
+    }
+
     fn versions_of(&self, message_type: &str) -> Vec<u32> {
         self.payloads
             .keys()
@@ -322,6 +347,21 @@ impl SchemaRegistry {
             Err(MessageError::Invalid(found))
         }
     }
+}
+
+/// What a field a later schema version added means in a message of an
+/// earlier version, which lacks it: not known.
+pub const UNKNOWN: &str = "unknown";
+
+/// A top-level string field of `payload` that a later schema version added
+/// (`recruitment_channel`, `return_channel`, `gate`), or [`UNKNOWN`] when
+/// the message is of a version without it: statistics and views count a v1
+/// message under "unknown" rather than leaving it out.
+pub fn added_field<'a>(payload: &'a Value, field: &str) -> &'a str {
+    payload
+        .get(field)
+        .and_then(Value::as_str)
+        .unwrap_or(UNKNOWN)
 }
 
 /// A message that passed the schemas but does not fit [`Envelope`].
@@ -457,7 +497,9 @@ impl SchemaRegistry {
             .collect()
     }
 
-    /// Personal-data pointers of the latest version of `message_type`.
+    /// Personal-data pointers of every version of `message_type` (their
+    /// union, like [`SchemaRegistry::required_pointers`]): a withheld list,
+    /// a consent rule or a redaction written once holds for each version.
     pub fn personal_pointers(&self, message_type: &str) -> Vec<String> {
         self.payloads
             .iter()

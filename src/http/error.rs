@@ -114,6 +114,8 @@ impl From<Refusal> for ApiError {
             | Refusal::ConsentViolation { .. }
             | Refusal::LawfulBasis { .. }
             | Refusal::SentByReserved
+            | Refusal::VersionNotAgreed { .. }
+            | Refusal::UnknownGate { .. }
             | Refusal::Correction(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Refusal::Lifecycle(_) | Refusal::DuplicateMessageId { .. } => StatusCode::CONFLICT,
             // Whatever is wrong with a signature, the message is not

@@ -26,6 +26,8 @@ pub struct NewInbound {
     pub timer: Option<NewTimer>,
     /// Keyed hashes of the search terms the message yields.
     pub search: Vec<String>,
+    /// The de-identified facts it yields for the statistics.
+    pub facts: Vec<crate::domain::facts::Fact>,
 }
 
 #[derive(Debug, Clone)]
@@ -210,6 +212,11 @@ impl Store {
                     .iter()
                     .flat_map(|m| m.search.iter().map(|d| (m.case_ref.as_str(), d.as_str())))
                     .collect(),
+            );
+            super::facts::push_facts(
+                &mut writes,
+                self.backend,
+                fresh.iter().flat_map(|m| m.facts.iter()),
             );
             let timers: Vec<&NewTimer> = fresh.iter().filter_map(|m| m.timer.as_ref()).collect();
             timers::push_timers(&mut writes, self.backend, &timers);

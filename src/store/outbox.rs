@@ -54,6 +54,8 @@ pub struct NewOutbound {
     pub case_message: CaseMessage,
     /// Keyed hashes of the search terms the message yields.
     pub search: Vec<String>,
+    /// The de-identified facts it yields for the statistics.
+    pub facts: Vec<crate::domain::facts::Fact>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -278,6 +280,11 @@ pub(super) async fn enqueue_group(
                 .iter()
                 .flat_map(|(m, _)| m.search.iter().map(|d| (m.case_ref.as_str(), d.as_str())))
                 .collect(),
+        );
+        super::facts::push_facts(
+            &mut writes,
+            backend,
+            fresh.iter().flat_map(|(m, _)| m.facts.iter()),
         );
         if let Some(tail) = tail {
             audit::push_append(&mut writes, backend, tail, &audits);

@@ -124,6 +124,7 @@ pub fn node_settings(
         calendar: crate::domain::calendar::Calendar::default(),
         timers: crate::config::TimerSettings::default(),
         alerts: crate::config::AlertSettings::default(),
+        statistics: crate::config::StatisticsSettings::default(),
         reports: crate::config::ReportSettings::default(),
     }
 }

@@ -1,6 +1,9 @@
 //! The published examples are the contract integrators build against: every
 //! `valid-*.json` must pass, every `invalid-*.json` must fail with at least
-//! the violations its `.expect.json` sidecar names. Also the `validate` CLI.
+//! the violations its `.expect.json` sidecar names. A type's version 1
+//! examples sit in `schemas/examples/<type>/`, a later version's in
+//! `schemas/examples/<type>/v<N>/`, and each example's `schema_version` is
+//! its folder's. Also the `validate` CLI.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,24 +11,80 @@ use std::process::Command;
 use homeward::domain::message::SchemaRegistry;
 use serde_json::Value;
 
-fn examples() -> Vec<PathBuf> {
+/// The folder of the examples of `message_type` in `version`.
+fn examples_dir(message_type: &str, version: u32) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas/examples")
+        .join(message_type);
+    if version == 1 {
+        dir
+    } else {
+        dir.join(format!("v{version}"))
+    }
+}
+
+/// Every example, with the schema version its folder stands for.
+fn examples_with_versions() -> Vec<(PathBuf, u32)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/examples");
     let mut files = Vec::new();
+    let mut folders = Vec::new();
     for dir in std::fs::read_dir(&root).expect("schemas/examples exists") {
         let dir = dir.unwrap().path();
-        if !dir.is_dir() {
-            continue;
+        if dir.is_dir() {
+            folders.push((dir, 1));
         }
+    }
+    while let Some((dir, version)) = folders.pop() {
         for f in std::fs::read_dir(&dir).unwrap() {
             let f = f.unwrap().path();
             let name = f.file_name().unwrap().to_string_lossy().into_owned();
-            if name.ends_with(".json") && !name.ends_with(".expect.json") {
-                files.push(f);
+            if f.is_dir() {
+                let v = name
+                    .strip_prefix('v')
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .filter(|v| *v > 1 && version == 1)
+                    .unwrap_or_else(|| {
+                        panic!("{}: a version folder is named v<N>, N > 1", f.display())
+                    });
+                folders.push((f, v));
+            } else if name.ends_with(".json") && !name.ends_with(".expect.json") {
+                files.push((f, version));
             }
         }
     }
     files.sort();
     files
+}
+
+fn examples() -> Vec<PathBuf> {
+    examples_with_versions()
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect()
+}
+
+#[test]
+fn each_example_is_of_its_folders_schema_version() {
+    let mut by_version = std::collections::BTreeMap::<u32, usize>::new();
+    for (file, version) in examples_with_versions() {
+        let doc = read(&file);
+        // The envelope's own examples are of envelope version 1, whatever
+        // payload they carry.
+        if file.parent().unwrap().ends_with("envelope") {
+            continue;
+        }
+        assert_eq!(
+            doc["schema_version"],
+            version,
+            "{}: its folder is of version {version}",
+            file.display()
+        );
+        *by_version.entry(version).or_default() += 1;
+    }
+    assert!(
+        by_version.get(&2).is_some_and(|n| *n >= 15),
+        "{by_version:?}"
+    );
 }
 
 fn read(path: &Path) -> Value {
@@ -100,9 +159,8 @@ fn every_example_validates_as_its_name_says() {
 #[test]
 fn every_registered_type_has_examples() {
     let registry = SchemaRegistry::embedded().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/examples");
-    for (t, _, schema) in registry.schemas() {
-        let dir = root.join(t);
+    for (t, v, schema) in registry.schemas() {
+        let dir = examples_dir(t, v);
         let count = |prefix: &str| {
             std::fs::read_dir(&dir)
                 .map(|d| {
@@ -119,8 +177,8 @@ fn every_registered_type_has_examples() {
                 })
                 .unwrap_or(0)
         };
-        assert!(count("valid-") >= 2, "{t}: needs 2 valid examples");
-        assert!(count("invalid-") >= 3, "{t}: needs 3 invalid examples");
+        assert!(count("valid-") >= 2, "{t} v{v}: needs 2 valid examples");
+        assert!(count("invalid-") >= 3, "{t} v{v}: needs 3 invalid examples");
         assert!(
             schema.to_string().contains("x-personal"),
             "{t}: personal fields must be annotated"

@@ -61,6 +61,7 @@ fn outbound(msg: &Value, now: i64) -> NewOutbound {
         submitted_at: now,
         deadline_at: now + 3_600_000,
         search: Vec::new(),
+        facts: Vec::new(),
     }
 }
 
@@ -82,6 +83,7 @@ fn inbound(msg: &Value, now: i64) -> NewInbound {
         receipt_signature: Some(format!("receipt-signature-{}", msg["message_id"])),
         timer: None,
         search: Vec::new(),
+        facts: Vec::new(),
     }
 }
 

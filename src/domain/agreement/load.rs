@@ -30,6 +30,18 @@ struct AgreementFile {
     /// Read as any value so a non-boolean is refused naming this key.
     #[serde(default)]
     require_officer: Option<figment::value::Value>,
+    #[serde(default)]
+    gates: Vec<GateFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GateFile {
+    code: String,
+    mode: String,
+    checkpoints: Vec<String>,
+    #[serde(default)]
+    names: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -74,16 +86,20 @@ struct MessageFile {
     expects: Option<String>,
     #[serde(default)]
     deadline: Option<String>,
+    /// The schema versions the corridor uses; every known one by default.
+    #[serde(default)]
+    versions: Option<Vec<u32>>,
 }
 
-/// All agreements a node knows.
+/// One agreement, checked against what `known` says exists.
 pub(super) fn parse_agreement(
     id: &str,
     file: &str,
     text: &str,
-    known_type: &dyn Fn(&str) -> bool,
-    personal: &dyn Fn(&str) -> Vec<String>,
+    known: &Known<'_>,
 ) -> Result<Agreement, AgreementLoadError> {
+    let known_type = &|t: &str| known.knows_type(t);
+    let personal = known.personal;
     let raw: AgreementFile = toml_parse(text).map_err(|message| AgreementLoadError::Parse {
         file: file.to_string(),
         message,
@@ -167,10 +183,18 @@ pub(super) fn parse_agreement(
                 ));
             }
         };
+        let versions = message_versions(
+            &format!("messages[{i}].versions"),
+            &m.message_type,
+            m.versions,
+            &(known.versions)(&m.message_type),
+        )
+        .map_err(|(key, message)| invalid(key, message))?;
         messages.push(MessageRule {
             message_type: m.message_type,
             senders: m.senders,
             expects,
+            versions,
         });
     }
     // `<type>:<pointer>` naming a field the type's schema marks x-personal.
@@ -242,7 +266,9 @@ pub(super) fn parse_agreement(
             ));
         }
     };
+    let gates = gates(raw.gates, &raw.parties).map_err(|(key, message)| invalid(key, message))?;
     Ok(Agreement {
+        gates,
         id: id.to_string(),
         title: raw.title,
         instrument: raw.instrument,
@@ -260,6 +286,120 @@ pub(super) fn parse_agreement(
             lawful_bases: raw.consent.lawful_bases,
         },
     })
+}
+
+/// A bad value: its key, and what is wrong.
+type Bad = (String, String);
+
+/// The versions `[[messages]]` entry `key` pins for `message_type`: every
+/// `known` one when it names none, else a non-empty list of known versions,
+/// each once.
+fn message_versions(
+    key: &str,
+    message_type: &str,
+    pinned: Option<Vec<u32>>,
+    known: &[u32],
+) -> Result<Vec<u32>, Bad> {
+    let Some(mut pinned) = pinned else {
+        return Ok(known.to_vec());
+    };
+    if pinned.is_empty() {
+        return Err((
+            key.to_string(),
+            format!(
+                "must name at least one version of `{message_type}` (leave the key out for every known one: {known:?})"
+            ),
+        ));
+    }
+    for (j, v) in pinned.iter().enumerate() {
+        if !known.contains(v) {
+            return Err((
+                format!("{key}[{j}]"),
+                format!("`{message_type}` has no schema version {v}; known versions: {known:?}"),
+            ));
+        }
+        if pinned[..j].contains(v) {
+            return Err((
+                format!("{key}[{j}]"),
+                format!("version {v} is listed twice"),
+            ));
+        }
+    }
+    pinned.sort_unstable();
+    Ok(pinned)
+}
+
+/// The `[[gates]]` of an agreement between `parties`: each code of the
+/// schemas' form and listed once, a known mode, exactly two checkpoints
+/// (in the order of `parties`), and a name in English and in the language
+/// of each party.
+fn gates(raw: Vec<GateFile>, parties: &[String]) -> Result<Vec<Gate>, Bad> {
+    let mut gates: Vec<Gate> = Vec::new();
+    for (i, g) in raw.into_iter().enumerate() {
+        let key = |k: &str| format!("gates[{i}].{k}");
+        if !is_gate_code(&g.code) {
+            return Err((
+                key("code"),
+                format!(
+                    "`{}` is not a gate code: capital letters, digits and `_`, 2 to 32, e.g. `POIPET` ({GATE_CODE_PATTERN})",
+                    g.code
+                ),
+            ));
+        }
+        if let Some(j) = gates.iter().position(|other| other.code == g.code) {
+            return Err((
+                key("code"),
+                format!("`{}` is already the code of gates[{j}]", g.code),
+            ));
+        }
+        let mode = GateMode::parse(&g.mode).ok_or_else(|| {
+            (
+                key("mode"),
+                format!("`{}`: must be `land`, `air` or `sea`", g.mode),
+            )
+        })?;
+        let checkpoints: [String; 2] = g.checkpoints.try_into().map_err(|c: Vec<String>| {
+            (
+                key("checkpoints"),
+                format!(
+                    "must name exactly two checkpoints, {}'s then {}'s, not {}",
+                    parties[0],
+                    parties[1],
+                    c.len()
+                ),
+            )
+        })?;
+        if let Some(j) = checkpoints.iter().position(|c| c.trim().is_empty()) {
+            return Err((
+                format!("gates[{i}].checkpoints[{j}]"),
+                "must not be empty".into(),
+            ));
+        }
+        let mut languages = vec!["en"];
+        languages.extend(parties.iter().filter_map(|p| language_of(p)));
+        for lang in languages {
+            if g.names.get(lang).is_none_or(|n| n.trim().is_empty()) {
+                return Err((
+                    key("names"),
+                    format!(
+                        "needs the gate's name in `{lang}` (English and each party's language: {})",
+                        parties
+                            .iter()
+                            .map(|p| format!("{p} {}", language_of(p).unwrap_or("?")))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        gates.push(Gate {
+            code: g.code,
+            mode,
+            checkpoints,
+            names: g.names,
+        });
+    }
+    Ok(gates)
 }
 
 fn toml_parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {

@@ -1,6 +1,7 @@
 //! Bilateral agreements (SOPs / MOUs) as data. Each file in
 //! `config/agreements/` names two parties, the instrument, and which message
-//! types may flow in which direction with the answer each expects. No
+//! types may flow in which direction with the answer each expects, which
+//! schema versions of each the corridor uses, and its border gates. No
 //! agreement, no exchange.
 
 use std::collections::BTreeMap;
@@ -16,6 +17,94 @@ const KNOWN_COUNTRIES: &[&str] = &["KH", "CN", "LA", "MM", "TH", "VN", "MY"];
 
 pub fn is_known_country(code: &str) -> bool {
     KNOWN_COUNTRIES.contains(&code)
+}
+
+/// The language (ISO 639-1) a known country's gate names must also be
+/// given in, beside English.
+pub fn language_of(country: &str) -> Option<&'static str> {
+    Some(match country {
+        "KH" => "km",
+        "TH" => "th",
+        "VN" => "vi",
+        "MY" => "ms",
+        "LA" => "lo",
+        "MM" => "my",
+        "CN" => "zh",
+        _ => return None,
+    })
+}
+
+/// The form of a gate code, as the v2 schemas write it (`gate`).
+pub const GATE_CODE_PATTERN: &str = "^[A-Z0-9][A-Z0-9_]{1,31}$";
+
+/// Whether `code` has the form of [`GATE_CODE_PATTERN`].
+pub fn is_gate_code(code: &str) -> bool {
+    let mut chars = code.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && (2..=32).contains(&code.len())
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// How a border gate is crossed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GateMode {
+    Land,
+    Air,
+    Sea,
+}
+
+impl GateMode {
+    pub const ALL: [GateMode; 3] = [Self::Land, Self::Air, Self::Sea];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Land => "land",
+            Self::Air => "air",
+            Self::Sea => "sea",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for GateMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A border gate of a corridor (`[[gates]]` of its agreement): a pair of
+/// checkpoints, or of airports, where persons are handed over. The v2
+/// `repatriation.request` and `repatriation.handover` name one by its
+/// `code`; a code the agreement does not list is refused (`unknown_gate`).
+/// Place names are not personal data.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Gate {
+    /// E.g. `POIPET`, `PNH_KUL` ([`GATE_CODE_PATTERN`]).
+    pub code: String,
+    pub mode: GateMode,
+    /// The two checkpoints (or airports), in the order of the agreement's
+    /// `parties`: the one in `parties[0]`'s country first, e.g. `["Poipet",
+    /// "Aranyaprathet"]` under `parties = ["KH", "TH"]`.
+    pub checkpoints: [String; 2],
+    /// Language (ISO 639-1) → the gate's name in it: always `en`, and the
+    /// language of each party ([`language_of`]), in its own script.
+    pub names: BTreeMap<String, String>,
+}
+
+impl Gate {
+    /// The gate's name in `language`, else in English.
+    pub fn name(&self, language: &str) -> &str {
+        self.names
+            .get(language)
+            .or_else(|| self.names.get("en"))
+            .map_or(self.code.as_str(), String::as_str)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +199,11 @@ pub struct MessageRule {
     pub senders: Vec<String>,
     /// The answer this type expects, and within how long.
     pub expects: Option<(String, Deadline)>,
+    /// The schema versions this corridor uses for the type, ascending
+    /// (`versions = [1, 2]`; by default every version the schema registry
+    /// knows). A message of another version is refused
+    /// (`schema_version_not_agreed`).
+    pub versions: Vec<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -136,12 +230,39 @@ pub struct Agreement {
     pub consent: super::consent::ConsentRule,
     /// Message types a consular mission (role `embassy`) may send itself.
     pub embassy_may_send: Vec<String>,
+    /// The corridor's border gates (`[[gates]]`), in file order.
+    gates: Vec<Gate>,
 }
 
 impl Agreement {
     pub fn involves(&self, a: &str, b: &str) -> bool {
         (self.parties[0] == a && self.parties[1] == b)
             || (self.parties[0] == b && self.parties[1] == a)
+    }
+
+    /// The corridor's border gates, in file order.
+    pub fn gates(&self) -> &[Gate] {
+        &self.gates
+    }
+
+    /// The gate with `code`, if the agreement lists it.
+    pub fn gate(&self, code: &str) -> Option<&Gate> {
+        self.gates.iter().find(|g| g.code == code)
+    }
+
+    /// `gate`'s checkpoint in `country` (a party), e.g. `Poipet` for KH.
+    pub fn checkpoint_in<'g>(&self, gate: &'g Gate, country: &str) -> Option<&'g str> {
+        self.parties
+            .iter()
+            .position(|p| p == country)
+            .map(|i| gate.checkpoints[i].as_str())
+    }
+
+    /// The schema versions of `message_type` this corridor uses; empty when
+    /// the agreement does not list the type.
+    pub fn versions(&self, message_type: &str) -> &[u32] {
+        self.rule(message_type)
+            .map_or(&[], |r| r.versions.as_slice())
     }
 
     pub fn rule(&self, message_type: &str) -> Option<&MessageRule> {
@@ -168,27 +289,43 @@ impl Agreement {
     }
 }
 
+/// What the loader checks an agreement against: the schema registry's
+/// knowledge, as functions (tests give their own).
+struct Known<'a> {
+    /// The schema versions of a type, ascending; empty: no such type.
+    versions: &'a dyn Fn(&str) -> Vec<u32>,
+    /// The x-personal pointers of a type.
+    personal: &'a dyn Fn(&str) -> Vec<String>,
+}
+
+impl Known<'_> {
+    fn knows_type(&self, message_type: &str) -> bool {
+        !(self.versions)(message_type).is_empty()
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AgreementBook {
     agreements: Vec<Agreement>,
 }
 
 impl AgreementBook {
-    /// Loads every `*.toml` in `dir`; `known_type` says which message types exist.
+    /// Loads every `*.toml` in `dir`, checked against `registry`'s types,
+    /// versions and personal fields.
     pub fn load(
         dir: &Path,
         registry: &super::message::SchemaRegistry,
     ) -> Result<Self, AgreementLoadError> {
-        Self::load_with(dir, &|t: &str| registry.knows_type(t), &|t: &str| {
-            registry.personal_pointers(t)
-        })
+        Self::load_with(
+            dir,
+            &Known {
+                versions: &|t: &str| registry.versions(t),
+                personal: &|t: &str| registry.personal_pointers(t),
+            },
+        )
     }
 
-    fn load_with(
-        dir: &Path,
-        known_type: &dyn Fn(&str) -> bool,
-        personal: &dyn Fn(&str) -> Vec<String>,
-    ) -> Result<Self, AgreementLoadError> {
+    fn load_with(dir: &Path, known: &Known<'_>) -> Result<Self, AgreementLoadError> {
         let entries = std::fs::read_dir(dir).map_err(|source| AgreementLoadError::Dir {
             dir: dir.display().to_string(),
             source,
@@ -212,8 +349,7 @@ impl AgreementBook {
                 &id,
                 &path.display().to_string(),
                 &text,
-                known_type,
-                personal,
+                known,
             )?);
         }
         for (i, a) in agreements.iter().enumerate() {
@@ -278,8 +414,12 @@ impl AgreementBook {
 mod tests {
     use super::*;
 
-    fn known(t: &str) -> bool {
-        matches!(t, "referral.notify" | "referral.acknowledge")
+    fn versions(t: &str) -> Vec<u32> {
+        match t {
+            "referral.notify" => vec![1, 2],
+            "referral.acknowledge" => vec![1],
+            _ => vec![],
+        }
     }
 
     fn personal(t: &str) -> Vec<String> {
@@ -294,7 +434,11 @@ mod tests {
     }
 
     fn parse(text: &str) -> Result<Agreement, AgreementLoadError> {
-        parse_agreement("kh-th", "kh-th.toml", text, &known, &personal)
+        let known = Known {
+            versions: &versions,
+            personal: &personal,
+        };
+        parse_agreement("kh-th", "kh-th.toml", text, &known)
     }
 
     const GOOD: &str = r#"
@@ -390,6 +534,154 @@ senders = ["KH"]
                 "{err}"
             );
         }
+    }
+
+    const GATES: &str = r#"
+[[gates]]
+code = "POIPET"
+mode = "land"
+checkpoints = ["Poipet", "Aranyaprathet"]
+names = { en = "Poipet–Aranyaprathet", km = "ប៉ោយប៉ែត–អារ៉ាញ", th = "ปอยเปต–อรัญประเทศ" }
+[[gates]]
+code = "PNH_BKK"
+mode = "air"
+checkpoints = ["Phnom Penh International Airport", "Suvarnabhumi Airport"]
+names = { en = "Phnom Penh – Bangkok Suvarnabhumi", km = "ភ្នំពេញ–បាងកក", th = "พนมเปญ–สุวรรณภูมิ" }
+"#;
+
+    #[test]
+    fn versions_default_to_every_known_one_and_may_be_pinned() {
+        let a = parse(GOOD).unwrap();
+        assert_eq!(a.versions("referral.notify"), [1, 2]);
+        assert_eq!(a.versions("referral.acknowledge"), [1]);
+        assert!(a.versions("referral.update").is_empty());
+        let pinned = GOOD.replace(
+            "deadline = \"3 days\"",
+            "deadline = \"3 days\"\nversions = [2, 1]",
+        );
+        assert_eq!(parse(&pinned).unwrap().versions("referral.notify"), [1, 2]);
+        let only = GOOD.replace(
+            "deadline = \"3 days\"",
+            "deadline = \"3 days\"\nversions = [1]",
+        );
+        assert_eq!(parse(&only).unwrap().versions("referral.notify"), [1]);
+    }
+
+    #[test]
+    fn bad_versions_are_refused_naming_file_and_key() {
+        for (versions, key, says) in [
+            ("[]", "messages[0].versions`", "at least one version"),
+            ("[1, 3]", "messages[0].versions[1]`", "no schema version 3"),
+            ("[2, 2]", "messages[0].versions[1]`", "listed twice"),
+        ] {
+            let text = GOOD.replace(
+                "deadline = \"3 days\"",
+                &format!("deadline = \"3 days\"\nversions = {versions}"),
+            );
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("kh-th.toml") && err.contains(key) && err.contains(says),
+                "{versions}: {err}"
+            );
+        }
+        // A version the type lacks, on a type with one version.
+        let text = format!("{GOOD}versions = [2]\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("messages[1].versions[0]"), "{err}");
+    }
+
+    #[test]
+    fn gates_load_and_are_found_by_code() {
+        let a = parse(&format!("{GOOD}{GATES}")).unwrap();
+        assert_eq!(
+            a.gates()
+                .iter()
+                .map(|g| g.code.as_str())
+                .collect::<Vec<_>>(),
+            ["POIPET", "PNH_BKK"]
+        );
+        let poipet = a.gate("POIPET").unwrap();
+        assert_eq!(poipet.mode, GateMode::Land);
+        assert_eq!(poipet.checkpoints, ["Poipet", "Aranyaprathet"]);
+        assert_eq!(poipet.name("th"), "ปอยเปต–อรัญประเทศ");
+        assert_eq!(
+            poipet.name("vi"),
+            "Poipet–Aranyaprathet",
+            "English otherwise"
+        );
+        assert_eq!(a.checkpoint_in(poipet, "TH"), Some("Aranyaprathet"));
+        assert_eq!(a.checkpoint_in(poipet, "VN"), None);
+        assert_eq!(a.gate("PNH_BKK").unwrap().mode, GateMode::Air);
+        assert!(a.gate("BAVET").is_none());
+        assert!(parse(GOOD).unwrap().gates().is_empty());
+    }
+
+    #[test]
+    fn bad_gates_are_refused_naming_file_and_key() {
+        let cases = [
+            (
+                "code = \"POIPET\"",
+                "code = \"Poipet\"",
+                "gates[0].code",
+                "not a gate code",
+            ),
+            (
+                "code = \"POIPET\"",
+                "code = \"P\"",
+                "gates[0].code",
+                "not a gate code",
+            ),
+            (
+                "code = \"PNH_BKK\"",
+                "code = \"POIPET\"",
+                "gates[1].code",
+                "already the code of gates[0]",
+            ),
+            (
+                "mode = \"land\"",
+                "mode = \"river\"",
+                "gates[0].mode",
+                "`river`",
+            ),
+            (
+                "checkpoints = [\"Poipet\", \"Aranyaprathet\"]",
+                "checkpoints = [\"Poipet\"]",
+                "gates[0].checkpoints",
+                "exactly two",
+            ),
+            (
+                "checkpoints = [\"Poipet\", \"Aranyaprathet\"]",
+                "checkpoints = [\"Poipet\", \"Aranyaprathet\", \"Klong Luek\"]",
+                "gates[0].checkpoints",
+                "exactly two",
+            ),
+            (
+                "checkpoints = [\"Poipet\", \"Aranyaprathet\"]",
+                "checkpoints = [\"Poipet\", \" \"]",
+                "gates[0].checkpoints[1]",
+                "empty",
+            ),
+            (", th = \"ปอยเปต–อรัญประเทศ\"", "", "gates[0].names", "`th`"),
+            (
+                "en = \"Poipet–Aranyaprathet\", ",
+                "",
+                "gates[0].names",
+                "`en`",
+            ),
+        ];
+        for (from, to, key, says) in cases {
+            let text = format!("{GOOD}{GATES}").replacen(from, to, 1);
+            assert_ne!(text, format!("{GOOD}{GATES}"), "{from}");
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("kh-th.toml")
+                    && err.contains(&format!("`{key}`"))
+                    && err.contains(says),
+                "{to}: {err}"
+            );
+        }
+        assert!(is_gate_code("PNH_KUL") && is_gate_code("K9"));
+        assert!(!is_gate_code("_POIPET") && !is_gate_code(&"A".repeat(33)));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The operators' dashboard: the page, and the figures it shows (queues,
 //! peers, the oldest pending message, timers, recent rejections), none of
-//! them personal.
+//! them personal. Its chart of returnees per month is drawn in the page
+//! from `/v1/statistics` (suppressed there, and read once a minute rather
+//! than with these figures every 10 s; an admin, who may read these but
+//! not statistics, sees the page without it).
 
 use std::sync::Arc;
 

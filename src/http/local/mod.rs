@@ -20,6 +20,7 @@ mod print;
 mod schemas;
 mod search;
 mod service;
+mod statistics;
 mod timers;
 mod views;
 
@@ -48,6 +49,7 @@ fn routes() -> Routes {
         .merge(evidence::routes())
         .merge(print::routes())
         .merge(timers::routes())
+        .merge(statistics::routes())
         .merge(outbox::routes())
         .merge(audit::routes())
         .merge(schemas::routes())

@@ -38,6 +38,7 @@ pub fn openapi_document() -> &'static str {
         super::search::schemas(&mut doc);
         super::evidence::schemas(&mut doc);
         super::timers::schemas(&mut doc);
+        super::statistics::schemas(&mut doc);
         super::dashboard::schemas(&mut doc);
         crate::http::peer::schemas(&mut doc);
         doc.finish()

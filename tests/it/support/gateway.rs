@@ -24,6 +24,7 @@ use super::pki::Pki;
 pub const TOKEN: &str = "test-caseworker-token";
 pub const OPERATOR_TOKEN: &str = "test-operator-token";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const ANALYST_TOKEN: &str = "test-analyst-token";
 
 pub fn agreements_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config/agreements")
@@ -139,6 +140,11 @@ pub fn settings(
                 OPERATOR_TOKEN.to_string(),
             ),
             (format!("{cc}-admin"), Role::Admin, ADMIN_TOKEN.to_string()),
+            (
+                format!("{cc}-analyst"),
+                Role::Analyst,
+                ANALYST_TOKEN.to_string(),
+            ),
         ],
         fast_delivery(),
         &key_file(data, cc),

@@ -1,11 +1,15 @@
 //! Synthetic messages: envelopes of every kind the tests send, payloads
-//! taken from the published examples, and the check that a receiver got a
-//! set of messages exactly once and in order. Nothing here names a real
+//! taken from the published examples, the check that a receiver got a set
+//! of messages exactly once and in order, and synthetic cases taken from
+//! referral to handover between two gateways. Nothing here names a real
 //! person.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::{Value, json};
+
+use super::client::Api;
 
 /// A synthetic referral payload; nothing here names a real person.
 pub fn referral_payload(n: usize) -> Value {
@@ -84,9 +88,18 @@ pub fn acknowledge(from: &str, to: &str, case: &str, in_reply_to: &str) -> Value
 /// The payload of a published valid example of `message_type` whose payload
 /// satisfies `pick` (so tests follow the schemas as they evolve).
 pub fn example_payload(message_type: &str, pick: impl Fn(&Value) -> bool) -> Value {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+    example_payload_v(message_type, 1, pick)
+}
+
+/// [`example_payload`] of schema `version` (a later version's examples sit
+/// in `schemas/examples/<type>/v<N>/`).
+pub fn example_payload_v(message_type: &str, version: u32, pick: impl Fn(&Value) -> bool) -> Value {
+    let mut dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("schemas/examples")
         .join(message_type);
+    if version > 1 {
+        dir = dir.join(format!("v{version}"));
+    }
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|f| f.unwrap().path())
@@ -105,7 +118,7 @@ pub fn example_payload(message_type: &str, pick: impl Fn(&Value) -> bool) -> Val
                 .clone()
         })
         .find(|p| pick(p))
-        .unwrap_or_else(|| panic!("no valid {message_type} example matches"))
+        .unwrap_or_else(|| panic!("no valid {message_type} v{version} example matches"))
 }
 
 /// A full envelope around `payload`.
@@ -128,6 +141,21 @@ pub fn envelope(
         "created_at": "2026-11-22T11:00:00Z",
         "payload": payload,
     })
+}
+
+/// [`envelope`] of schema `version`.
+pub fn envelope_v(
+    version: u32,
+    message_type: &str,
+    from: &str,
+    to: &str,
+    case: &str,
+    in_reply_to: Option<&str>,
+    payload: Value,
+) -> Value {
+    let mut e = envelope(message_type, from, to, case, in_reply_to, payload);
+    e["schema_version"] = json!(version);
+    e
 }
 
 /// A `referral.update` with a synthetic placement change.
@@ -164,4 +192,115 @@ pub fn assert_exactly_once_in_order(inbox: &[Value], sent: &[&Value]) {
         by_case(&mut inbox.iter()) == by_case(&mut sent.iter().copied()),
         "per case, the receiver got messages in submission order"
     );
+}
+
+/// A person handed over: sex, age in years, presumed minor.
+pub type Person = (&'static str, i64, bool);
+
+/// `m` with its `created_at` set.
+pub fn at(mut m: Value, created_at: &str) -> Value {
+    m["created_at"] = json!(created_at);
+    m
+}
+
+/// Submits a batch and waits until every message is delivered; the ids.
+pub async fn exchange(api: &Api, messages: Vec<Value>) -> Vec<String> {
+    let r = api.submit_batch(&messages, None).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    for item in r.body["results"].as_array().unwrap() {
+        assert_eq!(item["status"], 202, "{item}");
+    }
+    let mut ids = Vec::new();
+    for m in &messages {
+        let id = m["message_id"].as_str().unwrap().to_string();
+        let status = api.wait_final(&id, Duration::from_secs(30)).await;
+        assert_eq!(
+            status.as_ref().map(|s| s["state"].clone()),
+            Some(json!("delivered")),
+            "{status:?}"
+        );
+        ids.push(id);
+    }
+    ids
+}
+
+/// One synthetic case per person, `partner` (the host country, `host` its
+/// API) with KH (`kh`), serials from `first_serial`: referral,
+/// acknowledgement, repatriation request and confirmation, and the handover
+/// at `handed_over_at` (RFC 3339). The case references.
+pub async fn run_cases(
+    partner: &str,
+    host: &Api,
+    kh: &Api,
+    persons: &[Person],
+    first_serial: usize,
+    handed_over_at: &str,
+) -> Vec<String> {
+    let cases: Vec<String> = (0..persons.len())
+        .map(|i| case_ref(partner, "KH", first_serial + i))
+        .collect();
+    let referrals: Vec<Value> = cases
+        .iter()
+        .zip(persons)
+        .enumerate()
+        .map(|(i, (case, (sex, age, minor)))| {
+            let mut m = referral(partner, "KH", case, i);
+            let person = &mut m["payload"]["person"];
+            person["sex"] = json!(sex);
+            person["estimated_age"] = json!(age);
+            person["presumed_minor"] = json!(minor);
+            m["payload"]["placement"]["country"] = json!(partner);
+            at(m, "2026-03-02T09:00:00Z")
+        })
+        .collect();
+    let referral_ids = exchange(host, referrals).await;
+    let acks = cases
+        .iter()
+        .zip(&referral_ids)
+        .map(|(case, id)| at(acknowledge("KH", partner, case, id), "2026-03-04T09:00:00Z"))
+        .collect();
+    exchange(kh, acks).await;
+    let requests: Vec<Value> = cases
+        .iter()
+        .zip(persons)
+        .map(|(case, (sex, age, minor))| {
+            let mut payload = example_payload("repatriation.request", |_| true);
+            payload["persons"] = json!([{
+                "person_ref": "P1", "name_latin": "Synthetic Returnee", "sex": sex,
+                "estimated_age": age, "presumed_minor": minor,
+            }]);
+            at(
+                envelope("repatriation.request", partner, "KH", case, None, payload),
+                "2026-04-01T09:00:00Z",
+            )
+        })
+        .collect();
+    let request_ids = exchange(host, requests).await;
+    let confirms = cases
+        .iter()
+        .zip(&request_ids)
+        .map(|(case, id)| {
+            envelope(
+                "repatriation.confirm",
+                "KH",
+                partner,
+                case,
+                Some(id),
+                example_payload("repatriation.confirm", |p| p["decision"] == "accepted"),
+            )
+        })
+        .collect();
+    exchange(kh, confirms).await;
+    let handovers = cases
+        .iter()
+        .map(|case| {
+            let mut payload =
+                example_payload("repatriation.handover", |p| p["record"] == "handover");
+            payload["persons"] = json!(["P1"]);
+            payload["handed_over_at"] = json!(handed_over_at);
+            envelope("repatriation.handover", partner, "KH", case, None, payload)
+        })
+        .collect();
+    exchange(host, handovers).await;
+    cases
 }

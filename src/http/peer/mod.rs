@@ -27,11 +27,14 @@ use crate::protocol::{
 };
 use crate::tls::ConnInfo;
 
+mod reconcile;
+
 pub fn router(node: Arc<Node>) -> Router {
     let limit = node.settings.peer_api.max_body_bytes;
     Router::new()
         .route(MESSAGES_PATH, post(receive_one))
         .route(BATCH_PATH, post(receive_batch))
+        .route(crate::protocol::RECONCILE_PATH, post(reconcile::tally))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -65,12 +68,14 @@ pub fn operations() -> Vec<(String, Operation)> {
             __path_receive_batch::path(),
             __path_receive_batch::operation(),
         ),
+        reconcile::operation(),
     ]
 }
 
 /// The schemas of the peer API's own bodies.
 pub fn schemas(doc: &mut crate::http::openapi::Document) {
     doc.schema::<BatchBody>();
+    reconcile::schemas(doc);
 }
 
 /// Deliver one envelope (peer API).
@@ -96,7 +101,7 @@ pub fn schemas(doc: &mut crate::http::openapi::Document) {
         (status = 409, description = "The case's state does not allow the message, in_reply_to is wrong, or message_id was used for other content", body = ErrorEnvelope),
         (status = 413, description = "Body larger than peer_api.max_body_bytes (body_too_large)", body = ErrorEnvelope),
         (status = 415, description = "Content-Type is not application/json", body = ErrorEnvelope),
-        (status = 422, description = "A payload that carries what the agreement withholds when the person did not consent to sharing (consent_violation, details[0].pointer says which field) or an invalid lawful basis (lawful_basis_invalid); wrong sender for this certificate (wrong_sender), a case reference that does not name the two countries (case_ref_mismatch), or a correction that names no message of the case or a field its message does not have; nothing stored", body = ErrorEnvelope),
+        (status = 422, description = "A payload that carries what the agreement withholds when the person did not consent to sharing (consent_violation, details[0].pointer says which field) or an invalid lawful basis (lawful_basis_invalid); wrong sender for this certificate (wrong_sender), a case reference that does not name the two countries (case_ref_mismatch), a schema_version the receiver's copy of the agreement does not use for the type (schema_version_not_agreed, pointer /schema_version, naming the allowed versions), a gate code its copy does not list (unknown_gate, pointer /payload/gate, naming the allowed codes), or a correction that names no message of the case or a field its message does not have; nothing stored", body = ErrorEnvelope),
         (status = 503, description = "The store could not be reached (store_unavailable); nothing was accepted, retry later", body = ErrorEnvelope),
     ),
 )]
@@ -330,7 +335,7 @@ fn refused(e: ApiError) -> BatchResult {
 
 /// The node the client certificate names, if it is within its rate;
 /// otherwise the answer that refuses it (401, or 429 with `Retry-After`).
-fn sender(node: &Node, conn: &ConnInfo) -> Result<String, Box<Response>> {
+pub(super) fn sender(node: &Node, conn: &ConnInfo) -> Result<String, Box<Response>> {
     let sender = identify(conn).map_err(|e| Box::new(e.into_response()))?;
     node.peer_limits
         .check(&sender)
