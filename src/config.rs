@@ -35,6 +35,7 @@ const SECTIONS: &[&str] = &[
     "alerts",
     "encryption",
     "client_certs",
+    "reports",
     "statistics",
 ];
 
@@ -81,6 +82,9 @@ pub struct Settings {
     pub alerts: AlertSettings,
     #[serde(default)]
     pub statistics: StatisticsSettings,
+    /// The printed documents (handover record, the person's timeline).
+    #[serde(default)]
+    pub reports: ReportSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -96,6 +100,52 @@ impl Default for StatisticsSettings {
         Self {
             k: crate::domain::statistics::DEFAULT_K,
         }
+    }
+}
+
+/// Where the PDF of a printed document comes from: headless Chromium.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportSettings {
+    /// The Chromium binary that renders `?format=pdf`. Unset: the first
+    /// of [`ReportSettings::CHROMIUM_CANDIDATES`] that exists. A missing
+    /// browser does not stop the gateway: only PDFs are refused (503
+    /// `pdf_unavailable`), the HTML pages still print.
+    pub chromium: Option<PathBuf>,
+    /// Longest one PDF may take to render; the browser is killed then.
+    pub pdf_timeout_ms: u64,
+}
+
+impl Default for ReportSettings {
+    fn default() -> Self {
+        Self {
+            chromium: None,
+            pdf_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl ReportSettings {
+    /// Where Debian and Ubuntu install Chromium.
+    pub const CHROMIUM_CANDIDATES: &[&str] = &["/usr/bin/chromium", "/usr/bin/chromium-browser"];
+
+    /// The browser to run, if there is one: the configured path when it
+    /// exists, else the first candidate that does; `Err` names what was
+    /// looked for.
+    pub fn chromium(&self) -> Result<PathBuf, String> {
+        match &self.chromium {
+            Some(p) if p.is_file() => Ok(p.clone()),
+            Some(p) => Err(p.display().to_string()),
+            None => Self::CHROMIUM_CANDIDATES
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file())
+                .ok_or_else(|| Self::CHROMIUM_CANDIDATES.join(" or ")),
+        }
+    }
+
+    pub fn pdf_timeout(&self) -> Duration {
+        Duration::from_millis(self.pdf_timeout_ms)
     }
 }
 
@@ -610,6 +660,23 @@ impl Settings {
             return Err(invalid(
                 "alerts.webhook_url",
                 format!("`{url}` is not an https URL"),
+            ));
+        }
+        if !(1_000..=600_000).contains(&self.reports.pdf_timeout_ms) {
+            return Err(invalid(
+                "reports.pdf_timeout_ms",
+                format!(
+                    "must be between 1000 and 600000 (milliseconds), not {}",
+                    self.reports.pdf_timeout_ms
+                ),
+            ));
+        }
+        if let Some(path) = &self.reports.chromium
+            && (path.as_os_str().is_empty() || path.is_dir())
+        {
+            return Err(invalid(
+                "reports.chromium",
+                format!("`{}` is not a browser binary", path.display()),
             ));
         }
         for (i, token) in self.tokens.iter().enumerate() {

@@ -31,6 +31,9 @@
 //!    - [`domain::deadline`]: which timer a message opens, and when it falls due.
 //!    - [`domain::admission`]: whether a message may enter, as `Refusal` values.
 //!    - [`domain::access`]: roles and the authenticated caller.
+//!    - [`domain::handover`], [`domain::person_timeline`]: the printed
+//!      handover record and the person's own timeline, from a case's messages;
+//!      [`domain::i18n`] their labels in each language.
 //! 3. Infrastructure
 //!    - [`config`]: typed node configuration from TOML plus environment overrides.
 //!    - [`tls`]: node identities (`urn:homeward:node:<CC>`), rustls configurations,
@@ -51,6 +54,8 @@
 //!    - [`app::timers`], [`app::alerts`], [`app::retention`]: deadlines and
 //!      SLA figures, the operator webhook, the purge of old payloads.
 //!    - [`app::reload`]: new certificates, CRLs and agreements without a restart.
+//!    - [`app::printed`], [`app::pdf`]: a case's printed documents from the
+//!      store, and a page to PDF with headless Chromium.
 //!    - [`evidence`]: a case's signed messages, receipts, chains and audit
 //!      records as one bundle, and its offline verification.
 //! 5. HTTP adapters (axum)

@@ -125,6 +125,7 @@ pub fn node_settings(
         timers: crate::config::TimerSettings::default(),
         alerts: crate::config::AlertSettings::default(),
         statistics: crate::config::StatisticsSettings::default(),
+        reports: crate::config::ReportSettings::default(),
     }
 }
 

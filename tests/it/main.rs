@@ -23,6 +23,7 @@ mod edge;
 mod embassy;
 mod evidence;
 mod exchange;
+mod handover;
 mod heal;
 mod instances;
 mod lifecycle;

@@ -148,6 +148,11 @@ async fn every_route_admits_exactly_its_roles() {
                     // reaches the handler and gets 404, not 403.
                     if rule.path == "/v1/outbox/{id}/retry" {
                         assert_eq!(status, 404, "{label}: {body}");
+                    } else if rule.path == "/v1/cases/{case_ref}/handover" {
+                        // The case has not reached its handover: the
+                        // handler answers that, not the guard.
+                        assert_eq!(status, 404, "{label}: {body}");
+                        assert_eq!(body["error"]["code"], "no_handover", "{label}");
                     } else if *r == Role::Embassy && rule.path.starts_with("/v1/messages") {
                         // A mission reaches the handler, which lets it send
                         // only what its agreement names (not an update).

@@ -1,6 +1,7 @@
 //! The local API, used by this country's own systems over TLS with a bearer
 //! token or client certificate: submit messages, follow their delivery,
-//! read the inbox feed, see a case's timeline, watch timers and queues.
+//! read the inbox feed, see a case's timeline, print its handover record
+//! and the person's own timeline, watch timers and queues.
 //! One module per resource, each declaring its routes with the roles that
 //! may call them ([`access::Routes`]).
 
@@ -15,6 +16,7 @@ mod messages;
 mod openapi;
 mod outbox;
 mod params;
+mod print;
 mod schemas;
 mod search;
 mod service;
@@ -45,6 +47,7 @@ fn routes() -> Routes {
         .merge(cases::routes())
         .merge(search::routes())
         .merge(evidence::routes())
+        .merge(print::routes())
         .merge(timers::routes())
         .merge(statistics::routes())
         .merge(outbox::routes())
