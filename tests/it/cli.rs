@@ -231,3 +231,55 @@ async fn sighup_and_homeward_reload_reload_a_running_gateway_and_a_bad_file_is_n
     let (code, text) = homeward(&["reload"], &kh.config);
     assert_eq!(code, 2, "no gateway runs: {text}");
 }
+
+/// `homeward demo`, as a new user runs it: a case on each corridor, the
+/// refusal between two countries without an agreement, the statistics, the
+/// reconciliation and the handover record, exit 0.
+#[test]
+fn the_demo_runs_every_corridor_and_ends_with_statistics_reconciliation_and_the_record() {
+    let out = Command::new(env!("CARGO_BIN_EXE_homeward"))
+        .arg("demo")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for case in [
+        "TH-KH-2026-000042 (KH–TH",
+        "VN-KH-2026-000043 (KH–VN",
+        "MY-KH-2026-000044 (KH–MY",
+    ] {
+        assert!(text.contains(case), "{case}: {text}");
+    }
+    assert!(
+        text.contains("A referral from TH to VN is refused: HTTP 4"),
+        "{text}"
+    );
+    assert!(
+        text.contains("returnees by corridor,sex,minor,gate"),
+        "{text}"
+    );
+    assert!(text.contains("KH-VN  female  yes  BAVET"), "{text}");
+    for corridor in ["KH-TH", "KH-VN", "KH-MY"] {
+        assert!(
+            text.contains(&format!("  {corridor}: both sides agree")),
+            "{corridor}: {text}"
+        );
+    }
+    let record = text
+        .lines()
+        .find_map(|l| {
+            l.split_once("print it to A4): ")
+                .map(|(_, p)| p.to_string())
+        })
+        .expect("the demo names the record's file");
+    let html = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        html.contains("<html") && html.contains("TH-KH-2026-000042"),
+        "{record}"
+    );
+}

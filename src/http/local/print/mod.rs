@@ -71,11 +71,7 @@ impl From<PdfError> for ApiError {
             ),
             PdfError::Timeout { .. } | PdfError::Failed(_) => {
                 tracing::error!(error = %e, "a PDF did not render");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "pdf_failed",
-                    e.to_string(),
-                )
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "pdf_failed", e.to_string())
             }
         }
     }
@@ -155,8 +151,7 @@ fn html(body: String) -> Response {
         (status = 400, description = "A format other than html or pdf (bad_format), or another query parameter (bad_query)", body = ErrorEnvelope),
         (status = 404, description = "No message of this case here (not_found), or no handover record in it (no_handover)", body = ErrorEnvelope),
         (status = 409, description = "The handover record's details were purged (handover_purged)", body = ErrorEnvelope),
-        (status = 500, description = "Chromium did not render the PDF in time or failed (pdf_failed)", body = ErrorEnvelope),
-        (status = 503, description = "The store could not be reached (store_unavailable), or format=pdf and no Chromium is installed (pdf_unavailable)", body = ErrorEnvelope),
+        (status = 503, description = "The store could not be reached (store_unavailable), or with format=pdf no Chromium is installed (pdf_unavailable) or it did not render the PDF in time (pdf_failed); the HTML form still works", body = ErrorEnvelope),
     ),
 )]
 async fn handover_record(
