@@ -12,7 +12,8 @@ pub const MESSAGES_PATH: &str = "/peer/v1/messages";
 /// Up to [`BATCH_MAX`] envelopes per request, each judged on its own.
 pub const BATCH_PATH: &str = "/peer/v1/messages/batch";
 /// A corridor's tally of messages, for reconciliation
-/// (`domain::reconcile`); answered signed in [`SIGNATURE_HEADER`].
+/// (`domain::reconcile`, whose `ReconcileRequest` is the body); answered
+/// signed in [`SIGNATURE_HEADER`].
 pub const RECONCILE_PATH: &str = "/peer/v1/reconcile";
 /// Request header: the sender's detached JWS over the exact body bytes.
 pub const SIGNATURE_HEADER: &str = "homeward-signature";
@@ -55,20 +56,6 @@ pub struct AnswerDue {
     pub message_type: String,
     #[schema(format = DateTime)]
     pub due_at: String,
-}
-
-/// `POST` [`RECONCILE_PATH`]: the period to tally (YYYY-MM-DD, YYYY-MM or
-/// YYYY, inclusive) and the cells to list the message ids of.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReconcileRequest {
-    #[schema(example = "2026-01-01", pattern = r"^\d{4}(-\d{2}(-\d{2})?)?$")]
-    pub from: String,
-    #[schema(example = "2026-12-31", pattern = r"^\d{4}(-\d{2}(-\d{2})?)?$")]
-    pub to: String,
-    #[serde(default)]
-    #[schema(max_items = 1000)]
-    pub expand: Vec<crate::domain::reconcile::CellKey>,
 }
 
 /// `POST` [`BATCH_PATH`]: each envelope as the exact text the sender

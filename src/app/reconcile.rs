@@ -11,9 +11,10 @@ use crate::config::Settings;
 use crate::credentials::Credentials;
 use crate::domain::agreement::AgreementBook;
 use crate::domain::facts::corridor;
+use crate::domain::reconcile::ReconcileRequest;
 use crate::domain::reconcile::{self, CellKey, Comparison, Tally};
 use crate::domain::statistics::{Query, QueryError};
-use crate::protocol::{RECONCILE_PATH, ReconcileRequest, SIGNATURE_HEADER};
+use crate::protocol::{RECONCILE_PATH, SIGNATURE_HEADER};
 use crate::signing::{Purpose, SignatureError};
 use crate::store::{Store, StoreError};
 

@@ -22,6 +22,20 @@ pub struct CellKey {
     pub message_type: String,
 }
 
+/// `POST` `protocol::RECONCILE_PATH`: the period to tally (YYYY-MM-DD, YYYY-MM or
+/// YYYY, inclusive) and the cells to list the message ids of.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileRequest {
+    #[schema(example = "2026-01-01", pattern = r"^\d{4}(-\d{2}(-\d{2})?)?$")]
+    pub from: String,
+    #[schema(example = "2026-12-31", pattern = r"^\d{4}(-\d{2}(-\d{2})?)?$")]
+    pub to: String,
+    #[serde(default)]
+    #[schema(max_items = 1000)]
+    pub expand: Vec<CellKey>,
+}
+
 /// One cell of a tally.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TallyCell {

@@ -12,9 +12,10 @@ use utoipa::openapi::path::Operation;
 
 use crate::app::node::Node;
 use crate::app::reconcile::{self, MAX_EXPAND, TallyError};
+use crate::domain::reconcile::ReconcileRequest;
 use crate::domain::reconcile::Tally;
 use crate::http::error::{ApiError, Detail, read_json_body};
-use crate::protocol::{ErrorEnvelope, ReconcileRequest, SIGNATURE_HEADER};
+use crate::protocol::{ErrorEnvelope, SIGNATURE_HEADER};
 use crate::signing::Purpose;
 use crate::tls::ConnInfo;
 
