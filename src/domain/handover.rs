@@ -179,6 +179,8 @@ pub struct HandoverRecord {
     /// RFC 3339, with the offset of the place.
     pub handed_over_at: String,
     pub place: String,
+    /// The border gate's code (v2), as the corridor's agreement lists it.
+    pub gate: Option<String>,
     pub handed_over_by: Officer,
     pub received_by: Officer,
     pub persons: Vec<HandedOverPerson>,
@@ -262,6 +264,7 @@ impl HandoverRecord {
             from: record.from.clone(),
             handed_over_at,
             place,
+            gate: text(&p["gate"]),
             handed_over_by: Officer::of(&p["handed_over_by"]),
             received_by: Officer::of(&p["received_by"]),
             persons,
@@ -406,6 +409,7 @@ mod tests {
         assert_eq!(r.persons[4].name_latin.as_deref(), Some("Referred Person"));
         assert_eq!(r.received_by.position.as_deref(), Some("Reception"));
         assert_eq!(r.documents, ["certificate of identity"]);
+        assert_eq!(r.gate, None, "a v1 record names no gate");
     }
 
     #[test]

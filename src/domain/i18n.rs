@@ -41,13 +41,7 @@ impl Lang {
     /// The language a party's officers and nationals read: KH Khmer, TH
     /// Thai, VN Vietnamese, MY Malay.
     pub fn of_country(cc: &str) -> Option<Lang> {
-        match cc {
-            "KH" => Some(Lang::Km),
-            "TH" => Some(Lang::Th),
-            "VN" => Some(Lang::Vi),
-            "MY" => Some(Lang::Ms),
-            _ => None,
-        }
+        super::agreement::language_of(cc).and_then(Lang::parse)
     }
 
     /// The allowed codes, for refusals: `en, km, th, vi, ms`.
@@ -329,5 +323,7 @@ mod tests {
         assert_eq!(Lang::allowed(), "en, km, th, vi, ms");
         assert_eq!(Lang::parse("vi"), Some(Lang::Vi));
         assert_eq!(Lang::parse(""), None);
+        assert_eq!(Lang::of_country("VN"), Some(Lang::Vi));
+        assert_eq!(Lang::of_country("LA"), None, "no Lao labels yet");
     }
 }

@@ -119,8 +119,11 @@ fn request_payload() -> Value {
     p
 }
 
+/// A v2 record (it names its border gate, POIPET).
 fn handover_payload(record: &str) -> Value {
-    let mut p = example_payload("repatriation.handover", |p| p["record"] == record);
+    let mut p = example_payload_v("repatriation.handover", 2, |p| {
+        p["record"] == record && p["gate"] == "POIPET"
+    });
     p["persons"] = json!(["TH-P1", "TH-P2"]);
     p["belongings"] = json!(["one bag of clothes", "a <small> radio"]);
     if record == "countersignature" {
@@ -196,7 +199,8 @@ async fn handover_record_and_the_persons_timeline_print_from_a_real_case() {
     .await;
     let handover = send(
         th_sends,
-        envelope(
+        envelope_v(
+            2,
             "repatriation.handover",
             "TH",
             "KH",
@@ -208,7 +212,8 @@ async fn handover_record_and_the_persons_timeline_print_from_a_real_case() {
     .await;
     send(
         kh_sends,
-        envelope(
+        envelope_v(
+            2,
             "repatriation.handover",
             "KH",
             "TH",
@@ -261,6 +266,21 @@ async fn handover_record_and_the_persons_timeline_print_from_a_real_case() {
         !html.contains(&labels("vi")["handover_title"]),
         "only the two parties' languages"
     );
+    // The border gate by its names in the corridor's agreement.
+    let agreement: toml::Value =
+        toml::from_str(&std::fs::read_to_string(agreements_dir().join("kh-th.toml")).unwrap())
+            .unwrap();
+    let poipet = agreement["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["code"].as_str() == Some("POIPET"))
+        .unwrap();
+    for lang in ["en", "km", "th"] {
+        let name = poipet["names"][lang].as_str().unwrap();
+        assert!(html.contains(name), "gate name ({lang}) `{name}` missing");
+    }
+    assert!(html.contains(&en["handover_gate"]) && html.contains(&km["handover_gate"]));
     for expected in [
         REFERRED_NATIVE,
         REFERRED_LATIN,

@@ -13,8 +13,14 @@ use crate::domain::i18n::{Lang, catalogue};
 /// More persons than this, and each starts a page of their own.
 const PERSONS_PER_PAGE: usize = 3;
 
-/// The record as HTML, labelled in `langs` (English first).
-pub fn render(r: &HandoverRecord, langs: &[Lang], node: &str) -> String {
+/// The record as HTML, labelled in `langs` (English first); `gate`: the
+/// border gate's name in each of them, from the corridor's agreement.
+pub fn render(
+    r: &HandoverRecord,
+    langs: &[Lang],
+    gate: Option<&[(Lang, String)]>,
+    node: &str,
+) -> String {
     let mut b = String::new();
     let _ = writeln!(
         b,
@@ -27,13 +33,14 @@ pub fn render(r: &HandoverRecord, langs: &[Lang], node: &str) -> String {
         "<table class=\"facts\">\
          <tr><th>{}</th><td>{}</td></tr>\
          <tr><th>{}</th><td>{}</td></tr>\
-         <tr><th>{}</th><td>{}</td></tr></table>",
+         <tr><th>{}</th><td>{}</td></tr>{}</table>",
         label(langs, "case_reference"),
         escape(&r.case_ref),
         label(langs, "handover_time"),
         escape(&local_time(&r.handed_over_at)),
         label(langs, "handover_place"),
         escape(&r.place),
+        gate_row(langs, r.gate.as_deref(), gate),
     );
     let _ = writeln!(
         b,
@@ -124,6 +131,23 @@ pub fn render(r: &HandoverRecord, langs: &[Lang], node: &str) -> String {
         r.case_ref
     );
     document(Lang::En, &title, &b)
+}
+
+/// The border gate's row: its names (each in its language) and code.
+fn gate_row(langs: &[Lang], code: Option<&str>, names: Option<&[(Lang, String)]>) -> String {
+    let Some(code) = code else {
+        return String::new();
+    };
+    let names: String = names
+        .unwrap_or_default()
+        .iter()
+        .map(|(l, name)| format!("<span lang=\"{}\">{}</span>", l.code(), escape(name)))
+        .collect();
+    format!(
+        "<tr><th>{}</th><td><span class=\"lbl\">{names}<span>{}</span></span></td></tr>",
+        label(langs, "handover_gate"),
+        escape(code)
+    )
 }
 
 /// A country's name in each language.

@@ -175,7 +175,21 @@ async fn handover_record(
     let parties: Vec<&str> = CaseRef::parse(&case_ref)
         .map(|r| vec![r.host(), r.origin()])
         .unwrap_or_default();
-    let page = handover::render(&record, &languages_of(&parties), &node.country);
+    let langs = languages_of(&parties);
+    // A v2 record names its border gate; the agreement names it in each language.
+    let gate: Option<Vec<(Lang, String)>> = record.gate.as_deref().and_then(|code| {
+        let book = node.agreements();
+        let gate = book
+            .between(parties.first()?, parties.get(1)?)?
+            .gate(code)?;
+        Some(
+            langs
+                .iter()
+                .map(|l| (*l, gate.name(l.code()).to_string()))
+                .collect(),
+        )
+    });
+    let page = handover::render(&record, &langs, gate.as_deref(), &node.country);
     if format == PrintFormat::Html {
         return Ok(html(page));
     }
