@@ -4,7 +4,7 @@
 //! working directory. Bad configuration is an error naming the key and file,
 //! never a panic.
 //!
-//! (Just over 600 lines: one typed section per table of the README's
+//! (Over 600 lines: one typed section per table of the README's
 //! configuration reference, and the validation naming each key.)
 
 use std::net::SocketAddr;

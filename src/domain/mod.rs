@@ -19,3 +19,4 @@ pub mod person_timeline;
 pub mod reconcile;
 pub mod search;
 pub mod statistics;
+pub mod suppression;

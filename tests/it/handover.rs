@@ -31,28 +31,9 @@ fn labels(lang: &str) -> BTreeMap<String, String> {
     toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn chromium() -> Option<PathBuf> {
-    [
-        std::env::var("HOMEWARD_CHROMIUM").ok(),
-        Some("/usr/bin/chromium".into()),
-        Some("/usr/bin/chromium-browser".into()),
-    ]
-    .into_iter()
-    .flatten()
-    .map(PathBuf::from)
-    .find(|p| p.is_file())
-}
-
 /// Whether the browser parts of `test` run; panics when they must.
 fn browser_or_skip(test: &str) -> bool {
-    if chromium().is_some() {
-        return true;
-    }
-    if std::env::var("HOMEWARD_REQUIRE_BROWSER").as_deref() == Ok("1") {
-        panic!("HOMEWARD_REQUIRE_BROWSER=1 but no Chromium found (install Debian's `chromium`)");
-    }
-    eprintln!("SKIPPED {test}: Chromium not installed");
-    false
+    chromium_or_skip(test).is_some()
 }
 
 /// Submits, delivers with one step of the sender's worker; the message id.
@@ -473,25 +454,15 @@ fn screenshot(html: &str, name: &str) {
     std::fs::write(&page, html).unwrap();
     let shot = artifacts.join(name);
     let _ = std::fs::remove_file(&shot);
-    let out = std::process::Command::new(chromium().unwrap())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--window-size=1000,1400",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            dir.path().join("profile").display()
-        ))
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .unwrap();
+    let out = browse(
+        &chromium().unwrap(),
+        &format!("file://{}", page.display()),
+        &dir.path().join("profile"),
+        &[
+            "--window-size=1000,1400".to_string(),
+            format!("--screenshot={}", shot.display()),
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -2,6 +2,7 @@
 //! (in-process or as child processes), the tests' own API clients,
 //! synthetic messages, and the nodes' databases.
 
+pub mod browser;
 pub mod client;
 pub mod db;
 pub mod gateway;
@@ -9,6 +10,7 @@ pub mod messages;
 pub mod pg;
 pub mod pki;
 
+pub use browser::*;
 pub use client::*;
 pub use db::*;
 pub use gateway::*;
