@@ -145,19 +145,25 @@ pub struct Exchanged {
     pub state: Option<OutState>,
 }
 
+/// The case log joined to each entry's message, sent (`o`, its body `ob`)
+/// or received (`i`): one row per message, whichever table holds it.
+pub(super) const LOGGED_MESSAGES: &str = "case_log l \
+     LEFT JOIN outbox o ON l.direction = 'out' AND o.message_id = l.message_id \
+     LEFT JOIN outbox_body ob ON ob.seq = o.seq \
+     LEFT JOIN inbox i ON l.direction = 'in' AND i.message_id = l.message_id";
+
 impl Store {
     /// Every message of the case this node sent or received, in the case
     /// log's order, with its bytes, signatures and receipt.
     pub async fn case_exchange(&self, case_ref: &str) -> Result<Vec<Exchanged>, StoreError> {
         let rows = sqlx::query(
-            "SELECT l.seq, l.direction, l.message_id, o.state, COALESCE(o.type, i.type) AS type, \
-             COALESCE(o.peer, i.sender) AS peer, COALESCE(ob.body, i.body) AS body, \
-             COALESCE(o.signature, i.signature) AS signature, COALESCE(o.receipt, i.receipt) AS receipt, \
-             COALESCE(o.receipt_signature, i.receipt_signature) AS receipt_signature FROM case_log l \
-             LEFT JOIN outbox o ON l.direction = 'out' AND o.message_id = l.message_id \
-             LEFT JOIN outbox_body ob ON ob.seq = o.seq \
-             LEFT JOIN inbox i ON l.direction = 'in' AND i.message_id = l.message_id \
-             WHERE l.case_ref = $1 ORDER BY l.seq",
+            &format!(
+                "SELECT l.seq, l.direction, l.message_id, o.state, COALESCE(o.type, i.type) AS type, \
+                 COALESCE(o.peer, i.sender) AS peer, COALESCE(ob.body, i.body) AS body, \
+                 COALESCE(o.signature, i.signature) AS signature, COALESCE(o.receipt, i.receipt) AS receipt, \
+                 COALESCE(o.receipt_signature, i.receipt_signature) AS receipt_signature \
+                 FROM {LOGGED_MESSAGES} WHERE l.case_ref = $1 ORDER BY l.seq"
+            ),
         )
         .bind(case_ref)
         .fetch_all(&self.read)

@@ -111,15 +111,13 @@ impl Store {
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<Unfacted>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT l.seq, l.message_id, COALESCE(ob.body, i.body) AS body FROM case_log l \
-             LEFT JOIN outbox o ON l.direction = 'out' AND o.message_id = l.message_id \
-             LEFT JOIN outbox_body ob ON ob.seq = o.seq \
-             LEFT JOIN inbox i ON l.direction = 'in' AND i.message_id = l.message_id \
-             WHERE l.seq > $1 AND NOT EXISTS \
+        let rows = sqlx::query(&format!(
+            "SELECT l.seq, l.message_id, COALESCE(ob.body, i.body) AS body \
+             FROM {} WHERE l.seq > $1 AND NOT EXISTS \
              (SELECT 1 FROM case_facts f WHERE f.message_id = l.message_id AND f.person = '') \
              ORDER BY l.seq LIMIT $2",
-        )
+            super::cases::LOGGED_MESSAGES
+        ))
         .bind(after_seq)
         .bind(limit)
         .fetch_all(&self.read)
