@@ -1,8 +1,10 @@
 //! Crash safety with real processes: `homeward serve` children are killed
 //! with SIGKILL at seeded random moments while 500 messages stream through,
 //! and restarted. Every message that got a 202 must reach the receiver
-//! exactly once, and per case in submission order. Also: SIGTERM drains and
-//! exits cleanly.
+//! exactly once, and per case in submission order. The same while batches
+//! are committed (`POST /v1/messages/batch`): a batch that got no answer
+//! is whole or absent, never half-written. Also: SIGTERM drains and exits
+//! cleanly.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -125,6 +127,131 @@ async fn sender_killed_repeatedly_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receiver_killed_repeatedly_loses_and_duplicates_nothing() {
     crash_run("KH", 0x5eed_0002).await;
+}
+
+/// Batches of this many, until this many are answered.
+const BATCH: usize = 100;
+const ANSWERED: usize = 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_killed_while_committing_batches_keeps_each_batch_whole() {
+    let pki = Pki::new();
+    let data = tempfile::tempdir().unwrap();
+    let kh_addrs = (free_addr(), free_addr());
+    let th_addrs = (free_addr(), free_addr());
+    let kh_settings = settings(&pki, "KH", data.path(), kh_addrs, &[("TH", th_addrs.0)]);
+    let th_settings = settings(&pki, "TH", data.path(), th_addrs, &[("KH", kh_addrs.0)]);
+    let kh_api = api(&pki, "KH", kh_addrs.1);
+    let th_api = api(&pki, "TH", th_addrs.1);
+    let mut kh = Process::new(data.path(), &kh_settings, kh_api.clone());
+    let mut th = Process::new(data.path(), &th_settings, th_api.clone());
+    kh.start().await;
+    th.start().await;
+
+    // Each batch opens 25 cases and updates each three times: a later item
+    // of a batch builds on an earlier one.
+    let batch_of = |b: usize| -> Vec<Value> {
+        (0..BATCH)
+            .map(|i| {
+                let case = case_ref("TH", "KH", 5000 + b * 25 + i % 25);
+                if i < 25 {
+                    referral("TH", "KH", &case, i)
+                } else {
+                    update("TH", "KH", &case, i)
+                }
+            })
+            .collect()
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0003);
+            let mut kills = 0;
+            while !done.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
+                th.kill().await;
+                kills += 1;
+                tokio::time::sleep(Duration::from_millis(rng.random_range(0..100))).await;
+                th.start().await;
+            }
+            (th, kills)
+        })
+    };
+    let (mut accepted, mut unanswered): (Vec<Value>, Vec<Vec<Value>>) = (Vec::new(), Vec::new());
+    let mut b = 0;
+    while accepted.len() < ANSWERED * BATCH {
+        let batch = batch_of(b);
+        b += 1;
+        match th_api.submit_batch(&batch, None).await {
+            Ok(r) if r.status == 200 => {
+                let results = r.body["results"].as_array().unwrap();
+                assert_eq!(results.len(), batch.len());
+                for item in results {
+                    assert_eq!(item["status"], 202, "{item}");
+                }
+                accepted.extend(batch);
+            }
+            // The store closing under the kill: nothing of it accepted.
+            Ok(r) if r.status == 503 => unanswered.push(batch),
+            Ok(r) => panic!("unexpected answer {}: {}", r.status, r.body),
+            // Cut off mid-request, maybe mid-commit, or no gateway to take it.
+            Err(_) => {
+                unanswered.push(batch);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    done.store(true, Ordering::SeqCst);
+    let (mut th, kills) = killer.await.unwrap();
+    assert!(kills >= 3, "the sender was killed only {kills} time(s)");
+
+    // A batch without an answer is in the outbox whole, or not at all.
+    let mut committed: Vec<&Value> = accepted.iter().collect();
+    let mut whole = 0;
+    for batch in &unanswered {
+        let mut stored = Vec::new();
+        for m in batch.iter() {
+            let id = m["message_id"].as_str().unwrap();
+            let status = loop {
+                match th_api.message(id).await {
+                    Ok(r) => break r.status,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            };
+            assert!(status == 200 || status == 404, "{id}: {status}");
+            stored.push(status == 200);
+        }
+        assert!(
+            stored.iter().all(|s| *s) || stored.iter().all(|s| !*s),
+            "an unanswered batch half-written: {} of {} items stored",
+            stored.iter().filter(|s| **s).count(),
+            stored.len()
+        );
+        if stored[0] {
+            whole += 1;
+            committed.extend(batch.iter());
+        }
+    }
+    eventually(
+        "every committed message in KH's inbox",
+        Duration::from_secs(120),
+        || {
+            let kh_api = kh_api.clone();
+            let n = committed.len();
+            async move { read_inbox(&kh_api).await.len() >= n }
+        },
+    )
+    .await;
+    assert_exactly_once_in_order(&read_inbox(&kh_api).await, &committed);
+    eprintln!(
+        "sender killed {kills} times; {} batches answered, {} unanswered ({whole} of them committed whole, the rest not at all); {} messages delivered exactly once",
+        accepted.len() / BATCH,
+        unanswered.len(),
+        committed.len()
+    );
+    th.kill().await;
+    kh.kill().await;
 }
 
 #[tokio::test]
