@@ -56,6 +56,21 @@ pub(super) enum BenchCommand {
         #[arg(long, default_value_t = 1000)]
         max_backoff_ms: u64,
     },
+    /// Screening volumes through `POST /v1/messages/batch` (default
+    /// 50,000 messages in batches of 500): time from the first batch to the
+    /// peer's last receipt. Run from the repository root.
+    Screening {
+        #[arg(long, default_value_t = 50_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Batches in flight at once.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+        /// Run both gateways on this PostgreSQL server instead of SQLite.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// What signing an envelope and verifying its signature cost.
     Sign {
         /// Signatures made and verified per round (5 rounds).
@@ -150,6 +165,22 @@ pub(super) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
                 );
                 println!("  (median of {} runs)", report["runs_per_figure"]);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Screening {
+            messages,
+            batch,
+            concurrency,
+            database_url,
+        } => {
+            let opts = crate::tools::bench::ScreeningOptions {
+                messages,
+                batch,
+                concurrency,
+                database_url,
+            };
+            let report = super::runtime()?.block_on(crate::tools::bench::screening(&opts))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Sign { iterations } => {

@@ -4,10 +4,12 @@
 mod backlog;
 mod e2e;
 mod procs;
+mod screening;
 mod sign;
 mod timers;
 
 pub use backlog::{BacklogOptions, backlog};
 pub use e2e::{E2eOptions, e2e};
+pub use screening::{ScreeningOptions, screening};
 pub use sign::sign;
 pub use timers::timers;
