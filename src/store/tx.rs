@@ -285,8 +285,23 @@ impl WriteTx {
             let mut cases = cases.to_vec();
             cases.sort_unstable();
             cases.dedup();
-            for case_ref in cases {
-                super::lock_case(self.conn().await?, Backend::Postgres, case_ref).await?;
+            // One round trip for many cases (a batch of 500 took 500). The
+            // locks are taken in the order the `VALUES` are scanned, which is
+            // the sorted order given, the same for every writer.
+            for chunk in cases.chunks(1000) {
+                let sql = format!(
+                    "SELECT 1 AS locked FROM (VALUES {}) AS v(c), \
+                     LATERAL pg_advisory_xact_lock($1, hashtext(v.c))",
+                    (2..chunk.len() + 2)
+                        .map(|i| format!("(${i}::text)"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut query = sqlx::query(&sql).bind(super::LOCK_CASE);
+                for case_ref in chunk {
+                    query = query.bind(*case_ref);
+                }
+                query.fetch_all(self.conn().await?).await?;
             }
         }
         Ok(())
