@@ -114,7 +114,8 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT l.seq, l.message_id, COALESCE(ob.body, i.body) AS body \
              FROM {} WHERE l.seq > $1 AND NOT EXISTS \
-             (SELECT 1 FROM case_facts f WHERE f.message_id = l.message_id AND f.person = '') \
+             (SELECT 1 FROM case_facts f WHERE f.case_ref = l.case_ref \
+             AND f.message_id = l.message_id AND f.person = '') \
              ORDER BY l.seq LIMIT $2",
             super::cases::LOGGED_MESSAGES
         ))
