@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 
-use super::tx::{Arg, Script, WriteTx};
+use super::row::Row;
+use super::tx::{Arg, Script, WriteTx, query};
 use super::{Store, StoreError};
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -91,15 +91,33 @@ pub fn chain_hash(prev: &str, seq: i64, e: &AuditEntry) -> String {
 pub(super) const TAIL_SQL: &str = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
 
 /// The chain's last row: its `seq` and hash (the genesis hash when empty).
-pub(super) async fn tail(conn: &mut sqlx::AnyConnection) -> Result<(i64, String), StoreError> {
-    Ok(tail_of(&sqlx::query(TAIL_SQL).fetch_all(&mut *conn).await?))
+pub(super) async fn tail(tx: &mut WriteTx) -> Result<(i64, String), StoreError> {
+    tail_of(&query(TAIL_SQL).fetch_all(tx).await?)
 }
 
 /// The chain's last row from the rows of [`TAIL_SQL`].
-pub(super) fn tail_of(rows: &[sqlx::any::AnyRow]) -> (i64, String) {
-    match rows.first() {
-        Some(r) => (r.get("seq"), r.get("hash")),
+pub(super) fn tail_of(rows: &[Row]) -> Result<(i64, String), StoreError> {
+    Ok(match rows.first() {
+        Some(r) => (r.get("seq")?, r.get("hash")?),
         None => (0, GENESIS.to_string()),
+    })
+}
+
+impl AuditRow {
+    fn from_row(r: &Row) -> Result<Self, StoreError> {
+        Ok(Self {
+            seq: r.get("seq")?,
+            at: r.get("at")?,
+            actor: r.get("actor")?,
+            role: r.get("role")?,
+            action: r.get("action")?,
+            case_ref: r.get("case_ref")?,
+            message_id: r.get("message_id")?,
+            result: r.get("result")?,
+            prev_hash: r.get("prev_hash")?,
+            officer: r.get("officer")?,
+            hash: r.get("hash")?,
+        })
     }
 }
 
@@ -168,7 +186,7 @@ impl Store {
         }
         let mut tx = WriteTx::begin(&self.write, self.backend).await?;
         tx.lock_audit().await?;
-        let tail = tail(tx.conn().await?).await?;
+        let tail = tail(&mut tx).await?;
         let mut script = Script::new();
         push_append(&mut script, self.backend, tail, entries);
         tx.commit(script).await?;
@@ -196,7 +214,7 @@ impl Store {
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<AuditRow>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT * FROM audit WHERE seq > $1 AND ($2 IS NULL OR case_ref = $3) \
              AND ($4 IS NULL OR actor = $5 OR officer = $6) ORDER BY seq LIMIT $7",
         )
@@ -209,56 +227,33 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AuditRow {
-                seq: r.get("seq"),
-                at: r.get("at"),
-                actor: r.get("actor"),
-                role: r.get("role"),
-                action: r.get("action"),
-                case_ref: r.get("case_ref"),
-                message_id: r.get("message_id"),
-                result: r.get("result"),
-                prev_hash: r.get("prev_hash"),
-                officer: r.get("officer"),
-                hash: r.get("hash"),
-            })
-            .collect())
+        rows.iter().map(AuditRow::from_row).collect()
     }
 
     /// Walks the whole chain and names the first row that does not fit.
     pub async fn verify_audit(&self) -> Result<Verified, StoreError> {
-        let rows = sqlx::query("SELECT * FROM audit ORDER BY seq")
+        let rows = query("SELECT * FROM audit ORDER BY seq")
             .fetch_all(&self.read)
             .await?;
         let mut prev = GENESIS.to_string();
         for (expected_seq, r) in (1i64..).zip(rows.iter()) {
-            let seq: i64 = r.get("seq");
+            let row = AuditRow::from_row(r)?;
+            let seq = row.seq;
             if seq != expected_seq {
                 return Ok(Verified::Broken {
                     seq,
                     reason: format!("row {expected_seq} is missing"),
                 });
             }
-            let entry = AuditEntry {
-                at: r.get("at"),
-                actor: r.get("actor"),
-                role: r.get("role"),
-                action: r.get("action"),
-                case_ref: r.get("case_ref"),
-                message_id: r.get("message_id"),
-                result: r.get("result"),
-                officer: r.get("officer"),
-            };
-            if r.get::<&str, _>("prev_hash") != prev {
+            let entry = row.entry();
+            if row.prev_hash != prev {
                 return Ok(Verified::Broken {
                     seq,
                     reason: "does not chain to the row before it".into(),
                 });
             }
             let hash = chain_hash(&prev, seq, &entry);
-            if r.get::<&str, _>("hash") != hash {
+            if row.hash != hash {
                 return Ok(Verified::Broken {
                     seq,
                     reason: "its content does not match its hash".into(),

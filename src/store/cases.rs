@@ -8,31 +8,16 @@ use super::*;
 /// them: everything received, and everything sent that the peer has not
 /// refused (`rejected`) or that did not die undelivered (`dead`).
 pub(super) async fn case_history(
-    conn: &mut sqlx::AnyConnection,
+    on: impl Target,
+    backend: Backend,
     sealer: &Sealer,
     case_ref: &str,
 ) -> Result<Vec<CaseMessage>, StoreError> {
-    Ok(case_histories(conn, sealer, &[case_ref])
-        .await?
+    let mut q = query(case_histories_sql(backend, 1));
+    q = q.bind(case_ref);
+    Ok(histories_of(sealer, &q.fetch_all(on).await?, |_| true)?
         .remove(case_ref)
         .unwrap_or_default())
-}
-
-/// [`case_history`] of several cases in one query.
-pub(super) async fn case_histories(
-    conn: &mut sqlx::AnyConnection,
-    sealer: &Sealer,
-    cases: &[&str],
-) -> Result<HashMap<String, Vec<CaseMessage>>, StoreError> {
-    if cases.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let sql = case_histories_sql(backend_of(conn), cases.len());
-    let mut query = sqlx::query(&sql);
-    for case_ref in cases {
-        query = query.bind(*case_ref);
-    }
-    histories_of(sealer, &query.fetch_all(&mut *conn).await?, |_| true)
 }
 
 /// The read of [`case_histories`], for `n` cases bound in order.
@@ -69,20 +54,21 @@ pub(super) fn push_case_histories<'a>(
 /// needs no history, and must not fail on a body it does not need).
 pub(super) fn histories_of(
     sealer: &Sealer,
-    rows: &[AnyRow],
+    rows: &[Row],
     wanted: impl Fn(&str) -> bool,
 ) -> Result<HashMap<String, Vec<CaseMessage>>, StoreError> {
     let mut histories: HashMap<String, Vec<CaseMessage>> = HashMap::new();
     for r in rows {
-        if !wanted(r.get::<&str, _>("case_ref")) {
+        let case_ref: &str = r.get("case_ref")?;
+        if !wanted(case_ref) {
             continue;
         }
-        let Some(sealed) = r.get::<Option<String>, _>("body") else {
+        let Some(sealed) = r.get::<Option<&str>>("body")? else {
             continue;
         };
-        let body = sealer.open(r.get::<&str, _>("message_id"), &sealed)?;
+        let body = sealer.open(r.get::<&str>("message_id")?, sealed)?;
         if let Some(m) = CaseMessage::from_stored(&body) {
-            histories.entry(r.get("case_ref")).or_default().push(m);
+            histories.entry(case_ref.to_string()).or_default().push(m);
         }
     }
     Ok(histories)
@@ -156,7 +142,7 @@ impl Store {
     /// Every message of the case this node sent or received, in the case
     /// log's order, with its bytes, signatures and receipt.
     pub async fn case_exchange(&self, case_ref: &str) -> Result<Vec<Exchanged>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             &format!(
                 "SELECT l.seq, l.direction, l.message_id, o.state, COALESCE(o.type, i.type) AS type, \
                  COALESCE(o.peer, i.sender) AS peer, COALESCE(ob.body, i.body) AS body, \
@@ -170,25 +156,33 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let message_id: String = r.get("message_id");
+                let message_id: String = r.get("message_id")?;
                 let body = r
-                    .get::<Option<String>, _>("body")
-                    .map(|sealed| self.sealer.open(&message_id, &sealed))
+                    .get::<Option<&str>>("body")?
+                    .map(|sealed| self.sealer.open(&message_id, sealed))
                     .transpose()?;
                 Ok(Exchanged {
-                    seq: r.get("seq"),
-                    direction: if r.get::<&str, _>("direction") == "out" {
-                        Direction::Sent
-                    } else {
-                        Direction::Received
+                    seq: r.get("seq")?,
+                    direction: match r.get::<&str>("direction")? {
+                        "out" => Direction::Sent,
+                        "in" => Direction::Received,
+                        other => {
+                            return Err(StoreError::Row {
+                                column: "direction".to_string(),
+                                message: format!("unknown direction `{other}`"),
+                            });
+                        }
                     },
-                    message_type: r.get::<Option<String>, _>("type").unwrap_or_default(),
-                    peer: r.get::<Option<String>, _>("peer").unwrap_or_default(),
+                    message_type: r.get::<Option<String>>("type")?.unwrap_or_default(),
+                    peer: r.get::<Option<String>>("peer")?.unwrap_or_default(),
                     body,
-                    signature: r.get("signature"),
-                    receipt: r.get("receipt"),
-                    receipt_signature: r.get("receipt_signature"),
-                    state: r.get::<Option<&str>, _>("state").map(OutState::parse),
+                    signature: r.get("signature")?,
+                    receipt: r.get("receipt")?,
+                    receipt_signature: r.get("receipt_signature")?,
+                    state: r
+                        .get::<Option<&str>>("state")?
+                        .map(OutState::parse)
+                        .transpose()?,
                     message_id,
                 })
             })
@@ -204,8 +198,7 @@ impl Store {
     /// The lifecycle's view of every message of the case, sent and
     /// received, in the order the case saw them.
     pub async fn case_history(&self, case_ref: &str) -> Result<Vec<CaseMessage>, StoreError> {
-        let mut conn = self.read.acquire().await?;
-        case_history(&mut conn, &self.sealer, case_ref).await
+        case_history(&self.read, self.backend, &self.sealer, case_ref).await
     }
 
     /// Everything this node sent and received for a case.
@@ -213,19 +206,23 @@ impl Store {
         &self,
         case_ref: &str,
     ) -> Result<(Vec<OutboxRow>, Vec<InboxRow>), StoreError> {
-        let out = sqlx::query(&format!(
+        let out = query(format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE case_ref = $1 ORDER BY seq"
         ))
         .bind(case_ref)
         .fetch_all(&self.read)
         .await?;
-        let inb = sqlx::query("SELECT * FROM inbox WHERE case_ref = $1 ORDER BY seq")
+        let inb = query("SELECT * FROM inbox WHERE case_ref = $1 ORDER BY seq")
             .bind(case_ref)
             .fetch_all(&self.read)
             .await?;
         Ok((
-            out.iter().map(outbox_row).collect(),
-            inb.iter().map(inbox_row).collect(),
+            out.iter()
+                .map(OutboxRow::from_row)
+                .collect::<Result<_, _>>()?,
+            inb.iter()
+                .map(InboxRow::from_row)
+                .collect::<Result<_, _>>()?,
         ))
     }
 }

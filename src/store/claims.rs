@@ -141,65 +141,56 @@ pub(super) async fn record_in(
         tx.run(bulk).await?
     };
     for row in &updated {
-        let Some(reply_to) = row.get::<Option<String>, _>("in_reply_to") else {
+        let Some(reply_to) = row.get::<Option<String>>("in_reply_to")? else {
             continue;
         };
-        let seq: i64 = row.get("seq");
+        let seq: i64 = row.get("seq")?;
         let Some(received_at) = results.iter().find_map(|(s, o)| match o {
             Outcome::Delivered { received_at, .. } if *s == seq => Some(*received_at),
             _ => None,
         }) else {
             continue;
         };
-        let (id, t): (String, String) = (row.get("message_id"), row.get("type"));
-        timers::close_timers(
-            tx.conn().await?,
-            Side::AnswerDue,
-            &reply_to,
-            &t,
-            &id,
-            received_at,
-        )
-        .await?;
+        let (id, t): (String, String) = (row.get("message_id")?, row.get("type")?);
+        timers::close_timers(tx, Side::AnswerDue, &reply_to, &t, &id, received_at).await?;
     }
     for (seq, outcome) in results {
         match outcome {
             Outcome::Delivered { .. } | Outcome::Retry { .. } => {}
             Outcome::Rejected { reason } => {
-                sqlx::query(
+                query(
                     "UPDATE outbox SET state = 'rejected', last_error = $1 \
                      WHERE seq = $2 AND state IN ('queued', 'delivering')",
                 )
                 .bind(reason)
                 .bind(seq)
-                .execute(tx.conn().await?)
+                .execute(&mut *tx)
                 .await?;
             }
             Outcome::Dead { error, at } => {
-                let conn = tx.conn().await?;
-                let Some(row) = sqlx::query(
+                let Some(row) = query(
                     "UPDATE outbox SET state = 'dead', last_error = $1 \
                      WHERE seq = $2 AND state IN ('queued', 'delivering') \
                      RETURNING message_id, case_ref, type, peer, attempts",
                 )
                 .bind(error)
                 .bind(seq)
-                .fetch_optional(&mut *conn)
+                .fetch_optional(&mut *tx)
                 .await?
                 else {
                     continue;
                 };
                 timers::insert_event(
-                    conn,
+                    tx,
                     &NewEvent {
-                        case_ref: row.get("case_ref"),
-                        message_id: Some(row.get("message_id")),
+                        case_ref: row.get("case_ref")?,
+                        message_id: Some(row.get("message_id")?),
                         kind: "dead",
                         at: *at,
                         detail: serde_json::json!({
-                            "type": row.get::<String, _>("type"),
-                            "peer": row.get::<String, _>("peer"),
-                            "attempts": row.get::<i64, _>("attempts"),
+                            "type": row.get::<&str>("type")?,
+                            "peer": row.get::<&str>("peer")?,
+                            "attempts": row.get::<i64>("attempts")?,
                         }),
                         alert: true,
                     },
@@ -314,36 +305,36 @@ impl Store {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let mut query = sqlx::query(&sql);
+        let mut q = query(sql);
         for r in &rows {
-            query = query.bind(r.get::<i64, _>("seq"));
+            q = q.bind(r.get::<i64>("seq")?);
         }
-        let mut bodies: HashMap<i64, String> = query
+        let mut bodies: HashMap<i64, String> = q
             .fetch_all(&self.read)
             .await?
             .iter()
-            .map(|r| (r.get("seq"), r.get("body")))
-            .collect();
+            .map(|r| Ok((r.get("seq")?, r.get("body")?)))
+            .collect::<Result<_, StoreError>>()?;
         let mut claimed = rows
             .iter()
             .map(|r| {
-                let message_id: String = r.get("message_id");
+                let message_id: String = r.get("message_id")?;
                 let sealed = bodies
-                    .remove(&r.get::<i64, _>("seq"))
-                    .ok_or(StoreError::Db(sqlx::Error::RowNotFound))?;
+                    .remove(&r.get::<i64>("seq")?)
+                    .ok_or(StoreError::Missing("the body of a claimed message"))?;
                 let body = self.sealer.open(&message_id, &sealed)?;
                 Ok(Claimed {
-                    seq: r.get("seq"),
+                    seq: r.get("seq")?,
                     message_id,
-                    message_type: r.get("type"),
-                    in_reply_to: r.get("in_reply_to"),
-                    submitted_at: r.get("submitted_at"),
-                    case_ref: r.get("case_ref"),
-                    peer: r.get("peer"),
+                    message_type: r.get("type")?,
+                    in_reply_to: r.get("in_reply_to")?,
+                    submitted_at: r.get("submitted_at")?,
+                    case_ref: r.get("case_ref")?,
+                    peer: r.get("peer")?,
                     body,
-                    body_sha256: r.get("body_sha256"),
-                    attempts: r.get("attempts"),
-                    deadline_at: r.get("deadline_at"),
+                    body_sha256: r.get("body_sha256")?,
+                    attempts: r.get("attempts")?,
+                    deadline_at: r.get("deadline_at")?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -359,13 +350,12 @@ impl Store {
         if self.backend != Backend::Sqlite {
             return Ok(0);
         }
-        let done = sqlx::query(
+        let done = query(
             "UPDATE outbox SET next_attempt_at = $1 WHERE state = 'delivering' AND next_attempt_at > $1",
         )
         .bind(now)
-        .execute(&mut *self.write.acquire().await?)
-        .await?
-        .rows_affected();
+        .execute(&self.write)
+        .await?;
         Ok(done)
     }
 
@@ -391,13 +381,13 @@ impl Store {
             "SELECT o.next_attempt_at AS due FROM {from} WHERE {PENDING_HEAD}{except} \
              ORDER BY o.next_attempt_at, o.seq LIMIT 1"
         );
-        let mut query = sqlx::query(&sql);
+        let mut q = query(sql);
         for peer in down {
-            query = query.bind(peer);
+            q = q.bind(peer);
         }
-        let row = query.fetch_optional(&self.read).await?;
+        let row = q.fetch_optional(&self.read).await?;
         // The first head in index order: MIN() over the filter read them all.
-        Ok(row.map(|r| r.get("due")))
+        row.map(|r| r.get("due")).transpose()
     }
 
     /// A peer that was down answered: every message waiting for it is due
@@ -410,15 +400,14 @@ impl Store {
         // Repeatable, like a claim: if a crash loses it, the messages wait
         // out their backoff, as they would have anyway.
         let mut tx = WriteTx::begin_relaxed(&self.write, self.backend).await?;
-        let moved = sqlx::query(
+        let moved = query(
             "UPDATE outbox SET next_attempt_at = $1 \
              WHERE peer = $2 AND state IN ('queued', 'delivering') AND next_attempt_at > $1",
         )
         .bind(now)
         .bind(peer)
-        .execute(tx.conn().await?)
-        .await?
-        .rows_affected();
+        .execute(&mut tx)
+        .await?;
         tx.commit(Script::new()).await?;
         Ok(moved)
     }

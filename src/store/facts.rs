@@ -50,26 +50,30 @@ pub(super) fn push_facts<'a>(
     }
 }
 
-fn fact_of(r: &AnyRow) -> Fact {
-    let opt = |c: &str| r.get::<Option<String>, _>(c);
-    Fact {
-        message_id: r.get("message_id"),
-        person: r.get("person"),
-        case_ref: r.get("case_ref"),
-        corridor: r.get("corridor"),
-        message_type: r.get("type"),
-        schema_version: u32::try_from(r.get::<i64, _>("schema_version")).unwrap_or(0),
-        at: r.get("at"),
-        sex: opt("sex"),
-        age_band: opt("age_band"),
-        minor: opt("minor"),
-        sector: opt("sector"),
-        recruitment_channel: opt("recruitment_channel"),
-        return_channel: opt("return_channel"),
-        gate: opt("gate"),
-        outcome: opt("outcome"),
-        status: opt("status"),
-    }
+fn fact_of(r: &Row) -> Result<Fact, StoreError> {
+    let opt = |c: &str| r.get::<Option<String>>(c);
+    let version: i64 = r.get("schema_version")?;
+    Ok(Fact {
+        message_id: r.get("message_id")?,
+        person: r.get("person")?,
+        case_ref: r.get("case_ref")?,
+        corridor: r.get("corridor")?,
+        message_type: r.get("type")?,
+        schema_version: u32::try_from(version).map_err(|_| StoreError::Row {
+            column: "schema_version".to_string(),
+            message: format!("{version} is not a schema version"),
+        })?,
+        at: r.get("at")?,
+        sex: opt("sex")?,
+        age_band: opt("age_band")?,
+        minor: opt("minor")?,
+        sector: opt("sector")?,
+        recruitment_channel: opt("recruitment_channel")?,
+        return_channel: opt("return_channel")?,
+        gate: opt("gate")?,
+        outcome: opt("outcome")?,
+        status: opt("status")?,
+    })
 }
 
 /// A stored message whose facts are missing, with its (opened) body.
@@ -90,7 +94,7 @@ impl Store {
         end: i64,
         corridor: Option<&str>,
     ) -> Result<Vec<Fact>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let rows = query(format!(
             "SELECT {FACT_COLUMNS} FROM case_facts WHERE case_ref IN \
              (SELECT case_ref FROM case_facts WHERE at >= $1 AND at < $2) \
              AND ($3 = '' OR corridor = $4) ORDER BY case_ref, at, message_id, person"
@@ -101,7 +105,7 @@ impl Store {
         .bind(corridor.unwrap_or(""))
         .fetch_all(&self.read)
         .await?;
-        Ok(rows.iter().map(fact_of).collect())
+        rows.iter().map(fact_of).collect()
     }
 
     /// Messages in the case log after `after_seq` with no fact of their
@@ -111,7 +115,7 @@ impl Store {
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<Unfacted>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let rows = query(format!(
             "SELECT l.seq, l.message_id, COALESCE(ob.body, i.body) AS body \
              FROM {} WHERE l.seq > $1 AND NOT EXISTS \
              (SELECT 1 FROM case_facts f WHERE f.case_ref = l.case_ref \
@@ -125,13 +129,13 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let message_id: String = r.get("message_id");
+                let message_id: String = r.get("message_id")?;
                 let body = r
-                    .get::<Option<String>, _>("body")
-                    .map(|sealed| self.sealer.open(&message_id, &sealed))
+                    .get::<Option<&str>>("body")?
+                    .map(|sealed| self.sealer.open(&message_id, sealed))
                     .transpose()?;
                 Ok(Unfacted {
-                    seq: r.get("seq"),
+                    seq: r.get("seq")?,
                     message_id,
                     body,
                 })

@@ -10,9 +10,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use super::audit::AuditEntry;
+use super::engine::Writer;
 use super::seal::Sealer;
 use super::tx::WriteTx;
-use super::writer::Writer;
 use super::{Backend, Enqueued, NewOutbound, StoreError, enqueue_group};
 
 /// Most submissions in one transaction: enough to share an fsync widely,
@@ -95,12 +95,12 @@ async fn run(
     }
 }
 
-/// A transaction error for the one caller it concerns (sqlx errors are not
-/// `Clone`; the message is what reaches logs).
+/// A transaction error for the one caller it concerns (database errors
+/// are not `Clone`; the message is what reaches logs).
 fn clone_error(e: &StoreError) -> StoreError {
     match e {
         StoreError::Closed => StoreError::Closed,
-        other => StoreError::Db(sqlx::Error::Protocol(other.to_string())),
+        other => StoreError::Group(other.to_string()),
     }
 }
 

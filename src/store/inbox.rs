@@ -60,19 +60,21 @@ pub struct InboxRow {
     pub receipt_signature: Option<String>,
 }
 
-pub(super) fn inbox_row(r: &sqlx::any::AnyRow) -> InboxRow {
-    InboxRow {
-        seq: r.get("seq"),
-        message_id: r.get("message_id"),
-        case_ref: r.get("case_ref"),
-        sender: r.get("sender"),
-        message_type: r.get("type"),
-        in_reply_to: r.get("in_reply_to"),
-        body: r.get("body"),
-        received_at: r.get("received_at"),
-        receipt: r.get("receipt"),
-        signature: r.get("signature"),
-        receipt_signature: r.get("receipt_signature"),
+impl InboxRow {
+    pub(super) fn from_row(r: &Row) -> Result<Self, StoreError> {
+        Ok(Self {
+            seq: r.get("seq")?,
+            message_id: r.get("message_id")?,
+            case_ref: r.get("case_ref")?,
+            sender: r.get("sender")?,
+            message_type: r.get("type")?,
+            in_reply_to: r.get("in_reply_to")?,
+            body: r.get("body")?,
+            received_at: r.get("received_at")?,
+            receipt: r.get("receipt")?,
+            signature: r.get("signature")?,
+            receipt_signature: r.get("receipt_signature")?,
+        })
     }
 }
 
@@ -84,7 +86,7 @@ impl Store {
         self.receive_many(std::slice::from_ref(m))
             .await?
             .pop()
-            .ok_or(StoreError::Db(sqlx::Error::RowNotFound))
+            .ok_or(StoreError::Missing("the answer to a received message"))
     }
 
     /// Stores several messages from a peer in one transaction (one fsync),
@@ -119,16 +121,16 @@ impl Store {
             .unwrap_or_default()
             .iter()
             .map(|r| {
-                (
-                    r.get("message_id"),
+                Ok((
+                    r.get("message_id")?,
                     (
-                        r.get("body_sha256"),
-                        r.get("receipt"),
-                        r.get("receipt_signature"),
+                        r.get("body_sha256")?,
+                        r.get("receipt")?,
+                        r.get("receipt_signature")?,
                     ),
-                )
+                ))
             })
-            .collect();
+            .collect::<Result<_, StoreError>>()?;
         let wanted: std::collections::HashSet<&str> = messages
             .iter()
             .filter(|m| !known.contains_key(&m.message_id))
@@ -229,7 +231,7 @@ impl Store {
             for m in &fresh {
                 if let Some(reply_to) = &m.in_reply_to {
                     timers::close_timers(
-                        tx.conn().await?,
+                        &mut tx,
                         Side::AwaitingAnswer,
                         reply_to,
                         &m.message_type,
@@ -246,12 +248,14 @@ impl Store {
 
     /// Received messages after `cursor`, oldest first.
     pub async fn inbox_after(&self, cursor: i64, limit: i64) -> Result<Vec<InboxRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM inbox WHERE seq > $1 ORDER BY seq LIMIT $2")
+        let rows = query("SELECT * FROM inbox WHERE seq > $1 ORDER BY seq LIMIT $2")
             .bind(cursor)
             .bind(limit)
             .fetch_all(&self.read)
             .await?;
-        rows.iter().map(|r| self.open_inbox(inbox_row(r))).collect()
+        rows.iter()
+            .map(|r| self.open_inbox(InboxRow::from_row(r)?))
+            .collect()
     }
 
     fn open_inbox(&self, mut row: InboxRow) -> Result<InboxRow, StoreError> {
@@ -260,12 +264,12 @@ impl Store {
     }
 
     pub async fn inbound(&self, message_id: &str) -> Result<Option<InboxRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM inbox WHERE message_id = $1")
+        let row = query("SELECT * FROM inbox WHERE message_id = $1")
             .bind(message_id)
             .fetch_optional(&self.read)
             .await?;
         row.as_ref()
-            .map(|r| self.open_inbox(inbox_row(r)))
+            .map(|r| self.open_inbox(InboxRow::from_row(r)?))
             .transpose()
     }
 }

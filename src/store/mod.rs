@@ -10,16 +10,14 @@
 //! locks (`FOR UPDATE SKIP LOCKED`) and advisory locks, which stand in for
 //! SQLite's single writer when several instances write at once.
 //!
-//! On SQLite, writes go through a single connection: SQLite allows one
-//! writer at a time anyway, and a dedicated writer avoids lock-upgrade
-//! failures between connections. Reads use a small separate pool.
+//! On SQLite, one thread owns the write connection and runs whole
+//! transactions ([`sqlite::writer`]); reads go to read connections on
+//! threads of their own. On PostgreSQL, typed sqlx over a pool.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyConnection, AnyPool, Executor, Row};
 
 use crate::domain::admission::{self, Refusal};
 use crate::domain::lifecycle::{self, CaseMessage, CaseState};
@@ -27,33 +25,36 @@ use crate::domain::lifecycle::{self, CaseMessage, CaseState};
 pub mod audit;
 mod cases;
 mod claims;
+mod engine;
 mod facts;
 mod group;
 mod inbox;
 pub mod lock;
 mod outbox;
+mod postgres;
 pub mod retention;
+mod row;
 pub mod seal;
 mod search;
 mod sql;
+mod sqlite;
 pub mod timers;
 mod tx;
 mod withdrawal;
-mod writer;
 
 use std::sync::Arc;
 
 use seal::{SealError, Sealer};
 
+use engine::{Reader, Writer};
+use row::Row;
 use timers::{NewEvent, NewTimer, Side};
-use tx::{Arg, Script, WriteTx};
-use writer::Writer;
+use tx::{Arg, Script, Target, WriteTx, query};
 
 use cases::*;
 pub use cases::{Direction, Exchanged};
 pub use claims::{Claimed, Outcome};
 pub use facts::Unfacted;
-use inbox::*;
 pub use inbox::{InboxRow, NewInbound, Received};
 use outbox::*;
 pub use outbox::{Enqueued, NewOutbound, OutState, OutboxRow};
@@ -62,10 +63,29 @@ use sql::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    #[error("database (SQLite): {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database (PostgreSQL): {0}")]
+    Postgres(#[from] sqlx::Error),
     #[error("migration: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(String),
+    /// A stored value that does not read as its column's type, or a
+    /// state this release does not know: a file written by something else.
+    #[error("stored column `{column}`: {message}")]
+    Row { column: String, message: String },
+    /// A row the store's own writes imply is not there.
+    #[error("missing from the database: {0}")]
+    Missing(&'static str),
+    #[error("the database's writer is busy: no turn within 30 s")]
+    Busy,
+    /// A statement sent after its transaction was rolled back.
+    #[error("the transaction had already been rolled back")]
+    TransactionEnded,
+    /// The error of a group commit, as each of its callers hears it.
+    #[error("{0}")]
+    Group(String),
+    #[error("cannot start the database's threads: {0}")]
+    Thread(String),
     #[error("bad database URL `{url}`: {message}")]
     Url { url: String, message: String },
     #[error(transparent)]
@@ -124,62 +144,15 @@ impl Backend {
 const LOCK_CASE: i32 = 0x4877_0001;
 const LOCK_AUDIT: i32 = 0x4877_0002;
 
-/// Serialises writers of one case across instances (PostgreSQL; SQLite's
-/// single writer already does). Held until the transaction ends, it makes
-/// the lifecycle check and the insert one step, and per-case `seq` order
-/// equal to commit order.
-async fn lock_case(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    case_ref: &str,
-) -> Result<(), StoreError> {
-    if backend == Backend::Postgres {
-        sqlx::query("SELECT 1 AS locked FROM pg_advisory_xact_lock($1, hashtext($2))")
-            .bind(LOCK_CASE)
-            .bind(case_ref)
-            .fetch_one(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Serialises appends to the audit chain across instances (PostgreSQL).
-async fn lock_audit(conn: &mut AnyConnection, backend: Backend) -> Result<(), StoreError> {
-    if backend == Backend::Postgres {
-        sqlx::query("SELECT 1 AS locked FROM pg_advisory_xact_lock($1, 0)")
-            .bind(LOCK_AUDIT)
-            .fetch_one(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
-
 #[derive(Debug, Clone)]
 pub struct Store {
     write: Writer,
-    read: AnyPool,
+    read: Reader,
     backend: Backend,
     /// How long a PostgreSQL claim keeps other instances off a message.
     lease_ms: i64,
     sealer: Arc<Sealer>,
     committer: group::Committer,
-}
-
-/// Settings of every SQLite connection (per connection; WAL is also
-/// recorded in the file).
-pub(super) async fn sqlite_pragmas(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
-    for pragma in [
-        "PRAGMA busy_timeout = 10000",
-        "PRAGMA journal_mode = WAL",
-        "PRAGMA synchronous = FULL",
-        "PRAGMA foreign_keys = ON",
-        // Statement journals of multi-row writes in memory, not in
-        // temporary files.
-        "PRAGMA temp_store = MEMORY",
-    ] {
-        conn.execute(pragma).await?;
-    }
-    Ok(())
 }
 
 /// Default claim lease: well past one delivery attempt's timeout.
@@ -189,7 +162,6 @@ impl Store {
     /// Opens (creating if needed) the database named by `url` (`sqlite:` or
     /// `postgres://`) and runs its migrations.
     pub async fn open(url: &str, sealer: Sealer) -> Result<Self, StoreError> {
-        sqlx::any::install_default_drivers();
         let bad_url = |message: String| StoreError::Url {
             url: redact_url(url),
             message,
@@ -198,27 +170,15 @@ impl Store {
             .ok_or_else(|| bad_url("the scheme must be `sqlite:` or `postgres://`".to_string()))?;
         let (write, read) = match backend {
             Backend::Sqlite => {
-                create_parent_dir(url);
-                let url = sqlite_url_creating(url);
-                // The writer first: it creates the file and migrates it.
-                let mut write = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await?;
-                sqlite_pragmas(&mut write).await?;
-                sqlx::migrate!("src/store/migrations/sqlite")
-                    .run(&mut write)
-                    .await?;
-                let read = AnyPoolOptions::new()
-                    // An embedded connection cannot go stale, and a ping
-                    // before each use would be one more round trip to its
-                    // thread.
-                    .test_before_acquire(false)
-                    .after_connect(|conn, _meta| Box::pin(sqlite_pragmas(conn)))
-                    .max_connections(4)
-                    .connect(&url)
-                    .await?;
-                (Writer::held(write, url), read)
+                let url = url.to_string();
+                // Opening and migrating are blocking file work.
+                let (write, read) = tokio::task::spawn_blocking(move || sqlite::open(&url))
+                    .await
+                    .map_err(|e| StoreError::Thread(e.to_string()))??;
+                (Writer::Sqlite(write), Reader::Sqlite(read))
             }
             Backend::Postgres => {
-                let pool = AnyPoolOptions::new()
+                let pool = sqlx::postgres::PgPoolOptions::new()
                     .max_connections(12)
                     .acquire_timeout(Duration::from_secs(15))
                     .connect(url)
@@ -227,8 +187,9 @@ impl Store {
                 // an advisory lock, so they apply each migration once.
                 sqlx::migrate!("src/store/migrations/postgres")
                     .run(&pool)
-                    .await?;
-                (Writer::Pool(pool.clone()), pool)
+                    .await
+                    .map_err(|e| StoreError::Migrate(e.to_string()))?;
+                (Writer::Postgres(pool.clone()), Reader::Postgres(pool))
             }
         };
         let sealer = Arc::new(sealer);
@@ -255,7 +216,6 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        self.read.close().await;
         self.write.close().await;
     }
 }

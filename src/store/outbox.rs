@@ -26,14 +26,22 @@ impl OutState {
         }
     }
 
-    pub(super) fn parse(s: &str) -> Self {
-        match s {
+    /// A stored state; one this release does not know is an error, not
+    /// silently `dead` (a file written by a newer release, or by hand).
+    pub(super) fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
             "queued" => Self::Queued,
             "delivering" => Self::Delivering,
             "delivered" => Self::Delivered,
             "rejected" => Self::Rejected,
-            _ => Self::Dead,
-        }
+            "dead" => Self::Dead,
+            other => {
+                return Err(StoreError::Row {
+                    column: "state".to_string(),
+                    message: format!("unknown outbox state `{other}`"),
+                });
+            }
+        })
     }
 }
 
@@ -87,26 +95,28 @@ pub struct OutboxRow {
 pub(super) const OUTBOX_COLUMNS: &str = "seq, message_id, case_ref, peer, type, in_reply_to, state, attempts, next_attempt_at, \
      last_error, receipt, submitted_at, delivered_at, deadline_at, submit_sha256, body_sha256, signature, receipt_signature";
 
-pub(super) fn outbox_row(r: &sqlx::any::AnyRow) -> OutboxRow {
-    OutboxRow {
-        seq: r.get("seq"),
-        message_id: r.get("message_id"),
-        case_ref: r.get("case_ref"),
-        peer: r.get("peer"),
-        message_type: r.get("type"),
-        in_reply_to: r.get("in_reply_to"),
-        state: OutState::parse(r.get::<&str, _>("state")),
-        attempts: r.get("attempts"),
-        next_attempt_at: r.get("next_attempt_at"),
-        last_error: r.get("last_error"),
-        receipt: r.get("receipt"),
-        submitted_at: r.get("submitted_at"),
-        delivered_at: r.get("delivered_at"),
-        deadline_at: r.get("deadline_at"),
-        submit_sha256: r.get("submit_sha256"),
-        body_sha256: r.get("body_sha256"),
-        signature: r.get("signature"),
-        receipt_signature: r.get("receipt_signature"),
+impl OutboxRow {
+    pub(super) fn from_row(r: &Row) -> Result<Self, StoreError> {
+        Ok(Self {
+            seq: r.get("seq")?,
+            message_id: r.get("message_id")?,
+            case_ref: r.get("case_ref")?,
+            peer: r.get("peer")?,
+            message_type: r.get("type")?,
+            in_reply_to: r.get("in_reply_to")?,
+            state: OutState::parse(r.get("state")?)?,
+            attempts: r.get("attempts")?,
+            next_attempt_at: r.get("next_attempt_at")?,
+            last_error: r.get("last_error")?,
+            receipt: r.get("receipt")?,
+            submitted_at: r.get("submitted_at")?,
+            delivered_at: r.get("delivered_at")?,
+            deadline_at: r.get("deadline_at")?,
+            submit_sha256: r.get("submit_sha256")?,
+            body_sha256: r.get("body_sha256")?,
+            signature: r.get("signature")?,
+            receipt_signature: r.get("receipt_signature")?,
+        })
     }
 }
 
@@ -124,11 +134,11 @@ pub enum Enqueued {
 }
 
 /// Outbox rows by message id.
-pub(super) fn outbox_rows_by_id(rows: &[sqlx::any::AnyRow]) -> HashMap<String, OutboxRow> {
+pub(super) fn outbox_rows_by_id(rows: &[Row]) -> Result<HashMap<String, OutboxRow>, StoreError> {
     rows.iter()
         .map(|r| {
-            let row = outbox_row(r);
-            (row.message_id.clone(), row)
+            let row = OutboxRow::from_row(r)?;
+            Ok((row.message_id.clone(), row))
         })
         .collect()
 }
@@ -178,7 +188,7 @@ pub(super) async fn enqueue_group(
         reads.push(audit::TAIL_SQL.to_string(), []);
     }
     let mut sets = tx.run_sets(reads).await?.into_iter();
-    let existing = outbox_rows_by_id(&sets.next().unwrap_or_default());
+    let existing = outbox_rows_by_id(&sets.next().unwrap_or_default())?;
     let mut histories = if read_cases {
         let wanted: std::collections::HashSet<&str> = group
             .iter()
@@ -191,7 +201,11 @@ pub(super) async fn enqueue_group(
     } else {
         HashMap::new()
     };
-    let tail = audited.then(|| audit::tail_of(&sets.next().unwrap_or_default()));
+    let tail = if audited {
+        Some(audit::tail_of(&sets.next().unwrap_or_default())?)
+    } else {
+        None
+    };
 
     let mut fresh: Vec<(&NewOutbound, Option<&audit::AuditEntry>)> = Vec::new();
     let mut fresh_ids: HashMap<&str, usize> = HashMap::new();
@@ -290,15 +304,15 @@ pub(super) async fn enqueue_group(
             audit::push_append(&mut writes, backend, tail, &audits);
         }
     }
-    let inserted = outbox_rows_by_id(&tx.commit(writes).await?);
+    let inserted = outbox_rows_by_id(&tx.commit(writes).await?)?;
     if inserted.len() != fresh.len() {
-        return Err(StoreError::Db(sqlx::Error::RowNotFound));
+        return Err(StoreError::Missing("an outbox row just inserted"));
     }
     let row_of = |n: usize| -> Result<OutboxRow, StoreError> {
         inserted
             .get(&fresh[n].0.message_id)
             .cloned()
-            .ok_or_else(|| StoreError::Db(sqlx::Error::RowNotFound))
+            .ok_or(StoreError::Missing("an outbox row just inserted"))
     };
     slots
         .into_iter()
@@ -360,23 +374,23 @@ impl Store {
     }
 
     pub async fn outbound(&self, message_id: &str) -> Result<Option<OutboxRow>, StoreError> {
-        let row = sqlx::query(&format!(
+        let row = query(format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = $1"
         ))
         .bind(message_id)
         .fetch_optional(&self.read)
         .await?;
-        Ok(row.as_ref().map(outbox_row))
+        row.as_ref().map(OutboxRow::from_row).transpose()
     }
 
     /// The oldest message still waiting for delivery.
     pub async fn oldest_pending(&self) -> Result<Option<OutboxRow>, StoreError> {
-        let row = sqlx::query(&format!(
+        let row = query(format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state IN ('queued', 'delivering') ORDER BY seq LIMIT 1"
         ))
         .fetch_optional(&self.read)
         .await?;
-        Ok(row.as_ref().map(outbox_row))
+        row.as_ref().map(OutboxRow::from_row).transpose()
     }
 
     /// Outbound messages, newest first, optionally in one state.
@@ -385,7 +399,7 @@ impl Store {
         state: Option<&str>,
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let rows = query(format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE ($1 IS NULL OR state = $2) ORDER BY seq DESC LIMIT $3"
         ))
         .bind(state)
@@ -393,7 +407,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows.iter().map(outbox_row).collect())
+        rows.iter().map(OutboxRow::from_row).collect()
     }
 
     /// Stops delivery of a message not yet delivered: it becomes `dead`
@@ -403,25 +417,23 @@ impl Store {
         let error =
             serde_json::json!({"kind": "cancelled", "message": format!("cancelled by {by}")})
                 .to_string();
-        let done = sqlx::query(
+        let done = query(
             "UPDATE outbox SET state = 'dead', last_error = $1 WHERE message_id = $2 AND state IN ('queued', 'delivering')",
         )
         .bind(error)
         .bind(message_id)
-        .execute(&mut *self.write.acquire().await?)
-        .await?
-        .rows_affected();
+        .execute(&self.write)
+        .await?;
         Ok(done == 1)
     }
 
     /// Counts of outbound messages by state (for health and the demo).
     pub async fn outbox_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT peer, state, COUNT(*) AS n FROM outbox GROUP BY peer, state ORDER BY peer, state")
+        let rows = query("SELECT peer, state, COUNT(*) AS n FROM outbox GROUP BY peer, state ORDER BY peer, state")
             .fetch_all(&self.read)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get("peer"), r.get("state"), r.get("n")))
-            .collect())
+        rows.iter()
+            .map(|r| Ok((r.get("peer")?, r.get("state")?, r.get("n")?)))
+            .collect()
     }
 }

@@ -6,8 +6,8 @@
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use sqlx::Row;
 
+use super::tx::{Script, WriteTx, query};
 use super::{Store, StoreError};
 
 /// Payload fields the lifecycle reads; everything else is dropped.
@@ -41,11 +41,11 @@ fn skeleton(body: &str, purged_at: i64) -> Option<String> {
 impl Store {
     /// When the case's payloads were purged (unix ms), if they were.
     pub async fn purged_at(&self, case_ref: &str) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT purged_at FROM purged_cases WHERE case_ref = $1")
+        let row = query("SELECT purged_at FROM purged_cases WHERE case_ref = $1")
             .bind(case_ref)
             .fetch_optional(&self.read)
             .await?;
-        Ok(row.map(|r| r.get("purged_at")))
+        row.map(|r| r.get("purged_at")).transpose()
     }
 
     /// Final (closed or withdrawn) cases, not yet purged, whose last message
@@ -54,7 +54,7 @@ impl Store {
         &self,
         cutoff_of: impl Fn(&str) -> i64,
     ) -> Result<Vec<PurgeCandidate>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT l.case_ref, MAX(COALESCE(o.submitted_at, i.received_at)) AS last, COUNT(*) AS n FROM case_log l \
              LEFT JOIN outbox o ON l.direction = 'out' AND o.message_id = l.message_id \
              LEFT JOIN inbox i ON l.direction = 'in' AND i.message_id = l.message_id \
@@ -64,8 +64,8 @@ impl Store {
         .await?;
         let mut out = Vec::new();
         for r in &rows {
-            let case_ref: String = r.get("case_ref");
-            let last: i64 = r.get("last");
+            let case_ref: String = r.get("case_ref")?;
+            let last: i64 = r.get("last")?;
             if last >= cutoff_of(&case_ref) {
                 continue;
             }
@@ -75,7 +75,7 @@ impl Store {
                     case_ref,
                     state: state.as_str().to_string(),
                     last_activity: last,
-                    messages: r.get::<i64, _>("n") as usize,
+                    messages: usize::try_from(r.get::<i64>("n")?).unwrap_or(0),
                 });
             }
         }
@@ -84,13 +84,12 @@ impl Store {
 
     /// Replaces every body of the case by its skeleton, in one transaction.
     pub async fn purge_case(&self, c: &PurgeCandidate, now: i64) -> Result<(), StoreError> {
-        let mut conn = self.write.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        super::lock_case(&mut tx, self.backend, &c.case_ref).await?;
+        let mut tx = WriteTx::begin(&self.write, self.backend).await?;
+        tx.lock_cases(&[&c.case_ref]).await?;
         // Another instance may have purged it meanwhile.
-        let done = sqlx::query("SELECT 1 AS purged FROM purged_cases WHERE case_ref = $1")
+        let done = query("SELECT 1 AS purged FROM purged_cases WHERE case_ref = $1")
             .bind(&c.case_ref)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?;
         if done.is_some() {
             return Ok(());
@@ -107,35 +106,32 @@ impl Store {
                 "SELECT message_id, seq AS row_key, body FROM inbox WHERE case_ref = $1 ORDER BY received_at",
             ),
         ] {
-            let rows = sqlx::query(select)
-                .bind(&c.case_ref)
-                .fetch_all(&mut *tx)
-                .await?;
+            let rows = query(select).bind(&c.case_ref).fetch_all(&mut tx).await?;
             for r in &rows {
-                let id: String = r.get("message_id");
-                let body = self.sealer.open(&id, r.get::<&str, _>("body"))?;
+                let id: String = r.get("message_id")?;
+                let body = self.sealer.open(&id, r.get::<&str>("body")?)?;
                 let Some(skel) = skeleton(&body, now) else {
                     continue;
                 };
-                sqlx::query(&format!("UPDATE {table} SET body = $1 WHERE seq = $2"))
+                query(format!("UPDATE {table} SET body = $1 WHERE seq = $2"))
                     .bind(self.sealer.seal(&id, &skel))
-                    .bind(r.get::<i64, _>("row_key"))
-                    .execute(&mut *tx)
+                    .bind(r.get::<i64>("row_key")?)
+                    .execute(&mut tx)
                     .await?;
             }
         }
         // What was found by its documents is found no more.
-        sqlx::query("DELETE FROM case_search WHERE case_ref = $1")
+        query("DELETE FROM case_search WHERE case_ref = $1")
             .bind(&c.case_ref)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
-        sqlx::query("INSERT INTO purged_cases (case_ref, state, purged_at) VALUES ($1, $2, $3)")
+        query("INSERT INTO purged_cases (case_ref, state, purged_at) VALUES ($1, $2, $3)")
             .bind(&c.case_ref)
             .bind(&c.state)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
-        tx.commit().await?;
+        tx.commit(Script::new()).await?;
         Ok(())
     }
 }

@@ -42,7 +42,7 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         // Country codes are two capital letters: no LIKE wildcard in them.
         let pattern = origin.map_or_else(|| "%".to_string(), |cc| format!("__-{cc}-%"));
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT case_ref FROM case_search WHERE digest = $1 AND case_ref > $2 \
              AND case_ref LIKE $3 ORDER BY case_ref LIMIT $4",
         )
@@ -52,15 +52,15 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows.iter().map(|r| r.get("case_ref")).collect())
+        rows.iter().map(|r| r.get("case_ref")).collect()
     }
 
     /// Whether this node has any message of `case_ref`.
     pub async fn case_exists(&self, case_ref: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM case_log WHERE case_ref = $1")
+        let row = query("SELECT COUNT(*) AS n FROM case_log WHERE case_ref = $1")
             .bind(case_ref)
             .fetch_one(&self.read)
             .await?;
-        Ok(row.get::<i64, _>("n") > 0)
+        Ok(row.get::<i64>("n")? > 0)
     }
 }

@@ -43,27 +43,6 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// A SQLite URL that creates the file if missing (`mode=rwc`) unless the
-/// URL sets a mode itself.
-pub(super) fn sqlite_url_creating(url: &str) -> String {
-    if url.contains("mode=") {
-        url.to_string()
-    } else if url.contains('?') {
-        format!("{url}&mode=rwc")
-    } else {
-        format!("{url}?mode=rwc")
-    }
-}
-
-/// The backend a connection talks to.
-pub(super) fn backend_of(conn: &AnyConnection) -> Backend {
-    if conn.backend_name() == "PostgreSQL" {
-        Backend::Postgres
-    } else {
-        Backend::Sqlite
-    }
-}
-
 /// Placeholders for `n` parameters, numbered from 1, for the statements
 /// that bind many (multi-row inserts, `IN` lists). SQLite gets anonymous
 /// `?`: sqlx looks up the name of every numbered parameter, and SQLite finds

@@ -3,18 +3,20 @@
 //! the migrations that moved outbox bodies into their own table and that
 //! added the officer to the audit log.
 
-use sqlx::Row;
-
 use super::seal::Sealer;
-use super::tx::{Arg, Script, WriteTx};
+use super::tx::{Arg, Script, WriteTx, query};
 use super::{Outcome, Store};
 
+/// The durability a write transaction that answers a caller runs with,
+/// read inside one (after whatever the writer ran before).
 async fn synchronous(store: &Store) -> i64 {
-    sqlx::query("PRAGMA synchronous")
-        .fetch_one(&mut *store.write.acquire().await.unwrap())
+    let mut tx = WriteTx::begin(&store.write, store.backend).await.unwrap();
+    let rows = tx
+        .run(Script::of("PRAGMA synchronous".to_string(), []))
         .await
-        .expect("reads the setting")
-        .get(0)
+        .expect("reads the setting");
+    tx.commit(Script::new()).await.unwrap();
+    rows[0].first().unwrap()
 }
 
 fn sqlite_url(dir: &tempfile::TempDir) -> String {
@@ -45,13 +47,14 @@ fn insert_purged(case_ref: &'static str, at: i64) -> Script<'static> {
     )
 }
 
-/// Rows of `purged_cases`, read on the writer.
+/// Rows of `purged_cases`.
 async fn purged_rows(store: &Store) -> i64 {
-    sqlx::query("SELECT COUNT(*) FROM purged_cases")
-        .fetch_one(&mut *store.write.acquire().await.unwrap())
+    query("SELECT COUNT(*) AS n FROM purged_cases")
+        .fetch_one(&store.read)
         .await
         .unwrap()
-        .get(0)
+        .get("n")
+        .unwrap()
 }
 
 /// A claim and a repeatable outcome commit with `synchronous` relaxed; the
@@ -61,16 +64,16 @@ async fn purged_rows(store: &Store) -> i64 {
 async fn claims_and_outcomes_leave_the_writer_committing_durably() {
     let (store, _dir) = fresh_store().await;
     assert_eq!(synchronous(&store).await, FULL);
-    sqlx::query(
+    query(
         "INSERT INTO outbox (message_id, case_ref, peer, type, body_sha256, submit_sha256, state, next_attempt_at, submitted_at, deadline_at) \
          VALUES ('m1', 'TH-KH-2026-000001', 'KH', 'referral.notify', 'h', 's', 'queued', 0, 0, 9)",
     )
-    .execute(&mut *store.write.acquire().await.unwrap())
+    .execute(&store.write)
     .await
     .unwrap();
-    sqlx::query("INSERT INTO outbox_body (seq, body) VALUES (1, $1)")
+    query("INSERT INTO outbox_body (seq, body) VALUES (1, $1)")
         .bind(store.sealer.seal("m1", "{}"))
-        .execute(&mut *store.write.acquire().await.unwrap())
+        .execute(&store.write)
         .await
         .unwrap();
     let claimed = store.claim_due(1, 10).await.unwrap();
@@ -148,8 +151,11 @@ async fn a_script_returns_the_rows_of_each_statement_apart() {
     let sets = tx.run_sets(script).await.unwrap();
     let sizes: Vec<usize> = sets.iter().map(Vec::len).collect();
     assert_eq!(sizes, [0, 2, 1, 0]);
-    assert_eq!(sets[1][1].get::<String, _>("case_ref"), "TH-KH-2026-000002");
-    assert_eq!(sets[2][0].get::<i64, _>("n"), 2);
+    assert_eq!(
+        sets[1][1].get::<String>("case_ref").unwrap(),
+        "TH-KH-2026-000002"
+    );
+    assert_eq!(sets[2][0].get::<i64>("n").unwrap(), 2);
     tx.commit(Script::new()).await.unwrap();
     assert_eq!(synchronous(&store).await, FULL);
 }

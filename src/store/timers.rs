@@ -3,11 +3,11 @@
 //! this is only how they are kept.
 
 use serde::Serialize;
-use sqlx::Row;
 
 pub use crate::domain::deadline::{NewTimer, Side};
 
-use super::tx::{Arg, Script, WriteTx};
+use super::row::Row;
+use super::tx::{Arg, Script, WriteTx, query};
 use super::{Backend, Store, StoreError};
 
 #[derive(Debug, Clone, Serialize)]
@@ -30,24 +30,26 @@ pub struct TimerRow {
     pub answer_id: Option<String>,
 }
 
-fn timer_row(r: &sqlx::any::AnyRow) -> TimerRow {
-    TimerRow {
-        id: r.get("id"),
-        case_ref: r.get("case_ref"),
-        message_id: r.get("message_id"),
-        message_type: r.get("message_type"),
-        expected_type: r.get("expected_type"),
-        side: r.get("side"),
-        peer: r.get("peer"),
-        agreement: r.get("agreement"),
-        started_at: r.get("started_at"),
-        due_at: r.get("due_at"),
-        state: r.get("state"),
-        reminders_fired: r.get("reminders_fired"),
-        next_event_at: r.get("next_event_at"),
-        breached_at: r.get("breached_at"),
-        answered_at: r.get("answered_at"),
-        answer_id: r.get("answer_id"),
+impl TimerRow {
+    fn from_row(r: &Row) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: r.get("id")?,
+            case_ref: r.get("case_ref")?,
+            message_id: r.get("message_id")?,
+            message_type: r.get("message_type")?,
+            expected_type: r.get("expected_type")?,
+            side: r.get("side")?,
+            peer: r.get("peer")?,
+            agreement: r.get("agreement")?,
+            started_at: r.get("started_at")?,
+            due_at: r.get("due_at")?,
+            state: r.get("state")?,
+            reminders_fired: r.get("reminders_fired")?,
+            next_event_at: r.get("next_event_at")?,
+            breached_at: r.get("breached_at")?,
+            answered_at: r.get("answered_at")?,
+            answer_id: r.get("answer_id")?,
+        })
     }
 }
 
@@ -74,16 +76,22 @@ pub struct EventRow {
     pub alert_attempts: i64,
 }
 
-fn event_row(r: &sqlx::any::AnyRow) -> EventRow {
-    EventRow {
-        id: r.get("id"),
-        case_ref: r.get("case_ref"),
-        message_id: r.get("message_id"),
-        kind: r.get("kind"),
-        at: r.get("at"),
-        detail: serde_json::from_str(r.get::<&str, _>("detail")).unwrap_or_default(),
-        alert_state: r.get("alert_state"),
-        alert_attempts: r.get("alert_attempts"),
+impl EventRow {
+    fn from_row(r: &Row) -> Result<Self, StoreError> {
+        let detail: &str = r.get("detail")?;
+        Ok(Self {
+            id: r.get("id")?,
+            case_ref: r.get("case_ref")?,
+            message_id: r.get("message_id")?,
+            kind: r.get("kind")?,
+            at: r.get("at")?,
+            detail: serde_json::from_str(detail).map_err(|e| StoreError::Row {
+                column: "detail".to_string(),
+                message: format!("not JSON: {e}"),
+            })?,
+            alert_state: r.get("alert_state")?,
+            alert_attempts: r.get("alert_attempts")?,
+        })
     }
 }
 
@@ -118,11 +126,8 @@ pub(super) fn push_timers<'a>(script: &mut Script<'a>, backend: Backend, timers:
     }
 }
 
-pub(super) async fn insert_event(
-    conn: &mut sqlx::AnyConnection,
-    e: &NewEvent,
-) -> Result<(), StoreError> {
-    sqlx::query(
+pub(super) async fn insert_event(tx: &mut WriteTx, e: &NewEvent) -> Result<(), StoreError> {
+    query(
         "INSERT INTO case_events (case_ref, message_id, kind, at, detail, alert_state, alert_next_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
@@ -133,7 +138,7 @@ pub(super) async fn insert_event(
     .bind(e.detail.to_string())
     .bind(if e.alert { "pending" } else { "none" })
     .bind(e.alert.then_some(e.at))
-    .execute(&mut *conn)
+    .execute(tx)
     .await?;
     Ok(())
 }
@@ -141,34 +146,34 @@ pub(super) async fn insert_event(
 /// Closes the timers of `side` that `answer` (of `answer_type`, replying to
 /// `in_reply_to`) satisfies, recording an `answered` or `answered_late` event.
 pub(super) async fn close_timers(
-    conn: &mut sqlx::AnyConnection,
+    tx: &mut WriteTx,
     side: Side,
     in_reply_to: &str,
     answer_type: &str,
     answer_id: &str,
     answered_at: i64,
 ) -> Result<u64, StoreError> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT * FROM timers WHERE message_id = $1 AND side = $2 AND expected_type = $3 AND state IN ('open', 'breached')",
     )
     .bind(in_reply_to)
     .bind(side.as_str())
     .bind(answer_type)
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut *tx)
     .await?;
     for r in &rows {
-        let t = timer_row(r);
-        sqlx::query(
+        let t = TimerRow::from_row(r)?;
+        query(
             "UPDATE timers SET state = 'met', answered_at = $1, answer_id = $2, next_event_at = NULL WHERE id = $3",
         )
         .bind(answered_at)
         .bind(answer_id)
         .bind(t.id)
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await?;
         let late = t.breached_at.is_some() || answered_at > t.due_at;
         insert_event(
-            conn,
+            tx,
             &NewEvent {
                 case_ref: t.case_ref.clone(),
                 message_id: Some(t.message_id.clone()),
@@ -222,31 +227,29 @@ impl Store {
 
     /// Timers whose next event is due at `now`, earliest first.
     pub async fn due_timers(&self, now: i64, limit: i64) -> Result<Vec<TimerRow>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT * FROM timers WHERE next_event_at IS NOT NULL AND next_event_at <= $1 ORDER BY next_event_at LIMIT $2",
         )
         .bind(now)
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows.iter().map(timer_row).collect())
+        rows.iter().map(TimerRow::from_row).collect()
     }
 
     /// The earliest pending timer event.
     pub async fn next_timer_event(&self) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query(
-            "SELECT MIN(next_event_at) AS at FROM timers WHERE next_event_at IS NOT NULL",
-        )
-        .fetch_one(&self.read)
-        .await?;
-        Ok(row.get("at"))
+        let row =
+            query("SELECT MIN(next_event_at) AS at FROM timers WHERE next_event_at IS NOT NULL")
+                .fetch_one(&self.read)
+                .await?;
+        row.get("at")
     }
 
     /// Applies firings; a firing whose timer moved on meanwhile (answered,
     /// or fired by another instance) is skipped, so each event fires once.
     pub async fn apply_firings(&self, firings: &[(TimerRow, Firing)]) -> Result<usize, StoreError> {
-        let mut conn = self.write.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = WriteTx::begin(&self.write, self.backend).await?;
         let mut applied = 0;
         for (before, f) in firings {
             let state = if f.breached_at.is_some() {
@@ -254,7 +257,7 @@ impl Store {
             } else {
                 before.state.as_str()
             };
-            let done = sqlx::query(
+            let done = query(
                 "UPDATE timers SET reminders_fired = $1, next_event_at = $2, breached_at = COALESCE(breached_at, $3), state = $4 \
                  WHERE id = $5 AND next_event_at IS NOT DISTINCT FROM $6 AND reminders_fired = $7 AND state = $8",
             )
@@ -266,20 +269,19 @@ impl Store {
             .bind(before.next_event_at)
             .bind(before.reminders_fired)
             .bind(&before.state)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .execute(&mut tx)
+            .await?;
             if done == 1 {
                 insert_event(&mut tx, &f.event).await?;
                 applied += 1;
             }
         }
-        tx.commit().await?;
+        tx.commit(Script::new()).await?;
         Ok(applied)
     }
 
     pub async fn timers(&self, f: &TimerFilter) -> Result<Vec<TimerRow>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT * FROM timers WHERE id > $1 AND ($2 IS NULL OR state = $3) AND ($4 IS NULL OR peer = $5) \
              AND ($6 IS NULL OR due_at < $7) ORDER BY id LIMIT $8",
         )
@@ -293,61 +295,61 @@ impl Store {
         .bind(f.limit)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows.iter().map(timer_row).collect())
+        rows.iter().map(TimerRow::from_row).collect()
     }
 
     pub async fn case_timers(&self, case_ref: &str) -> Result<Vec<TimerRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM timers WHERE case_ref = $1 ORDER BY id")
+        let rows = query("SELECT * FROM timers WHERE case_ref = $1 ORDER BY id")
             .bind(case_ref)
             .fetch_all(&self.read)
             .await?;
-        Ok(rows.iter().map(timer_row).collect())
+        rows.iter().map(TimerRow::from_row).collect()
     }
 
     pub async fn case_events(&self, case_ref: &str) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM case_events WHERE case_ref = $1 ORDER BY id")
+        let rows = query("SELECT * FROM case_events WHERE case_ref = $1 ORDER BY id")
             .bind(case_ref)
             .fetch_all(&self.read)
             .await?;
-        Ok(rows.iter().map(event_row).collect())
+        rows.iter().map(EventRow::from_row).collect()
     }
 
     /// Every timer started at or after `since` (for SLA figures).
     pub async fn timers_since(&self, since: i64) -> Result<Vec<TimerRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM timers WHERE started_at >= $1 ORDER BY id")
+        let rows = query("SELECT * FROM timers WHERE started_at >= $1 ORDER BY id")
             .bind(since)
             .fetch_all(&self.read)
             .await?;
-        Ok(rows.iter().map(timer_row).collect())
+        rows.iter().map(TimerRow::from_row).collect()
     }
 
     pub async fn timer_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows =
-            sqlx::query("SELECT state, COUNT(*) AS n FROM timers GROUP BY state ORDER BY state")
-                .fetch_all(&self.read)
-                .await?;
-        Ok(rows.iter().map(|r| (r.get("state"), r.get("n"))).collect())
+        let rows = query("SELECT state, COUNT(*) AS n FROM timers GROUP BY state ORDER BY state")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.get("state")?, r.get("n")?)))
+            .collect()
     }
 
     /// Alerts due for sending to the operator webhook.
     pub async fn pending_alerts(&self, now: i64, limit: i64) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT * FROM case_events WHERE alert_state = 'pending' AND alert_next_at <= $1 ORDER BY alert_next_at LIMIT $2",
         )
         .bind(now)
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows.iter().map(event_row).collect())
+        rows.iter().map(EventRow::from_row).collect()
     }
 
     pub async fn next_alert_at(&self) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query(
-            "SELECT MIN(alert_next_at) AS at FROM case_events WHERE alert_state = 'pending'",
-        )
-        .fetch_one(&self.read)
-        .await?;
-        Ok(row.get("at"))
+        let row =
+            query("SELECT MIN(alert_next_at) AS at FROM case_events WHERE alert_state = 'pending'")
+                .fetch_one(&self.read)
+                .await?;
+        row.get("at")
     }
 
     /// Records a webhook attempt: sent, to retry at `retry_at`, or given up.
@@ -362,13 +364,13 @@ impl Store {
             (false, Some(_)) => "pending",
             (false, None) => "failed",
         };
-        sqlx::query(
+        query(
             "UPDATE case_events SET alert_state = $1, alert_attempts = alert_attempts + 1, alert_next_at = $2 WHERE id = $3",
         )
         .bind(state)
         .bind(retry_at)
         .bind(id)
-        .execute(&mut *self.write.acquire().await?)
+        .execute(&self.write)
         .await?;
         Ok(())
     }
@@ -382,16 +384,15 @@ impl Store {
         now: i64,
         deadline_at: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let done = query(
             "UPDATE outbox SET state = 'queued', next_attempt_at = $1, deadline_at = $2, attempts = 0 \
              WHERE message_id = $3 AND state IN ('dead', 'rejected')",
         )
         .bind(now)
         .bind(deadline_at)
         .bind(message_id)
-        .execute(&mut *self.write.acquire().await?)
-        .await?
-        .rows_affected();
+        .execute(&self.write)
+        .await?;
         Ok(done == 1)
     }
 }

@@ -1,37 +1,57 @@
-//! Write transactions that reach the database in as few round trips as the
-//! backend allows.
+//! Statements, their parameters, and write transactions that reach the
+//! database in as few round trips as the engine allows.
 //!
-//! On SQLite every statement is a hand-off from tokio to the connection's
-//! thread and back. With one submitter waiting for each `202`, those
-//! hand-offs, not the disk, bounded the rate: a submission took nine. But
-//! SQLite runs a string of statements in one hand-off, so a [`WriteTx`]
-//! sends its `BEGIN` with its first statements (every read the writes
-//! depend on, each statement's rows kept apart) and its writes with its
-//! `COMMIT`: a submission or a receipt is two hand-offs. PostgreSQL takes
-//! one statement per parameterised query, so there the same [`Script`] goes
-//! statement by statement.
+//! A [`Script`] is statements to run in order, each with its own
+//! parameters (`?` in order, or `$n` by number). On SQLite a script is one
+//! job for the writer thread: a transaction's reads go in one job (with its
+//! `BEGIN`), its writes in another (with its `COMMIT`), whatever the number
+//! of statements. On PostgreSQL the same script goes statement by
+//! statement on the transaction's connection.
 //!
-//! sqlx-sqlite runs every statement of a query string, each with its share
-//! of the parameters; upstream calls that behaviour deprecated
-//! (launchbadge/sqlx#3108) but keeps it in 0.8. Should it go, SQLite's
-//! scripts go statement by statement too, and only the round trips return.
+//! A [`Query`] is one statement, run with `fetch_all`, `fetch_optional`,
+//! `fetch_one` or `execute` on a [`Target`]: the store's readers or an open
+//! [`WriteTx`].
 
-use futures_util::TryStreamExt;
-use sqlx::Either;
-use sqlx::any::AnyRow;
-use sqlx::{Any, AnyConnection, Executor};
+use std::future::Future;
 
-use super::writer::{Conn, Writer};
+use sqlx::Postgres;
+use sqlx::pool::PoolConnection;
+use tokio::sync::OwnedMutexGuard;
+
+use super::engine::{Reader, Writer};
+use super::row::{Done, Row, Value};
+use super::sqlite::exec::Stmt;
+use super::sqlite::writer::{self as sqlite_writer, Durability, Job, Step};
 use super::{Backend, StoreError};
 
-/// A value bound to a placeholder of a [`Script`].
-#[derive(Debug)]
+/// A value bound to a placeholder.
+#[derive(Debug, Clone)]
 pub(super) enum Arg<'a> {
     Str(&'a str),
     String(String),
     OptStr(Option<&'a str>),
     Int(i64),
     OptInt(Option<i64>),
+}
+
+impl Arg<'_> {
+    /// The value, owned (it crosses to SQLite's threads).
+    pub(super) fn value(&self) -> Value {
+        match self {
+            Arg::Str(s) => Value::Text((*s).to_string()),
+            Arg::String(s) => Value::Text(s.clone()),
+            Arg::OptStr(s) => s.map_or(Value::Null, |s| Value::Text(s.to_string())),
+            Arg::Int(i) => Value::Int(*i),
+            Arg::OptInt(i) => i.map_or(Value::Null, Value::Int),
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            Arg::String(s) => Value::Text(s),
+            other => other.value(),
+        }
+    }
 }
 
 impl<'a> From<&'a str> for Arg<'a> {
@@ -70,33 +90,22 @@ impl From<i64> for Arg<'_> {
     }
 }
 
+impl From<&i64> for Arg<'_> {
+    fn from(v: &i64) -> Self {
+        Arg::Int(*v)
+    }
+}
+
 impl From<Option<i64>> for Arg<'_> {
     fn from(v: Option<i64>) -> Self {
         Arg::OptInt(v)
     }
 }
 
-type Query<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
-
-fn bind<'q>(query: Query<'q>, arg: Arg<'q>) -> Query<'q> {
-    match arg {
-        Arg::Str(v) => query.bind(v),
-        Arg::String(v) => query.bind(v),
-        Arg::OptStr(v) => query.bind(v),
-        Arg::Int(v) => query.bind(v),
-        Arg::OptInt(v) => query.bind(v),
-    }
-}
-
-/// Statements to run in order, each with its parameters. Each statement
-/// numbers its placeholders as if alone ([`super::placeholders`]): on
-/// SQLite that is anonymous `?`, which in one string of statements carries
-/// on from the statement before. A `$n` would count from the start of the
-/// string, so only a script's first statement may use one.
+/// Statements to run in order, each with its parameters.
 #[derive(Debug, Default)]
 pub(super) struct Script<'a> {
-    statements: Vec<(String, usize)>,
-    args: Vec<Arg<'a>>,
+    statements: Vec<(String, Vec<Arg<'a>>)>,
 }
 
 impl<'a> Script<'a> {
@@ -112,168 +121,166 @@ impl<'a> Script<'a> {
     }
 
     pub(super) fn push(&mut self, sql: String, args: impl IntoIterator<Item = Arg<'a>>) {
-        let before = self.args.len();
-        self.args.extend(args);
-        self.statements.push((sql, self.args.len() - before));
+        self.statements.push((sql, args.into_iter().collect()));
     }
 
     pub(super) fn is_empty(&self) -> bool {
         self.statements.is_empty()
     }
 
-    /// Runs the statements on `conn`, SQLite's as one string between
-    /// `prefix` and `suffix` (statements without parameters), and returns
-    /// the rows of each statement of the script, in order: one set per
-    /// statement, so reads whose answers decide the writes can share one
-    /// round trip.
-    async fn run(
-        self,
-        conn: &mut AnyConnection,
-        backend: Backend,
-        prefix: &[&str],
-        suffix: &[&str],
-    ) -> Result<Vec<Vec<AnyRow>>, sqlx::Error> {
-        match backend {
-            Backend::Sqlite => {
-                let sql = prefix
-                    .iter()
-                    .copied()
-                    .chain(self.statements.iter().map(|(sql, _)| sql.as_str()))
-                    .chain(suffix.iter().copied())
-                    .collect::<Vec<_>>()
-                    .join(";\n");
-                if sql.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let mut query = sqlx::query(&sql);
-                for arg in self.args {
-                    query = bind(query, arg);
-                }
-                // sqlx-sqlite ends every statement of the string, rows or
-                // none, with its result: that is where one set ends. (The
-                // behaviour the module doc names; `Query::fetch_many` is
-                // marked deprecated for it, the executor's is the same call.)
-                let mut sets = Vec::with_capacity(prefix.len() + self.statements.len());
-                let mut rows = Vec::new();
-                let mut stream = conn.fetch_many(query);
-                while let Some(item) = stream.try_next().await? {
-                    match item {
-                        Either::Left(_) => sets.push(std::mem::take(&mut rows)),
-                        Either::Right(row) => rows.push(row),
-                    }
-                }
-                drop(stream);
-                // One result per statement sent, or the sets would not line
-                // up with the statements (a statement holding a `;`, say).
-                let sent = prefix.len() + self.statements.len() + suffix.len();
-                if sets.len() != sent {
-                    return Err(sqlx::Error::Protocol(format!(
-                        "{sent} statements gave {} results",
-                        sets.len()
-                    )));
-                }
-                sets.truncate(prefix.len() + self.statements.len());
-                sets.drain(..prefix.len());
-                Ok(sets)
-            }
-            Backend::Postgres => {
-                for sql in prefix {
-                    sqlx::query(sql).execute(&mut *conn).await?;
-                }
-                let mut sets = Vec::with_capacity(self.statements.len());
-                let mut args = self.args.into_iter();
-                for (sql, n) in &self.statements {
-                    let mut query = sqlx::query(sql);
-                    for arg in args.by_ref().take(*n) {
-                        query = bind(query, arg);
-                    }
-                    sets.push(query.fetch_all(&mut *conn).await?);
-                }
-                for sql in suffix {
-                    sqlx::query(sql).execute(&mut *conn).await?;
-                }
-                Ok(sets)
-            }
-        }
+    fn into_stmts(self) -> Vec<Stmt> {
+        self.statements
+            .into_iter()
+            .map(|(sql, args)| Stmt {
+                sql,
+                args: args.into_iter().map(Arg::into_value).collect(),
+            })
+            .collect()
     }
 }
 
-/// A write transaction on the writer connection. It ends with
-/// [`WriteTx::commit`]; dropped before that (an error, a cancellation), it
-/// gives the connection up ([`Conn::discard`]): PostgreSQL's is closed,
-/// which rolls the transaction back, and SQLite's is rolled back and set
-/// back to `synchronous = FULL` before anything else runs on it, so no
-/// later commit can go without its fsync.
+/// One statement with its parameters.
+#[derive(Debug)]
+pub(super) struct Query<'a> {
+    sql: String,
+    args: Vec<Arg<'a>>,
+}
+
+pub(super) fn query<'a>(sql: impl Into<String>) -> Query<'a> {
+    Query {
+        sql: sql.into(),
+        args: Vec::new(),
+    }
+}
+
+/// What a [`Query`] runs on.
+pub(super) trait Target: Send {
+    fn done(self, q: Query<'_>) -> impl Future<Output = Result<Done, StoreError>> + Send;
+}
+
+impl Target for &Reader {
+    async fn done(self, q: Query<'_>) -> Result<Done, StoreError> {
+        self.run(q.sql, &q.args).await
+    }
+}
+
+impl Target for &mut WriteTx {
+    async fn done(self, q: Query<'_>) -> Result<Done, StoreError> {
+        let mut sets = self.run_done(Script::of(q.sql, q.args), false).await?;
+        Ok(sets.pop().unwrap_or_default())
+    }
+}
+
+/// A statement on its own: a transaction of one statement, durable.
+impl Target for &Writer {
+    async fn done(self, q: Query<'_>) -> Result<Done, StoreError> {
+        let mut tx = WriteTx::start(self, Durability::Full).await?;
+        let mut sets = tx.run_done(Script::of(q.sql, q.args), true).await?;
+        tx.open = false;
+        Ok(sets.pop().unwrap_or_default())
+    }
+}
+
+impl<'a> Query<'a> {
+    pub(super) fn bind(mut self, arg: impl Into<Arg<'a>>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub(super) async fn fetch_all(self, on: impl Target) -> Result<Vec<Row>, StoreError> {
+        Ok(on.done(self).await?.rows)
+    }
+
+    pub(super) async fn fetch_optional(self, on: impl Target) -> Result<Option<Row>, StoreError> {
+        Ok(on.done(self).await?.rows.into_iter().next())
+    }
+
+    /// The first row; a statement that returns none is an error.
+    pub(super) async fn fetch_one(self, on: impl Target) -> Result<Row, StoreError> {
+        self.fetch_optional(on)
+            .await?
+            .ok_or(StoreError::Missing("the row the statement returns"))
+    }
+
+    /// How many rows the statement changed.
+    pub(super) async fn execute(self, on: impl Target) -> Result<u64, StoreError> {
+        Ok(on.done(self).await?.affected)
+    }
+}
+
+/// How long a transaction waits for the writer before giving up: a stuck
+/// holder then shows as errors, not silence.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+enum Conn {
+    /// SQLite's writer thread, held (its lock) for the transaction.
+    Sqlite {
+        writer: sqlite_writer::Writer,
+        _held: OwnedMutexGuard<()>,
+    },
+    Postgres(PoolConnection<Postgres>),
+}
+
+/// A write transaction. It ends with [`WriteTx::commit`]; dropped before
+/// that (an error, a cancellation), it is rolled back: SQLite's writer
+/// thread rolls it back before the next transaction begins, PostgreSQL's
+/// connection is closed, which rolls it back.
 pub(super) struct WriteTx {
     conn: Conn,
-    backend: Backend,
-    /// Statements that open the transaction, not sent yet: on SQLite they
-    /// go with the first statements of the transaction.
-    begin: Option<&'static [&'static str]>,
-    /// Statements that end it, after `COMMIT`.
-    end: &'static [&'static str],
+    /// Not begun yet: the first script begins it, with this durability.
+    begin: Option<Durability>,
     /// A statement of the transaction has been sent and it is not over.
     open: bool,
 }
 
 impl WriteTx {
     /// A transaction whose commit is durable before it returns.
-    pub(super) async fn begin(writer: &Writer, backend: Backend) -> Result<Self, StoreError> {
-        let begin: &'static [&'static str] = match backend {
-            // The writer's lock up front: a deferred BEGIN would start as a
-            // reader and upgrade at its first write.
-            Backend::Sqlite => &["BEGIN IMMEDIATE"],
-            Backend::Postgres => &["BEGIN"],
-        };
-        Ok(Self {
-            conn: writer.acquire().await?,
-            backend,
-            begin: Some(begin),
-            end: &[],
-            open: false,
-        })
+    pub(super) async fn begin(writer: &Writer, _backend: Backend) -> Result<Self, StoreError> {
+        Self::start(writer, Durability::Full).await
     }
 
     /// A transaction whose commit need not wait for the disk: what it
     /// records can be lost to a crash of the machine and done again (a
     /// claim, a delivery the peer will confirm again). On SQLite it commits
     /// with `synchronous = NORMAL`, and the next durable commit's fsync
-    /// covers it, the WAL being written in order; the connection is back to
-    /// FULL in the same round trip as the `COMMIT`. On PostgreSQL it commits
-    /// with `synchronous_commit` off, which has the same effect.
+    /// covers it; on PostgreSQL with `synchronous_commit` off, which has the
+    /// same effect.
     pub(super) async fn begin_relaxed(
         writer: &Writer,
-        backend: Backend,
+        _backend: Backend,
     ) -> Result<Self, StoreError> {
-        let mut tx = Self::begin(writer, backend).await?;
-        match backend {
-            Backend::Sqlite => {
-                tx.begin = Some(&["PRAGMA synchronous = NORMAL", "BEGIN IMMEDIATE"]);
-                tx.end = &["PRAGMA synchronous = FULL"];
-            }
-            // Only this transaction; a later durable commit flushes it too.
-            Backend::Postgres => {
-                tx.begin = Some(&["BEGIN", "SET LOCAL synchronous_commit TO OFF"]);
-            }
-        }
-        Ok(tx)
+        Self::start(writer, Durability::Relaxed).await
     }
 
-    /// The connection, for statements whose results decide the next ones.
-    /// Sends a pending `BEGIN` first (its own round trip on SQLite: start a
-    /// transaction with [`WriteTx::run`] where the first statement allows).
-    pub(super) async fn conn(&mut self) -> Result<&mut AnyConnection, StoreError> {
-        if self.begin.is_some() {
-            self.run(Script::new()).await?;
-        }
-        Ok(&mut *self.conn)
+    async fn start(writer: &Writer, durability: Durability) -> Result<Self, StoreError> {
+        let conn = match writer {
+            Writer::Sqlite(w) => {
+                let held = tokio::time::timeout(WAIT, w.lock.clone().lock_owned())
+                    .await
+                    .map_err(|_| StoreError::Busy)?;
+                Conn::Sqlite {
+                    writer: w.clone(),
+                    _held: held,
+                }
+            }
+            Writer::Postgres(pool) => Conn::Postgres(pool.acquire().await?),
+        };
+        Ok(Self {
+            conn,
+            begin: Some(durability),
+            open: false,
+        })
     }
 
     /// Takes the audit chain's lock (PostgreSQL; SQLite's single writer
     /// already serialises).
     pub(super) async fn lock_audit(&mut self) -> Result<(), StoreError> {
-        if self.backend == Backend::Postgres {
-            super::lock_audit(self.conn().await?, Backend::Postgres).await?;
+        if matches!(self.conn, Conn::Postgres(_)) {
+            self.run(Script::of(
+                "SELECT 1 AS locked FROM pg_advisory_xact_lock($1, 0)".to_string(),
+                [Arg::Int(i64::from(super::LOCK_AUDIT))],
+            ))
+            .await?;
         }
         Ok(())
     }
@@ -281,34 +288,37 @@ impl WriteTx {
     /// Takes the locks of `cases`, in one order for every writer, so two
     /// instances writing overlapping cases cannot deadlock (PostgreSQL).
     pub(super) async fn lock_cases(&mut self, cases: &[&str]) -> Result<(), StoreError> {
-        if self.backend == Backend::Postgres {
-            let mut cases = cases.to_vec();
-            cases.sort_unstable();
-            cases.dedup();
-            // One round trip for many cases (a batch of 500 took 500). The
-            // locks are taken in the order the `VALUES` are scanned, which is
-            // the sorted order given, the same for every writer.
-            for chunk in cases.chunks(1000) {
-                let sql = format!(
-                    "SELECT 1 AS locked FROM (VALUES {}) AS v(c), \
-                     LATERAL pg_advisory_xact_lock($1, hashtext(v.c))",
-                    (2..chunk.len() + 2)
-                        .map(|i| format!("(${i}::text)"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                let mut query = sqlx::query(&sql).bind(super::LOCK_CASE);
-                for case_ref in chunk {
-                    query = query.bind(*case_ref);
-                }
-                query.fetch_all(self.conn().await?).await?;
-            }
+        if !matches!(self.conn, Conn::Postgres(_)) {
+            return Ok(());
+        }
+        let mut cases = cases.to_vec();
+        cases.sort_unstable();
+        cases.dedup();
+        // One round trip for many cases (a batch of 500 took 500). The
+        // locks are taken in the order the `VALUES` are scanned, which is
+        // the sorted order given, the same for every writer.
+        let mut script = Script::new();
+        for chunk in cases.chunks(1000) {
+            let sql = format!(
+                "SELECT 1 AS locked FROM (VALUES {}) AS v(c), \
+                 LATERAL pg_advisory_xact_lock($1, hashtext(v.c))",
+                (2..chunk.len() + 2)
+                    .map(|i| format!("(${i}::text)"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let args = std::iter::once(Arg::Int(i64::from(super::LOCK_CASE)))
+                .chain(chunk.iter().map(|c| Arg::String((*c).to_string())));
+            script.push(sql, args);
+        }
+        if !script.is_empty() {
+            self.run(script).await?;
         }
         Ok(())
     }
 
     /// Runs `script` inside the transaction; the rows its statements return.
-    pub(super) async fn run(&mut self, script: Script<'_>) -> Result<Vec<AnyRow>, StoreError> {
+    pub(super) async fn run(&mut self, script: Script<'_>) -> Result<Vec<Row>, StoreError> {
         Ok(self.run_sets(script).await?.concat())
     }
 
@@ -316,32 +326,69 @@ impl WriteTx {
     pub(super) async fn run_sets(
         &mut self,
         script: Script<'_>,
-    ) -> Result<Vec<Vec<AnyRow>>, StoreError> {
-        let begin = self.begin.take().unwrap_or(&[]);
-        self.open = true;
-        Ok(script.run(&mut self.conn, self.backend, begin, &[]).await?)
+    ) -> Result<Vec<Vec<Row>>, StoreError> {
+        Ok(self
+            .run_done(script, false)
+            .await?
+            .into_iter()
+            .map(|d| d.rows)
+            .collect())
     }
 
     /// Runs `script` and commits, in one round trip on SQLite.
-    pub(super) async fn commit(mut self, script: Script<'_>) -> Result<Vec<AnyRow>, StoreError> {
-        let begin = self.begin.take().unwrap_or(&[]);
-        let end: Vec<&str> = std::iter::once("COMMIT")
-            .chain(self.end.iter().copied())
-            .collect();
-        self.open = true;
-        let rows = script
-            .run(&mut self.conn, self.backend, begin, &end)
-            .await?
-            .concat();
+    pub(super) async fn commit(mut self, script: Script<'_>) -> Result<Vec<Row>, StoreError> {
+        let done = self.run_done(script, true).await?;
         self.open = false;
-        Ok(rows)
+        Ok(done.into_iter().flat_map(|d| d.rows).collect())
+    }
+
+    async fn run_done(
+        &mut self,
+        script: Script<'_>,
+        commit: bool,
+    ) -> Result<Vec<Done>, StoreError> {
+        let begin = self.begin.take();
+        self.open = true;
+        match &mut self.conn {
+            Conn::Sqlite { writer, .. } => {
+                let step = begin.map_or(Step::Within, Step::Begin);
+                writer.run(step, script.into_stmts(), commit).await
+            }
+            Conn::Postgres(conn) => {
+                if let Some(durability) = begin {
+                    sqlx::Executor::execute(&mut **conn, "BEGIN").await?;
+                    if durability == Durability::Relaxed {
+                        // Only this transaction; a later durable commit
+                        // flushes it too.
+                        sqlx::Executor::execute(&mut **conn, "SET LOCAL synchronous_commit TO OFF")
+                            .await?;
+                    }
+                }
+                let mut done = Vec::with_capacity(script.statements.len());
+                for (sql, args) in &script.statements {
+                    done.push(super::postgres::run(conn, sql, args).await?);
+                }
+                if commit {
+                    sqlx::Executor::execute(&mut **conn, "COMMIT").await?;
+                }
+                Ok(done)
+            }
+        }
     }
 }
 
 impl Drop for WriteTx {
     fn drop(&mut self) {
-        if self.open {
-            self.conn.discard();
+        if !self.open {
+            return;
+        }
+        match &mut self.conn {
+            // Before the lock goes (the fields drop after this): the abort
+            // runs before any later transaction's first job.
+            Conn::Sqlite { writer, .. } => {
+                let _ = writer.send(Job::Abort);
+            }
+            Conn::Postgres(conn) => conn.close_on_drop(),
         }
     }
 }

@@ -374,35 +374,58 @@ pub(super) async fn received(kh: &Proc) -> u64 {
         .unwrap_or(0)
 }
 
-pub(super) async fn read_pool(db: &str) -> anyhow::Result<sqlx::AnyPool> {
-    sqlx::any::install_default_drivers();
-    let url = if db.starts_with("sqlite:") {
-        format!("{db}?mode=ro")
-    } else {
-        db.to_string()
-    };
-    Ok(sqlx::AnyPool::connect(&url).await?)
+/// The integers `sql` returns with `$1` bound to `arg`, read from the
+/// gateway's database behind its back (read-only on SQLite).
+async fn integers(db: &str, sql: &'static str, arg: i64) -> anyhow::Result<Vec<Option<i64>>> {
+    if let Some(path) = db.strip_prefix("sqlite:") {
+        let path = path
+            .trim_start_matches("//")
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        return Ok(tokio::task::spawn_blocking(move || {
+            let conn = rusqlite::Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )?;
+            let mut st = conn.prepare(sql)?;
+            let n = st.parameter_count();
+            let rows = if n == 0 {
+                st.query_map([], |r| r.get(0))?
+                    .collect::<Result<Vec<_>, _>>()?
+            } else {
+                st.query_map([arg], |r| r.get(0))?
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            Ok::<_, rusqlite::Error>(rows)
+        })
+        .await??);
+    }
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(db).await?;
+    let mut q = sqlx::query_scalar::<_, Option<i64>>(sql);
+    if sql.contains("$1") {
+        q = q.bind(arg);
+    }
+    let rows = q.fetch_all(&mut conn).await?;
+    conn.close().await?;
+    Ok(rows)
 }
 
 pub(super) async fn latencies(db: &str, since_seq: i64) -> anyhow::Result<Vec<f64>> {
-    let pool = read_pool(db).await?;
-    let rows: Vec<(i64,)> = sqlx::query_as(
+    let rows = integers(
+        db,
         "SELECT delivered_at - submitted_at FROM outbox WHERE seq > $1 AND state = 'delivered' ORDER BY 1",
+        since_seq,
     )
-    .bind(since_seq)
-    .fetch_all(&pool)
     .await?;
-    pool.close().await;
-    Ok(rows.into_iter().map(|(ms,)| ms as f64).collect())
+    Ok(rows.into_iter().flatten().map(|ms| ms as f64).collect())
 }
 
 pub(super) async fn max_seq(db: &str) -> anyhow::Result<i64> {
-    let pool = read_pool(db).await?;
-    let (seq,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM outbox")
-        .fetch_one(&pool)
-        .await?;
-    pool.close().await;
-    Ok(seq.unwrap_or(0))
+    let rows = integers(db, "SELECT MAX(seq) FROM outbox", 0).await?;
+    Ok(rows.into_iter().flatten().next().unwrap_or(0))
 }
 
 pub(super) fn pct(sorted: &[f64], p: f64) -> f64 {
