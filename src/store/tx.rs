@@ -276,9 +276,14 @@ impl WriteTx {
     /// already serialises).
     pub(super) async fn lock_audit(&mut self) -> Result<(), StoreError> {
         if matches!(self.conn, Conn::Postgres(_)) {
+            // The namespace is a constant of this file, written in: a bound
+            // parameter would go as BIGINT, and the lock takes two INTEGERs.
             self.run(Script::of(
-                "SELECT 1 AS locked FROM pg_advisory_xact_lock($1, 0)".to_string(),
-                [Arg::Int(i64::from(super::LOCK_AUDIT))],
+                format!(
+                    "SELECT 1 AS locked FROM pg_advisory_xact_lock({}, 0)",
+                    super::LOCK_AUDIT
+                ),
+                [],
             ))
             .await?;
         }
@@ -301,15 +306,14 @@ impl WriteTx {
         for chunk in cases.chunks(1000) {
             let sql = format!(
                 "SELECT 1 AS locked FROM (VALUES {}) AS v(c), \
-                 LATERAL pg_advisory_xact_lock($1, hashtext(v.c))",
-                (2..chunk.len() + 2)
+                 LATERAL pg_advisory_xact_lock({}, hashtext(v.c))",
+                (1..=chunk.len())
                     .map(|i| format!("(${i}::text)"))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                super::LOCK_CASE
             );
-            let args = std::iter::once(Arg::Int(i64::from(super::LOCK_CASE)))
-                .chain(chunk.iter().map(|c| Arg::String((*c).to_string())));
-            script.push(sql, args);
+            script.push(sql, chunk.iter().map(|c| Arg::Str(c)));
         }
         if !script.is_empty() {
             self.run(script).await?;
