@@ -101,6 +101,8 @@ pub(super) fn push_case_log<'a>(
     );
 }
 
+pub(super) const INBOX_OF_CASE: &str = "SELECT * FROM inbox WHERE case_ref = $1 ORDER BY seq";
+
 /// Which way a message of a case went, seen from this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -212,7 +214,7 @@ impl Store {
         .bind(case_ref)
         .fetch_all(&self.read)
         .await?;
-        let inb = query("SELECT * FROM inbox WHERE case_ref = $1 ORDER BY seq")
+        let inb = query(INBOX_OF_CASE)
             .bind(case_ref)
             .fetch_all(&self.read)
             .await?;

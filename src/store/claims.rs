@@ -202,6 +202,60 @@ pub(super) async fn record_in(
     Ok(())
 }
 
+/// The claim of [`Store::claim_heads`].
+pub(super) fn claim_sql(backend: Backend, filter: &str, limit: &str, lease_until: &str) -> String {
+    const RETURNING: &str = "RETURNING seq, message_id, type, in_reply_to, submitted_at, case_ref, peer, body_sha256, attempts, deadline_at";
+    // Due heads are taken in the pending index's order (due time, then
+    // seq), so the scan stops after `limit` heads: ordering by seq alone
+    // read and sorted every due row, and a 100,000-message backlog drained
+    // at a fifth of the speed. Per-case order does not depend on it: only a
+    // case's head is due.
+    match backend {
+        Backend::Sqlite => format!(
+            "UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = {lease_until} \
+             WHERE seq IN (SELECT o.seq FROM outbox o INDEXED BY outbox_pending WHERE {filter} ORDER BY o.next_attempt_at, o.seq LIMIT {limit}) \
+             {RETURNING}"
+        ),
+        Backend::Postgres => format!(
+            "WITH due AS (SELECT o.seq AS due_seq FROM outbox o WHERE {filter} ORDER BY o.next_attempt_at, o.seq LIMIT {limit} FOR UPDATE SKIP LOCKED) \
+             UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = {lease_until} \
+             FROM due WHERE outbox.seq = due.due_seq {RETURNING}"
+        ),
+    }
+}
+
+/// The filter of [`Store::claim_due_except`]: due heads, except for the
+/// `down` peers' messages not past their deadline (`$4..`).
+pub(super) fn due_filter(down: usize) -> String {
+    let mut filter = format!("{PENDING_HEAD} AND o.next_attempt_at <= $1");
+    if down > 0 {
+        let list: Vec<String> = (4..4 + down).map(|i| format!("${i}")).collect();
+        filter.push_str(&format!(
+            " AND (o.deadline_at <= $1 OR o.peer NOT IN ({}))",
+            list.join(", ")
+        ));
+    }
+    filter
+}
+
+/// The read of [`Store::next_due_except`], for `down` peers left out.
+pub(super) fn next_due_sql(backend: Backend, down: usize) -> String {
+    // SQLite's planner would scan the whole outbox in `seq` order here.
+    let from = match backend {
+        Backend::Sqlite => "outbox o INDEXED BY outbox_pending",
+        Backend::Postgres => "outbox o",
+    };
+    let except = if down == 0 {
+        String::new()
+    } else {
+        format!(" AND o.peer NOT IN ({})", in_of(backend, down))
+    };
+    format!(
+        "SELECT o.next_attempt_at AS due FROM {from} WHERE {PENDING_HEAD}{except} \
+         ORDER BY o.next_attempt_at, o.seq LIMIT 1"
+    )
+}
+
 impl Store {
     /// Claims up to `limit` messages due at `now` that head their (peer,
     /// case) queue, marks them `delivering` and counts the attempt. A later
@@ -229,14 +283,7 @@ impl Store {
         limit: i64,
         down: &[String],
     ) -> Result<Vec<Claimed>, StoreError> {
-        let mut filter = format!("{PENDING_HEAD} AND o.next_attempt_at <= $1");
-        if !down.is_empty() {
-            let list: Vec<String> = (4..4 + down.len()).map(|i| format!("${i}")).collect();
-            filter.push_str(&format!(
-                " AND (o.deadline_at <= $1 OR o.peer NOT IN ({}))",
-                list.join(", ")
-            ));
-        }
+        let filter = due_filter(down.len());
         let lease_until = now.saturating_add(self.lease_ms);
         let args = [Arg::Int(now), Arg::Int(limit), Arg::Int(lease_until)]
             .into_iter()
@@ -267,25 +314,8 @@ impl Store {
         lease_until: &str,
         args: impl IntoIterator<Item = Arg<'a>>,
     ) -> Result<Vec<Claimed>, StoreError> {
-        const RETURNING: &str = "RETURNING seq, message_id, type, in_reply_to, submitted_at, case_ref, peer, body_sha256, attempts, deadline_at";
-        // One statement per claim: on SQLite each statement is a round trip
-        // to its connection's thread. Due heads are taken in the pending
-        // index's order (due time, then seq), so the scan stops after
-        // `limit` heads: ordering by seq alone read and sorted every due row,
-        // and a 100,000-message backlog drained at a fifth of the speed.
-        // Per-case order does not depend on it: only a case's head is due.
-        let sql = match self.backend {
-            Backend::Sqlite => format!(
-                "UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = {lease_until} \
-                 WHERE seq IN (SELECT o.seq FROM outbox o INDEXED BY outbox_pending WHERE {filter} ORDER BY o.next_attempt_at, o.seq LIMIT {limit}) \
-                 {RETURNING}"
-            ),
-            Backend::Postgres => format!(
-                "WITH due AS (SELECT o.seq AS due_seq FROM outbox o WHERE {filter} ORDER BY o.next_attempt_at, o.seq LIMIT {limit} FOR UPDATE SKIP LOCKED) \
-                 UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = {lease_until} \
-                 FROM due WHERE outbox.seq = due.due_seq {RETURNING}"
-            ),
-        };
+        // One statement per claim, one job for SQLite's writer thread.
+        let sql = claim_sql(self.backend, filter, limit, lease_until);
         // A claim is a lease, not a fact worth an fsync: if a crash loses
         // it, the restart releases claims anyway. On SQLite it is one round
         // trip to the writer's thread, from `BEGIN` to `COMMIT`.
@@ -367,20 +397,7 @@ impl Store {
     /// [`Store::next_due`] among the messages for peers other than `down`
     /// (whose probes the worker times itself).
     pub async fn next_due_except(&self, down: &[String]) -> Result<Option<i64>, StoreError> {
-        // SQLite's planner would scan the whole outbox in `seq` order here.
-        let from = match self.backend {
-            Backend::Sqlite => "outbox o INDEXED BY outbox_pending",
-            Backend::Postgres => "outbox o",
-        };
-        let except = if down.is_empty() {
-            String::new()
-        } else {
-            format!(" AND o.peer NOT IN ({})", in_of(self.backend, down.len()))
-        };
-        let sql = format!(
-            "SELECT o.next_attempt_at AS due FROM {from} WHERE {PENDING_HEAD}{except} \
-             ORDER BY o.next_attempt_at, o.seq LIMIT 1"
-        );
+        let sql = next_due_sql(self.backend, down.len());
         let mut q = query(sql);
         for peer in down {
             q = q.bind(peer);

@@ -76,6 +76,16 @@ fn fact_of(r: &Row) -> Result<Fact, StoreError> {
     })
 }
 
+/// The read of [`Store::facts_of_period`]: the cases with a fact in the
+/// period (by `case_facts_at`), then every fact of those (by the key).
+pub(super) fn facts_of_period_sql() -> String {
+    format!(
+        "SELECT {FACT_COLUMNS} FROM case_facts WHERE case_ref IN \
+         (SELECT case_ref FROM case_facts WHERE at >= $1 AND at < $2) \
+         AND ($3 = '' OR corridor = $4) ORDER BY case_ref, at, message_id, person"
+    )
+}
+
 /// A stored message whose facts are missing, with its (opened) body.
 #[derive(Debug)]
 pub struct Unfacted {
@@ -94,17 +104,13 @@ impl Store {
         end: i64,
         corridor: Option<&str>,
     ) -> Result<Vec<Fact>, StoreError> {
-        let rows = query(format!(
-            "SELECT {FACT_COLUMNS} FROM case_facts WHERE case_ref IN \
-             (SELECT case_ref FROM case_facts WHERE at >= $1 AND at < $2) \
-             AND ($3 = '' OR corridor = $4) ORDER BY case_ref, at, message_id, person"
-        ))
-        .bind(start)
-        .bind(end)
-        .bind(corridor.unwrap_or(""))
-        .bind(corridor.unwrap_or(""))
-        .fetch_all(&self.read)
-        .await?;
+        let rows = query(facts_of_period_sql())
+            .bind(start)
+            .bind(end)
+            .bind(corridor.unwrap_or(""))
+            .bind(corridor.unwrap_or(""))
+            .fetch_all(&self.read)
+            .await?;
         rows.iter().map(fact_of).collect()
     }
 

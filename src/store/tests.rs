@@ -383,3 +383,121 @@ async fn an_audit_log_from_before_officers_still_verifies() {
     assert_eq!(found.iter().map(|r| r.seq).collect::<Vec<_>>(), [3]);
     store.close().await;
 }
+
+/// Every index of the SQLite schema is there for a query the store runs,
+/// and that query's plan uses it: an index no query uses costs a B-tree
+/// write with every message for nothing. A new index needs a line here,
+/// with the query it is for.
+#[tokio::test]
+async fn every_index_is_used_by_the_query_it_is_for() {
+    use super::Backend::Sqlite;
+    use super::audit::{AuditFilter, rows_sql};
+    use super::timers::{TimerFilter, list_sql};
+    let (store, _dir) = fresh_store().await;
+    let claim = super::claims::claim_sql(Sqlite, &super::claims::due_filter(1), "$2", "$3");
+    let by_case = AuditFilter {
+        case_ref: Some("TH-KH-2026-000001"),
+        actor: None,
+    };
+    let by_actor = AuditFilter {
+        case_ref: None,
+        actor: Some("officer-0042"),
+    };
+    let overdue = TimerFilter {
+        state: Some("open".into()),
+        due_before: Some(1),
+        limit: 10,
+        ..TimerFilter::default()
+    };
+    let uses: Vec<(&str, String)> = vec![
+        ("outbox_pending", claim.clone()),
+        ("outbox_case", claim),
+        ("outbox_pending", super::claims::next_due_sql(Sqlite, 1)),
+        ("inbox_case", super::cases::INBOX_OF_CASE.to_string()),
+        ("case_log_case", super::cases::case_histories_sql(Sqlite, 2)),
+        ("timers_next_event", super::timers::DUE_TIMERS.to_string()),
+        ("timers_state_due", list_sql(&overdue)),
+        ("timers_case", super::timers::CASE_TIMERS.to_string()),
+        ("case_events_case", super::timers::CASE_EVENTS.to_string()),
+        (
+            "case_events_alerts",
+            super::timers::PENDING_ALERTS.to_string(),
+        ),
+        ("audit_case", rows_sql(&by_case)),
+        ("audit_actor", rows_sql(&by_actor)),
+        ("audit_officer", rows_sql(&by_actor)),
+        ("case_facts_at", super::facts::facts_of_period_sql()),
+    ];
+    for (index, sql) in &uses {
+        // Parameters are NULL for the plan; `?` ones must be as many.
+        let n = if sql.contains('$') {
+            16
+        } else {
+            sql.matches('?').count()
+        };
+        let mut q = query(format!("EXPLAIN QUERY PLAN {sql}"));
+        for _ in 0..n {
+            q = q.bind(Arg::OptStr(None));
+        }
+        let plan: Vec<String> = q
+            .fetch_all(&store.read)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String>("detail").unwrap())
+            .collect();
+        assert!(
+            plan.iter().any(|d| d.contains(&format!("INDEX {index} "))
+                || d.ends_with(&format!("INDEX {index}"))),
+            "{index} is not used by {sql}: {plan:#?}"
+        );
+    }
+    let indexes: std::collections::BTreeSet<String> = query(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex%'",
+    )
+    .fetch_all(&store.read)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get::<String>("name").unwrap())
+    .collect();
+    let named: std::collections::BTreeSet<String> =
+        uses.iter().map(|(i, _)| i.to_string()).collect();
+    assert_eq!(indexes, named, "every index, and only those, has its query");
+}
+
+/// A state this release does not know, written behind its back, is an
+/// error naming the column and the value, not a message silently `dead`.
+#[tokio::test]
+async fn an_unknown_outbox_state_is_an_error_not_dead() {
+    let (store, dir) = fresh_store().await;
+    query(
+        "INSERT INTO outbox (message_id, case_ref, peer, type, body_sha256, submit_sha256, state, next_attempt_at, submitted_at, deadline_at) \
+         VALUES ('m1', 'TH-KH-2026-000001', 'KH', 'referral.notify', 'h', 's', 'queued', 0, 0, 9)",
+    )
+    .execute(&store.write)
+    .await
+    .unwrap();
+    {
+        use sqlx::Connection;
+        let mut other = sqlx::SqliteConnection::connect(&sqlite_url(&dir))
+            .await
+            .unwrap();
+        // The schema's CHECK would refuse it: a file from elsewhere.
+        sqlx::query("PRAGMA ignore_check_constraints = ON")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE outbox SET state = 'frozen'")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        other.close().await.unwrap();
+    }
+    let e = store.outbound("m1").await.unwrap_err().to_string();
+    assert!(
+        e.contains("`state`") && e.contains("unknown outbox state `frozen`"),
+        "{e}"
+    );
+    assert!(store.outbox_list(None, 10).await.is_err());
+}

@@ -191,6 +191,13 @@ pub(super) async fn close_timers(
     Ok(rows.len() as u64)
 }
 
+pub(super) const DUE_TIMERS: &str = "SELECT * FROM timers WHERE next_event_at IS NOT NULL AND next_event_at <= $1 \
+     ORDER BY next_event_at LIMIT $2";
+pub(super) const CASE_TIMERS: &str = "SELECT * FROM timers WHERE case_ref = $1 ORDER BY id";
+pub(super) const CASE_EVENTS: &str = "SELECT * FROM case_events WHERE case_ref = $1 ORDER BY id";
+pub(super) const PENDING_ALERTS: &str = "SELECT * FROM case_events WHERE alert_state = 'pending' AND alert_next_at <= $1 \
+     ORDER BY alert_next_at LIMIT $2";
+
 /// Filter of `GET /v1/timers`.
 #[derive(Debug, Clone, Default)]
 pub struct TimerFilter {
@@ -199,6 +206,30 @@ pub struct TimerFilter {
     pub due_before: Option<i64>,
     pub after_id: i64,
     pub limit: i64,
+}
+
+/// The read of [`Store::timers`]: a condition only for what the filter
+/// names, so a state with a due bound uses `timers_state_due` (a `$n IS
+/// NULL OR` condition scans every timer). Parameters in the filter's
+/// order, the absent ones left out, then the limit.
+pub(super) fn list_sql(f: &TimerFilter) -> String {
+    let mut n = 1;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    let mut sql = String::from("SELECT * FROM timers WHERE id > $1");
+    if f.state.is_some() {
+        sql.push_str(&format!(" AND state = {}", next()));
+    }
+    if f.peer.is_some() {
+        sql.push_str(&format!(" AND peer = {}", next()));
+    }
+    if f.due_before.is_some() {
+        sql.push_str(&format!(" AND due_at < {}", next()));
+    }
+    sql.push_str(&format!(" ORDER BY id LIMIT {}", next()));
+    sql
 }
 
 /// One firing decided by the scheduler.
@@ -227,13 +258,11 @@ impl Store {
 
     /// Timers whose next event is due at `now`, earliest first.
     pub async fn due_timers(&self, now: i64, limit: i64) -> Result<Vec<TimerRow>, StoreError> {
-        let rows = query(
-            "SELECT * FROM timers WHERE next_event_at IS NOT NULL AND next_event_at <= $1 ORDER BY next_event_at LIMIT $2",
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
+        let rows = query(DUE_TIMERS)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
         rows.iter().map(TimerRow::from_row).collect()
     }
 
@@ -281,25 +310,22 @@ impl Store {
     }
 
     pub async fn timers(&self, f: &TimerFilter) -> Result<Vec<TimerRow>, StoreError> {
-        let rows = query(
-            "SELECT * FROM timers WHERE id > $1 AND ($2 IS NULL OR state = $3) AND ($4 IS NULL OR peer = $5) \
-             AND ($6 IS NULL OR due_at < $7) ORDER BY id LIMIT $8",
-        )
-        .bind(f.after_id)
-        .bind(&f.state)
-        .bind(&f.state)
-        .bind(&f.peer)
-        .bind(&f.peer)
-        .bind(f.due_before)
-        .bind(f.due_before)
-        .bind(f.limit)
-        .fetch_all(&self.read)
-        .await?;
+        let mut q = query(list_sql(f)).bind(f.after_id);
+        if let Some(state) = &f.state {
+            q = q.bind(state);
+        }
+        if let Some(peer) = &f.peer {
+            q = q.bind(peer);
+        }
+        if let Some(due_before) = f.due_before {
+            q = q.bind(due_before);
+        }
+        let rows = q.bind(f.limit).fetch_all(&self.read).await?;
         rows.iter().map(TimerRow::from_row).collect()
     }
 
     pub async fn case_timers(&self, case_ref: &str) -> Result<Vec<TimerRow>, StoreError> {
-        let rows = query("SELECT * FROM timers WHERE case_ref = $1 ORDER BY id")
+        let rows = query(CASE_TIMERS)
             .bind(case_ref)
             .fetch_all(&self.read)
             .await?;
@@ -307,7 +333,7 @@ impl Store {
     }
 
     pub async fn case_events(&self, case_ref: &str) -> Result<Vec<EventRow>, StoreError> {
-        let rows = query("SELECT * FROM case_events WHERE case_ref = $1 ORDER BY id")
+        let rows = query(CASE_EVENTS)
             .bind(case_ref)
             .fetch_all(&self.read)
             .await?;
@@ -334,13 +360,11 @@ impl Store {
 
     /// Alerts due for sending to the operator webhook.
     pub async fn pending_alerts(&self, now: i64, limit: i64) -> Result<Vec<EventRow>, StoreError> {
-        let rows = query(
-            "SELECT * FROM case_events WHERE alert_state = 'pending' AND alert_next_at <= $1 ORDER BY alert_next_at LIMIT $2",
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
+        let rows = query(PENDING_ALERTS)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
         rows.iter().map(EventRow::from_row).collect()
     }
 
