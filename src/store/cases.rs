@@ -145,7 +145,7 @@ impl Store {
     /// log's order, with its bytes, signatures and receipt.
     pub async fn case_exchange(&self, case_ref: &str) -> Result<Vec<Exchanged>, StoreError> {
         let rows = query(
-            &format!(
+            format!(
                 "SELECT l.seq, l.direction, l.message_id, o.state, COALESCE(o.type, i.type) AS type, \
                  COALESCE(o.peer, i.sender) AS peer, COALESCE(ob.body, i.body) AS body, \
                  COALESCE(o.signature, i.signature) AS signature, COALESCE(o.receipt, i.receipt) AS receipt, \
