@@ -61,6 +61,8 @@ pub async fn e2e(opts: &E2eOptions) -> anyhow::Result<Value> {
         let mut p99 = Vec::new();
         let mut cpu = Vec::new();
         let mut switches = Vec::new();
+        let mut disk_sender = Vec::new();
+        let mut disk_receiver = Vec::new();
         let mut idle_rss = Vec::new();
         let mut peak_rss = Vec::new();
         for _ in 0..opts.runs {
@@ -77,11 +79,19 @@ pub async fn e2e(opts: &E2eOptions) -> anyhow::Result<Value> {
             );
             let cpu_before: f64 = pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
             let switches_before: u64 = pids.iter().filter_map(|p| context_switches(*p)).sum();
+            let disk_before = pids.map(disk_bytes_written);
             let since = max_seq(&th.db).await?;
             let (sub, del) = load(&th, &kh, opts.messages, w, None, offset).await?;
             offset += opts.messages;
             let cpu_after: f64 = pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
             let switches_after: u64 = pids.iter().filter_map(|p| context_switches(*p)).sum();
+            let disk_after = pids.map(disk_bytes_written);
+            let kb_per_message = |i: usize| match (disk_before[i], disk_after[i]) {
+                (Some(b), Some(a)) => a.saturating_sub(b) as f64 / 1024.0 / opts.messages as f64,
+                _ => f64::NAN,
+            };
+            disk_sender.push(kb_per_message(0));
+            disk_receiver.push(kb_per_message(1));
             switches
                 .push(switches_after.saturating_sub(switches_before) as f64 / opts.messages as f64);
             accepted.push(opts.messages as f64 / sub);
@@ -109,6 +119,8 @@ pub async fn e2e(opts: &E2eOptions) -> anyhow::Result<Value> {
             "latency_ms_p99": median_of(&p99),
             "cpu_seconds_per_1000_messages_both_gateways": median_of(&cpu),
             "context_switches_per_message_both_gateways": median_of(&switches),
+            "disk_kb_written_per_message_sender": median_of(&disk_sender),
+            "disk_kb_written_per_message_receiver": median_of(&disk_receiver),
             "idle_rss_mb_max_gateway": median_of(&idle_rss),
             "peak_rss_mb_max_gateway": median_of(&peak_rss),
         }));

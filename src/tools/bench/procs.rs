@@ -104,6 +104,19 @@ pub(super) fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// Bytes `pid` has sent to storage so far (`write_bytes` of
+/// `/proc/<pid>/io`): for a gateway, its WAL frames, the checkpoints that
+/// copy them into the database file, and its log. Each commit's fsync
+/// cleans the pages it wrote, so the next commit's writes count again.
+pub(super) fn disk_bytes_written(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Context switches (voluntary and not) of every thread of `pid` so far:
 /// each is a thread going to sleep or being pre-empted, so per message it
 /// counts the wake-ups a message costs (a statement on SQLite is two: the
