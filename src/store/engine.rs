@@ -36,14 +36,14 @@ impl Reader {
     pub(super) async fn run(
         &self,
         sql: String,
-        args: &[super::tx::Arg<'_>],
+        args: &[super::arg::Arg<'_>],
     ) -> Result<Done, StoreError> {
         match self {
             Reader::Sqlite(readers) => {
                 readers
                     .run(Stmt {
                         sql,
-                        args: args.iter().map(super::tx::Arg::value).collect(),
+                        args: args.iter().map(super::arg::Arg::value).collect(),
                     })
                     .await
             }

@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::domain::admission::{self, Refusal};
 use crate::domain::lifecycle::{self, CaseMessage, CaseState};
 
+mod arg;
 pub mod audit;
 mod cases;
 mod claims;

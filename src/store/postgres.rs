@@ -9,8 +9,8 @@ use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Column, Either, Executor, PgConnection, Postgres, Row as _, TypeInfo};
 
 use super::StoreError;
+use super::arg::Arg;
 use super::row::{Done, Row, Value};
-use super::tx::Arg;
 
 type Query<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
 

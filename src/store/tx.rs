@@ -18,89 +18,12 @@ use sqlx::Postgres;
 use sqlx::pool::PoolConnection;
 use tokio::sync::OwnedMutexGuard;
 
+pub(super) use super::arg::Arg;
 use super::engine::{Reader, Writer};
-use super::row::{Done, Row, Value};
+use super::row::{Done, Row};
 use super::sqlite::exec::Stmt;
 use super::sqlite::writer::{self as sqlite_writer, Durability, Job, Step};
 use super::{Backend, StoreError};
-
-/// A value bound to a placeholder.
-#[derive(Debug, Clone)]
-pub(super) enum Arg<'a> {
-    Str(&'a str),
-    String(String),
-    OptStr(Option<&'a str>),
-    Int(i64),
-    OptInt(Option<i64>),
-}
-
-impl Arg<'_> {
-    /// The value, owned (it crosses to SQLite's threads).
-    pub(super) fn value(&self) -> Value {
-        match self {
-            Arg::Str(s) => Value::Text((*s).to_string()),
-            Arg::String(s) => Value::Text(s.clone()),
-            Arg::OptStr(s) => s.map_or(Value::Null, |s| Value::Text(s.to_string())),
-            Arg::Int(i) => Value::Int(*i),
-            Arg::OptInt(i) => i.map_or(Value::Null, Value::Int),
-        }
-    }
-
-    fn into_value(self) -> Value {
-        match self {
-            Arg::String(s) => Value::Text(s),
-            other => other.value(),
-        }
-    }
-}
-
-impl<'a> From<&'a str> for Arg<'a> {
-    fn from(v: &'a str) -> Self {
-        Arg::Str(v)
-    }
-}
-
-impl<'a> From<&'a String> for Arg<'a> {
-    fn from(v: &'a String) -> Self {
-        Arg::Str(v)
-    }
-}
-
-impl From<String> for Arg<'_> {
-    fn from(v: String) -> Self {
-        Arg::String(v)
-    }
-}
-
-impl<'a> From<Option<&'a str>> for Arg<'a> {
-    fn from(v: Option<&'a str>) -> Self {
-        Arg::OptStr(v)
-    }
-}
-
-impl<'a> From<&'a Option<String>> for Arg<'a> {
-    fn from(v: &'a Option<String>) -> Self {
-        Arg::OptStr(v.as_deref())
-    }
-}
-
-impl From<i64> for Arg<'_> {
-    fn from(v: i64) -> Self {
-        Arg::Int(v)
-    }
-}
-
-impl From<&i64> for Arg<'_> {
-    fn from(v: &i64) -> Self {
-        Arg::Int(*v)
-    }
-}
-
-impl From<Option<i64>> for Arg<'_> {
-    fn from(v: Option<i64>) -> Self {
-        Arg::OptInt(v)
-    }
-}
 
 /// Statements to run in order, each with its parameters.
 #[derive(Debug, Default)]
