@@ -177,11 +177,8 @@ pub struct AuditFilter<'a> {
 /// condition would make every query scan the whole log. Parameters: the
 /// cursor, the case, the actor twice, the limit, the absent ones left out.
 pub(super) fn rows_sql(filter: &AuditFilter<'_>) -> String {
-    let mut n = 1;
-    let mut next = || {
-        n += 1;
-        format!("${n}")
-    };
+    let mut n = super::sql::Numbered::after_first();
+    let mut next = || n.next();
     let mut sql = String::from("SELECT * FROM audit WHERE seq > $1");
     if filter.case_ref.is_some() {
         sql.push_str(&format!(" AND case_ref = {}", next()));

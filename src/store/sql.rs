@@ -72,3 +72,19 @@ pub(super) fn values_of(backend: Backend, rows: usize, cols: usize) -> String {
 pub(super) fn in_of(backend: Backend, n: usize) -> String {
     placeholders(backend, n).collect::<Vec<_>>().join(", ")
 }
+
+/// Numbered placeholders handed out in turn, for statements whose
+/// conditions depend on which filters are given: `$2`, `$3`, … after the
+/// statement's first `$1`.
+pub(super) struct Numbered(usize);
+
+impl Numbered {
+    pub(super) fn after_first() -> Self {
+        Self(1)
+    }
+
+    pub(super) fn next(&mut self) -> String {
+        self.0 += 1;
+        format!("${}", self.0)
+    }
+}

@@ -213,11 +213,8 @@ pub struct TimerFilter {
 /// NULL OR` condition scans every timer). Parameters in the filter's
 /// order, the absent ones left out, then the limit.
 pub(super) fn list_sql(f: &TimerFilter) -> String {
-    let mut n = 1;
-    let mut next = || {
-        n += 1;
-        format!("${n}")
-    };
+    let mut n = super::sql::Numbered::after_first();
+    let mut next = || n.next();
     let mut sql = String::from("SELECT * FROM timers WHERE id > $1");
     if f.state.is_some() {
         sql.push_str(&format!(" AND state = {}", next()));
