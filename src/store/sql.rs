@@ -45,9 +45,10 @@ pub fn redact_url(url: &str) -> String {
 
 /// Placeholders for `n` parameters, numbered from 1, for the statements
 /// that bind many (multi-row inserts, `IN` lists). SQLite gets anonymous
-/// `?`: sqlx looks up the name of every numbered parameter, and SQLite finds
-/// a name by walking the list of names, so `$n` costs O(n²) per statement
-/// (it was the writer thread's top symbol at 1,700 parameters).
+/// `?`, bound in order: a numbered `$n` is bound by looking up its name
+/// (`sqlite::exec`), and SQLite finds a name by walking the list of names,
+/// so `$n` costs O(n²) per statement (it was the writer thread's top
+/// symbol at 1,700 parameters).
 pub(super) fn placeholders(backend: Backend, n: usize) -> impl Iterator<Item = String> {
     (1..=n).map(move |i| match backend {
         Backend::Sqlite => "?".to_string(),
